@@ -1,0 +1,36 @@
+//! Generated gRPC and event types of every tde service, and the descriptor set used for
+//! reflection and JSON rendering.
+
+/// The encoded `FileDescriptorSet` of every tde proto (for gRPC reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tde_descriptor.bin"));
+
+pub mod territories {
+    pub mod v1 {
+        tonic::include_proto!("tde.territories.v1");
+
+        /// Subject suffixes of the territories events, under `tde.territories.`.
+        pub mod subjects {
+            pub const TERRITORY_REGISTERED: &str = "territory.registered";
+            pub const TERRITORY_STAGE_CHANGED: &str = "territory.stage_changed";
+            pub const TERRITORY_CODE_CHANGED: &str = "territory.code_changed";
+            pub const DIAGNOSTIC_RECORDED: &str = "territory.diagnostic_recorded";
+            pub const STEERING_BODY_CHANGED: &str = "territory.steering_body_changed";
+            pub const TERRITORY_WITHDRAWN: &str = "territory.withdrawn";
+        }
+    }
+}
+
+pub mod bench {
+    pub mod v1 {
+        tonic::include_proto!("tde.bench.v1");
+    }
+}
+
+/// The descriptor pool of every tde proto, for JSON rendering and policy checks.
+pub fn descriptor_pool() -> &'static prost_reflect::DescriptorPool {
+    static POOL: std::sync::OnceLock<prost_reflect::DescriptorPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        prost_reflect::DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set generated at build time decodes")
+    })
+}

@@ -1,0 +1,218 @@
+//! The NATS JetStream bus: one stream per service, CloudEvents headers, `Nats-Msg-Id` =
+//! event id (JetStream drops a duplicate within its window), durable pull consumers with
+//! explicit acknowledgement and a bounded number of deliveries.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer, stream};
+use async_trait::async_trait;
+use futures::StreamExt as _;
+
+use super::{
+    Acker, BusError, ConsumerSpec, Delivery, Envelope, EventBus, PublishError, StreamSpec,
+    Subscription, headers,
+};
+use crate::telemetry::TRACEPARENT;
+
+/// JetStream's de-duplication header.
+const NATS_MSG_ID: &str = "Nats-Msg-Id";
+
+#[derive(Clone)]
+pub struct JetStreamBus {
+    context: jetstream::Context,
+    publish_timeout: Duration,
+}
+
+impl JetStreamBus {
+    /// Connects to NATS; when the server is not up yet, keeps trying in the background, so
+    /// that a service starts (and accepts writes into its outbox) while NATS is down.
+    pub async fn connect(url: &str, publish_timeout: Duration) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .name("tde")
+            .connect(url)
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut context = jetstream::new(client);
+        context.set_timeout(publish_timeout);
+        Ok(Self {
+            context,
+            publish_timeout,
+        })
+    }
+
+    pub fn context(&self) -> &jetstream::Context {
+        &self.context
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn headers_of(event: &Envelope) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(NATS_MSG_ID, event.id.as_str());
+    h.insert(headers::SPEC_VERSION, "1.0");
+    h.insert(headers::ID, event.id.as_str());
+    h.insert(headers::TYPE, event.event_type.as_str());
+    h.insert(headers::SOURCE, event.source.as_str());
+    h.insert(headers::TIME, event.time.to_rfc3339().as_str());
+    h.insert(headers::SUBJECT, event.aggregate_id.as_str());
+    h.insert(headers::CONTENT_TYPE, headers::PROTOBUF);
+    if let Some(tp) = &event.traceparent {
+        h.insert(TRACEPARENT, tp.as_str());
+    }
+    h
+}
+
+fn envelope_of(message: &async_nats::Message) -> Result<Envelope, BusError> {
+    let h = message
+        .headers
+        .as_ref()
+        .ok_or_else(|| BusError::Other("event without headers".into()))?;
+    let get = |name: &str| h.get(name).map(|v| v.as_str().to_string());
+    let required = |name: &str| get(name).ok_or_else(|| BusError::Other(format!("event without {name}")));
+    let time = required(headers::TIME)?;
+    Ok(Envelope {
+        id: required(headers::ID)?,
+        subject: message.subject.to_string(),
+        event_type: required(headers::TYPE)?,
+        source: required(headers::SOURCE)?,
+        time: chrono::DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| BusError::Other(format!("bad ce-time {time}: {e}")))?
+            .to_utc(),
+        aggregate_id: get(headers::SUBJECT).unwrap_or_default(),
+        payload: message.payload.clone(),
+        traceparent: get(TRACEPARENT),
+    })
+}
+
+#[async_trait]
+impl EventBus for JetStreamBus {
+    async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        let config = stream::Config {
+            name: spec.name.clone(),
+            subjects: spec.subjects.clone(),
+            storage: stream::StorageType::File,
+            // Wide enough to absorb a relay's republication after a crash.
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        };
+        self.context
+            .create_or_update_stream(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
+        // Send every message first, then collect the acknowledgements in order: one round
+        // trip per batch rather than per event, and the order on the wire is kept.
+        let mut pending = Vec::with_capacity(events.len());
+        let mut send_error = None;
+        for event in events {
+            match self
+                .context
+                .publish_with_headers(event.subject.clone(), headers_of(event), event.payload.clone())
+                .await
+            {
+                Ok(ack) => pending.push(ack),
+                Err(e) => {
+                    send_error = Some(unavailable(e));
+                    break;
+                }
+            }
+        }
+        let sent = pending.len();
+        for (acked, ack) in pending.into_iter().enumerate() {
+            let source = match tokio::time::timeout(self.publish_timeout, ack).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => BusError::Unavailable("acknowledgement timed out".into()),
+            };
+            return Err(PublishError { acked, source });
+        }
+        match send_error {
+            None => Ok(()),
+            Some(source) => Err(PublishError {
+                acked: sent,
+                source,
+            }),
+        }
+    }
+
+    async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>, BusError> {
+        let stream = self
+            .context
+            .get_stream(&spec.stream)
+            .await
+            .map_err(unavailable)?;
+        let config = consumer::pull::Config {
+            durable_name: Some(spec.durable_name.clone()),
+            filter_subjects: spec.filter_subjects.clone(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: spec.ack_wait,
+            max_deliver: spec.max_deliver,
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        };
+        let consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(&spec.durable_name, config)
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        Ok(Box::new(JetStreamSubscription { messages }))
+    }
+}
+
+struct JetStreamSubscription {
+    messages: consumer::pull::Stream,
+}
+
+#[async_trait]
+impl Subscription for JetStreamSubscription {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        let message = match self.messages.next().await? {
+            Ok(m) => m,
+            Err(e) => return Some(Err(unavailable(e))),
+        };
+        let (delivered, pending) = match message.info() {
+            Ok(info) => (info.delivered.max(1) as u64, Some(info.pending)),
+            Err(_) => (1, None),
+        };
+        let (message, acker) = message.split();
+        let acker = Box::new(JetStreamAcker(acker));
+        match envelope_of(&message) {
+            Ok(envelope) => Some(Ok(Delivery::new(envelope, delivered, pending, acker))),
+            Err(e) => {
+                // Not one of ours: never deliver it again, and say so.
+                tracing::warn!(subject = %message.subject, error = %e, "dropping malformed event");
+                let _ = acker.term().await;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+struct JetStreamAcker(jetstream::message::Acker);
+
+#[async_trait]
+impl Acker for JetStreamAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.0.ack().await.map_err(unavailable)
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        self.0
+            .ack_with(AckKind::Nak(Some(delay)))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn term(&self) -> Result<(), BusError> {
+        self.0.ack_with(AckKind::Term).await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,255 @@
+//! The in-process bus of `tde dev`: the same semantics as the JetStream bus (streams,
+//! de-duplication by event id, durable consumers with acknowledgement, redelivery and a bound
+//! on deliveries), held in memory.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{
+    Acker, BusError, ConsumerSpec, Delivery, Envelope, EventBus, PublishError, StreamSpec,
+    Subscription, subject_matches,
+};
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<String, Stream>,
+}
+
+#[derive(Default)]
+struct Stream {
+    subjects: Vec<String>,
+    messages: Vec<Envelope>,
+    ids: HashSet<String>,
+    consumers: HashMap<String, ConsumerState>,
+}
+
+struct ConsumerState {
+    filters: Vec<String>,
+    max_deliver: i64,
+    ack_wait: Duration,
+    /// Next message index never delivered.
+    cursor: usize,
+    /// Delivered, not yet acknowledged: index → (deliveries, when to redeliver).
+    unacked: BTreeMap<usize, (u64, Instant)>,
+}
+
+impl ConsumerState {
+    fn wants(&self, subject: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| subject_matches(f, subject))
+    }
+}
+
+/// An in-process event bus; clones share the same streams.
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    state: Arc<Mutex<State>>,
+    notify: Arc<Notify>,
+}
+
+impl MemoryBus {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data: continue with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
+        let mut state = self.lock();
+        state.streams.entry(spec.name.clone()).or_default().subjects = spec.subjects.clone();
+        Ok(())
+    }
+
+    async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
+        let mut state = self.lock();
+        for (acked, event) in events.iter().enumerate() {
+            let Some(stream) = state
+                .streams
+                .values_mut()
+                .find(|s| s.subjects.iter().any(|p| subject_matches(p, &event.subject)))
+            else {
+                return Err(PublishError {
+                    acked,
+                    source: BusError::Other(format!("no stream for subject {}", event.subject)),
+                });
+            };
+            if stream.ids.insert(event.id.clone()) {
+                stream.messages.push(event.clone());
+            }
+        }
+        drop(state);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>, BusError> {
+        let mut state = self.lock();
+        let stream = state
+            .streams
+            .get_mut(&spec.stream)
+            .ok_or_else(|| BusError::Other(format!("no stream {}", spec.stream)))?;
+        stream
+            .consumers
+            .entry(spec.durable_name.clone())
+            .or_insert_with(|| ConsumerState {
+                filters: spec.filter_subjects.clone(),
+                max_deliver: spec.max_deliver,
+                ack_wait: spec.ack_wait,
+                cursor: 0,
+                unacked: BTreeMap::new(),
+            });
+        Ok(Box::new(MemorySubscription {
+            bus: self.clone(),
+            stream: spec.stream.clone(),
+            consumer: spec.durable_name.clone(),
+        }))
+    }
+}
+
+struct MemorySubscription {
+    bus: MemoryBus,
+    stream: String,
+    consumer: String,
+}
+
+enum Next {
+    Deliver(Envelope, usize, u64, u64),
+    WaitUntil(Option<Instant>),
+    Gone,
+}
+
+impl MemorySubscription {
+    fn poll_once(&self) -> Next {
+        let mut state = self.bus.lock();
+        let Some(stream) = state.streams.get_mut(&self.stream) else {
+            return Next::Gone;
+        };
+        let Stream {
+            messages,
+            consumers,
+            ..
+        } = stream;
+        let Some(consumer) = consumers.get_mut(&self.consumer) else {
+            return Next::Gone;
+        };
+        let now = Instant::now();
+        // Redeliveries first, oldest message first.
+        let due = consumer
+            .unacked
+            .iter()
+            .find(|(_, (_, at))| *at <= now)
+            .map(|(i, (n, _))| (*i, *n));
+        if let Some((index, deliveries)) = due {
+            if deliveries as i64 >= consumer.max_deliver {
+                consumer.unacked.remove(&index);
+                tracing::warn!(consumer = %self.consumer, event_id = %messages[index].id, "event given up after maximum deliveries");
+                return Next::WaitUntil(Some(now));
+            }
+            let ack_wait = consumer.ack_wait;
+            consumer.unacked.insert(index, (deliveries + 1, now + ack_wait));
+            let pending = pending(messages, consumer);
+            return Next::Deliver(messages[index].clone(), index, deliveries + 1, pending);
+        }
+        while consumer.cursor < messages.len() {
+            let index = consumer.cursor;
+            consumer.cursor += 1;
+            if consumer.wants(&messages[index].subject) {
+                let ack_wait = consumer.ack_wait;
+                consumer.unacked.insert(index, (1, now + ack_wait));
+                let pending = pending(messages, consumer);
+                return Next::Deliver(messages[index].clone(), index, 1, pending);
+            }
+        }
+        Next::WaitUntil(consumer.unacked.values().map(|(_, at)| *at).min())
+    }
+}
+
+fn pending(messages: &[Envelope], consumer: &ConsumerState) -> u64 {
+    messages[consumer.cursor..]
+        .iter()
+        .filter(|m| consumer.wants(&m.subject))
+        .count() as u64
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next(&mut self) -> Option<Result<Delivery, BusError>> {
+        loop {
+            let notified = self.bus.notify.notified();
+            match self.poll_once() {
+                Next::Deliver(envelope, index, count, pending) => {
+                    let acker = MemoryAcker {
+                        bus: self.bus.clone(),
+                        stream: self.stream.clone(),
+                        consumer: self.consumer.clone(),
+                        index,
+                    };
+                    return Some(Ok(Delivery::new(envelope, count, Some(pending), Box::new(acker))));
+                }
+                Next::Gone => return None,
+                Next::WaitUntil(Some(at)) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                Next::WaitUntil(None) => notified.await,
+            }
+        }
+    }
+}
+
+struct MemoryAcker {
+    bus: MemoryBus,
+    stream: String,
+    consumer: String,
+    index: usize,
+}
+
+impl MemoryAcker {
+    fn update(&self, f: impl FnOnce(&mut ConsumerState, usize)) {
+        let mut state = self.bus.lock();
+        if let Some(c) = state
+            .streams
+            .get_mut(&self.stream)
+            .and_then(|s| s.consumers.get_mut(&self.consumer))
+        {
+            f(c, self.index);
+        }
+        drop(state);
+        self.bus.notify.notify_waiters();
+    }
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(&self) -> Result<(), BusError> {
+        self.update(|c, i| {
+            c.unacked.remove(&i);
+        });
+        Ok(())
+    }
+
+    async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        self.update(|c, i| {
+            if let Some(entry) = c.unacked.get_mut(&i) {
+                entry.1 = Instant::now() + delay;
+            }
+        });
+        Ok(())
+    }
+
+    async fn term(&self) -> Result<(), BusError> {
+        self.ack().await
+    }
+}

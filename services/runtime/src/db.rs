@@ -1,0 +1,68 @@
+//! Database connections: PostgreSQL or SQLite chosen by URL, migrations at start-up unless
+//! disabled.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+use crate::config::DatabaseSettings;
+
+/// Connects to one service's database; creates the SQLite file and its folder when missing.
+pub async fn connect(settings: &DatabaseSettings, service: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut url = settings.url_for(service);
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite {
+        if let Some(path) = sqlite_path(&url)
+            && let Some(parent) = std::path::Path::new(&path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| DbErr::Custom(format!("creating {}: {e}", parent.display())))?;
+        }
+        if !url.contains("mode=") {
+            url.push(if url.contains('?') { '&' } else { '?' });
+            url.push_str("mode=rwc");
+        }
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(if sqlite {
+            settings.max_connections.min(4)
+        } else {
+            settings.max_connections
+        })
+        .min_connections(1)
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .sqlx_logging(false);
+    let db = Database::connect(options).await?;
+    if sqlite {
+        // WAL lets readers run beside the one writer; the setting persists in the file.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        db.execute_unprepared("PRAGMA synchronous=NORMAL").await?;
+    }
+    Ok(db)
+}
+
+/// The file path of a `sqlite://path?…` URL.
+pub fn sqlite_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| path.to_string())
+}
+
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths() {
+        assert_eq!(sqlite_path("sqlite://./data/t.db?mode=rwc").as_deref(), Some("./data/t.db"));
+        assert_eq!(sqlite_path("sqlite:/tmp/x.db").as_deref(), Some("/tmp/x.db"));
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+    }
+}

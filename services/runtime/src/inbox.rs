@@ -1,0 +1,159 @@
+//! The inbox of a consumer: the ids of events already processed, written in the same
+//! transaction as the event's effect, so that a redelivered event has no second effect.
+//! `run_consumer` drives a durable consumer through it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait};
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{ConsumerSpec, Delivery, Envelope, EventBus};
+use crate::telemetry::{TraceContext, metric};
+
+/// Records that `consumer` processed `event_id`; false when it already had.
+pub async fn claim(txn: &DatabaseTransaction, consumer: &str, event_id: &str) -> Result<bool, DbErr> {
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO inbox_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        }
+        _ => "INSERT INTO inbox_events (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+    };
+    let result = txn
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [consumer.into(), event_id.into(), Utc::now().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth retrying later (storage unavailable…).
+    #[error("transient: {0}")]
+    Transient(#[source] anyhow::Error),
+    /// Will never succeed (undecodable payload…): the event is dropped and logged.
+    #[error("permanent: {0}")]
+    Permanent(#[source] anyhow::Error),
+}
+
+impl From<DbErr> for HandlerError {
+    fn from(e: DbErr) -> Self {
+        Self::Transient(e.into())
+    }
+}
+
+impl From<prost::DecodeError> for HandlerError {
+    fn from(e: prost::DecodeError) -> Self {
+        Self::Permanent(e.into())
+    }
+}
+
+/// What a service does with one event; writes go through `txn`.
+#[async_trait]
+pub trait EventHandler: Send + Sync + 'static {
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> Result<(), HandlerError>;
+}
+
+/// A durable consumer of a service.
+#[derive(Clone)]
+pub struct ConsumerTask {
+    pub spec: ConsumerSpec,
+    pub handler: Arc<dyn EventHandler>,
+    pub retry_backoff: Duration,
+}
+
+/// Processes one delivery exactly once through the inbox; returns whether it had an effect.
+pub async fn process(
+    db: &DatabaseConnection,
+    consumer: &str,
+    handler: &dyn EventHandler,
+    event: &Envelope,
+) -> Result<bool, HandlerError> {
+    let txn = db.begin().await?;
+    if !claim(&txn, consumer, &event.id).await? {
+        txn.commit().await?;
+        return Ok(false);
+    }
+    handler.handle(&txn, event).await?;
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Runs a consumer until `shutdown`, resubscribing after bus failures.
+pub async fn run_consumer(
+    db: DatabaseConnection,
+    bus: Arc<dyn EventBus>,
+    task: ConsumerTask,
+    shutdown: CancellationToken,
+) {
+    let name = task.spec.durable_name.clone();
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        let mut subscription = match bus.subscribe(&task.spec).await {
+            Ok(s) => {
+                backoff = Duration::from_millis(200);
+                s
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %name, error = %e, "cannot subscribe; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = subscription.next() => next,
+            };
+            match next {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %name, error = %e, "consumer interrupted");
+                    break;
+                }
+                Some(Ok(delivery)) => handle_delivery(&db, &task, delivery).await,
+            }
+        }
+    }
+}
+
+async fn handle_delivery(db: &DatabaseConnection, task: &ConsumerTask, delivery: Delivery) {
+    let name = task.spec.durable_name.as_str();
+    if let Some(pending) = delivery.pending {
+        metrics::gauge!(metric::CONSUMER_LAG, "consumer" => name.to_string()).set(pending as f64);
+    }
+    let trace = TraceContext::continue_from(delivery.envelope.traceparent.as_deref());
+    let outcome = trace
+        .scope(process(db, name, task.handler.as_ref(), &delivery.envelope))
+        .await;
+    let event_id = delivery.envelope.id.clone();
+    let result = match outcome {
+        Ok(_) => {
+            metrics::counter!(metric::CONSUMER_PROCESSED, "consumer" => name.to_string()).increment(1);
+            delivery.ack().await
+        }
+        Err(HandlerError::Permanent(e)) => {
+            tracing::error!(consumer = name, event_id, error = format!("{e:#}"), "event cannot be processed; dropped");
+            delivery.term().await
+        }
+        Err(HandlerError::Transient(e)) => {
+            let attempt = delivery.delivery_count.min(6) as u32;
+            let delay = task.retry_backoff * 2u32.pow(attempt.saturating_sub(1));
+            tracing::warn!(consumer = name, event_id, error = format!("{e:#}"), retry_in = ?delay, "event processing failed");
+            delivery.nak(delay).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::warn!(consumer = name, error = %e, "acknowledgement failed; the event will be redelivered");
+    }
+}

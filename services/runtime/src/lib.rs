@@ -1,0 +1,20 @@
+//! The shared runtime of every tde service. Everything a service needs besides its own rules
+//! lives here once: configuration, telemetry, database, gRPC server start-up and error
+//! mapping, event bus, transactional outbox and inbox, and the test harness.
+
+pub mod api;
+pub mod bus;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod inbox;
+pub mod migration;
+pub mod observe;
+pub mod outbox;
+pub mod server;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{ApiError, FieldViolation};
+pub use server::{ServiceContext, ServiceModule};

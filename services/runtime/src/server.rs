@@ -1,0 +1,349 @@
+//! Start-up of a tde process, the same for `tde dev` (every service, SQLite, in-process bus),
+//! `tde serve <service>` (one service, PostgreSQL, JetStream) and the test harness: connect
+//! and migrate each service's database, connect the bus, serve gRPC with health and
+//! reflection, run the outbox relays and consumers, and shut down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::bus::{EventBus, JetStreamBus, MemoryBus, Namespace};
+use crate::config::{BusKind, Settings};
+use crate::inbox::{ConsumerTask, run_consumer};
+use crate::observe::ObserveLayer;
+use crate::outbox::{OutboxRelay, OutboxWaker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database of {service}: {source}")]
+    Database {
+        service: &'static str,
+        #[source]
+        source: DbErr,
+    },
+    #[error("event bus: {0}")]
+    Bus(#[from] crate::bus::BusError),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("gRPC server: {0}")]
+    Serve(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What a service is given to build its handlers.
+#[derive(Clone)]
+pub struct ServiceContext {
+    pub service: &'static str,
+    pub db: DatabaseConnection,
+    pub bus: Arc<dyn EventBus>,
+    pub namespace: Namespace,
+    pub outbox: OutboxWaker,
+    pub settings: Arc<Settings>,
+}
+
+impl ServiceContext {
+    pub fn max_message_bytes(&self) -> usize {
+        self.settings.server.max_message_bytes
+    }
+}
+
+/// One service of the platform, as the runtime sees it.
+#[async_trait]
+pub trait ServiceModule: Send + Sync + 'static {
+    /// Short name: `territories`, `plans`… (database, stream and subjects derive from it).
+    fn name(&self) -> &'static str;
+
+    /// Fully-qualified names of its gRPC services, reported by health.
+    fn grpc_services(&self) -> &'static [&'static str];
+
+    /// Applies pending migrations.
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr>;
+
+    /// Adds its gRPC services (with the configured message limits) to the router.
+    fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder);
+
+    /// Its durable consumers.
+    fn consumers(&self, _ctx: &ServiceContext) -> Vec<ConsumerTask> {
+        Vec::new()
+    }
+}
+
+/// Connects a module's database and migrates it when configured to.
+pub async fn open_database(
+    settings: &Settings,
+    module: &dyn ServiceModule,
+) -> Result<DatabaseConnection, StartError> {
+    let service = module.name();
+    let db = crate::db::connect(&settings.database, service)
+        .await
+        .map_err(|source| StartError::Database { service, source })?;
+    if settings.database.run_migrations {
+        module
+            .migrate(&db)
+            .await
+            .map_err(|source| StartError::Database { service, source })?;
+    }
+    Ok(db)
+}
+
+/// Builds the configured event bus.
+pub async fn connect_bus(settings: &Settings) -> Result<Arc<dyn EventBus>, StartError> {
+    Ok(match settings.bus.kind {
+        BusKind::Memory => Arc::new(MemoryBus::new()),
+        BusKind::Nats => Arc::new(
+            JetStreamBus::connect(
+                &settings.bus.nats_url,
+                Duration::from_millis(settings.outbox.publish_timeout_ms),
+            )
+            .await?,
+        ),
+    })
+}
+
+/// A running process: its address, its services, and the way to stop it.
+pub struct RunningPlatform {
+    pub local_addr: SocketAddr,
+    pub services: Vec<ServiceContext>,
+    shutdown: CancellationToken,
+    supervisor: JoinHandle<Result<(), StartError>>,
+}
+
+impl RunningPlatform {
+    pub fn service(&self, name: &str) -> Option<&ServiceContext> {
+        self.services.iter().find(|s| s.service == name)
+    }
+
+    /// Cancelling this token starts the graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Shuts down gracefully and waits until done.
+    pub async fn shutdown(self) -> Result<(), StartError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the process has shut down (after the token was cancelled).
+    pub async fn wait(self) -> Result<(), StartError> {
+        self.supervisor
+            .await
+            .map_err(|e| StartError::Other(format!("supervisor: {e}")))?
+    }
+}
+
+/// Starts `modules` with `settings`. `bus` overrides the configured one (tests inject theirs;
+/// `tde dev` shares one in-process bus). `listener` overrides `server.listen`.
+pub async fn start(
+    settings: Settings,
+    modules: Vec<Arc<dyn ServiceModule>>,
+    bus: Option<Arc<dyn EventBus>>,
+    listener: Option<TcpListener>,
+) -> Result<RunningPlatform, StartError> {
+    crate::telemetry::init_metrics(&settings.telemetry)?;
+    let settings = Arc::new(settings);
+    let bus = match bus {
+        Some(bus) => bus,
+        None => connect_bus(&settings).await?,
+    };
+    let namespace = Namespace::new(settings.bus.namespace.clone());
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::NotServing).await;
+    for module in &modules {
+        for name in module.grpc_services() {
+            health.set_service_status(*name, ServingStatus::NotServing).await;
+        }
+    }
+
+    let mut contexts = Vec::new();
+    for module in &modules {
+        let db = open_database(&settings, module.as_ref()).await?;
+        contexts.push(ServiceContext {
+            service: module.name(),
+            db,
+            bus: bus.clone(),
+            namespace: namespace.clone(),
+            outbox: OutboxWaker::default(),
+            settings: settings.clone(),
+        });
+    }
+
+    let mut routes = RoutesBuilder::default();
+    routes.add_service(health_service);
+    if settings.server.reflection {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tde_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        routes.add_service(reflection);
+    }
+    for (module, ctx) in modules.iter().zip(&contexts) {
+        module.add_routes(ctx, &mut routes);
+    }
+
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(settings.server.listen)
+            .await
+            .map_err(|source| StartError::Listen {
+                addr: settings.server.listen,
+                source,
+            })?,
+    };
+    let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: settings.server.listen,
+        source,
+    })?;
+
+    // Background work: relays stop last (they flush), consumers first.
+    let relays_stop = CancellationToken::new();
+    let consumers_stop = CancellationToken::new();
+    let mut relays = Vec::new();
+    let mut consumers = Vec::new();
+    for (module, ctx) in modules.iter().zip(&contexts) {
+        let relay = OutboxRelay::new(
+            ctx.service,
+            ctx.db.clone(),
+            bus.clone(),
+            namespace.clone(),
+            settings.outbox.clone(),
+            ctx.outbox.clone(),
+        );
+        relays.push(tokio::spawn(relay.run(relays_stop.clone())));
+        for task in module.consumers(ctx) {
+            consumers.push(tokio::spawn(run_consumer(
+                ctx.db.clone(),
+                bus.clone(),
+                task,
+                consumers_stop.clone(),
+            )));
+        }
+    }
+
+    let server_stop = CancellationToken::new();
+    let server = tonic::transport::Server::builder()
+        .timeout(settings.max_deadline())
+        .max_concurrent_streams(settings.server.max_concurrent_streams)
+        .layer(ObserveLayer)
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            server_stop.clone().cancelled_owned(),
+        );
+    let mut server = tokio::spawn(server);
+
+    for module in &modules {
+        for name in module.grpc_services() {
+            health.set_service_status(*name, ServingStatus::Serving).await;
+        }
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    let names: Vec<&str> = modules.iter().map(|m| m.name()).collect();
+    tracing::info!(addr = %local_addr, services = ?names, "tde serving");
+
+    let shutdown = CancellationToken::new();
+    let supervisor = {
+        let shutdown = shutdown.clone();
+        let settings = settings.clone();
+        let modules = modules.clone();
+        tokio::spawn(async move {
+            let early_exit = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                result = &mut server => Some(result),
+            };
+            if let Some(result) = early_exit {
+                relays_stop.cancel();
+                consumers_stop.cancel();
+                return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(StartError::Serve(e.to_string())),
+                    Err(e) => Err(StartError::Serve(e.to_string())),
+                };
+            }
+            tracing::info!("shutting down");
+            set_all(&health, &modules, ServingStatus::NotServing).await;
+            tokio::time::sleep(Duration::from_millis(settings.server.shutdown_drain_ms)).await;
+            consumers_stop.cancel();
+            server_stop.cancel();
+            let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
+            let served = match tokio::time::timeout(grace, &mut server).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(StartError::Serve(e.to_string())),
+                Ok(Err(e)) => Err(StartError::Serve(e.to_string())),
+                Err(_) => {
+                    tracing::warn!("in-flight calls still running after the grace period; closing");
+                    server.abort();
+                    Ok(())
+                }
+            };
+            for c in consumers {
+                let _ = c.await;
+            }
+            relays_stop.cancel();
+            for r in relays {
+                let _ = r.await;
+            }
+            tracing::info!("stopped");
+            served
+        })
+    };
+
+    Ok(RunningPlatform {
+        local_addr,
+        services: contexts,
+        shutdown,
+        supervisor,
+    })
+}
+
+async fn set_all(health: &HealthReporter, modules: &[Arc<dyn ServiceModule>], status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for module in modules {
+        for name in module.grpc_services() {
+            health.set_service_status(*name, status).await;
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

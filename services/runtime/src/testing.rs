@@ -1,0 +1,382 @@
+//! The test harness: real PostgreSQL and NATS JetStream, a database and a namespace of
+//! streams and subjects per test, and servers started in-process on port 0 through the same
+//! start-up path as `main` (`server::start`).
+//!
+//! PostgreSQL is taken from `TDE_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432`) and NATS from `TDE_TEST_NATS_URL` (default
+//! `nats://127.0.0.1:4222`). Where nothing answers there, throwaway instances are started from
+//! the installed binaries in temp dirs on free ports; they die with the test process.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+use sea_orm::{ConnectionTrait, Database};
+use tokio::net::TcpListener;
+
+use crate::bus::{EventBus, JetStreamBus, MemoryBus};
+use crate::config::{BusKind, LogFormat, Settings};
+use crate::server::{RunningPlatform, ServiceModule, StartError};
+
+/// A random lowercase name, for databases and namespaces.
+pub fn unique_name(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..12)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("the loopback interface accepts a listener on port 0")
+}
+
+fn answers(host_port: &str) -> bool {
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|addr: SocketAddr| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+}
+
+fn host_port_of(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    rest.split('/').next().unwrap_or(rest).to_string()
+}
+
+fn wait_until_answers(host_port: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !answers(host_port) {
+        assert!(Instant::now() < deadline, "{what} did not start on {host_port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Finds an installed binary in PATH or in Debian's PostgreSQL folders.
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
+        .unwrap_or_default();
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        let mut versions: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|v| v.join("bin").join(name)));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// A child process that dies with the test process (parent-death signal), and is killed on
+/// drop.
+struct OwnedProcess(Child);
+
+impl Drop for OwnedProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_owned(command: &mut Command, death_signal: i32, run_as: Option<(u32, u32)>) -> std::io::Result<OwnedProcess> {
+    use std::os::unix::process::CommandExt as _;
+    if let Some((uid, gid)) = run_as {
+        command.uid(uid).gid(gid);
+    }
+    // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec, after
+    // the uid change (which would otherwise clear the setting).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map(OwnedProcess)
+}
+
+/// PostgreSQL refuses to run as root: throwaway instances run as the `postgres` user then.
+fn postgres_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").ok()?;
+    // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+struct Instance {
+    url: String,
+    _process: Option<(OwnedProcess, tempfile::TempDir)>,
+}
+
+/// The PostgreSQL server of the tests: an admin URL without database name.
+pub fn postgres_url() -> &'static str {
+    static PG: OnceLock<Instance> = OnceLock::new();
+    &PG.get_or_init(|| {
+        let url = std::env::var("TDE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        if answers(&host_port_of(&url)) {
+            return Instance { url, _process: None };
+        }
+        start_throwaway_postgres()
+    })
+    .url
+}
+
+fn start_throwaway_postgres() -> Instance {
+    let initdb = find_binary("initdb").expect("no PostgreSQL running and no initdb installed: run the README's test command");
+    let postgres = find_binary("postgres").expect("postgres binary not found beside initdb");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run_as = postgres_user();
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+    }
+    let data = dir.path().join("data");
+    let mut init = Command::new(&initdb);
+    init.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+        .arg(&data);
+    let status = spawn_owned(&mut init, libc::SIGKILL, run_as)
+        .and_then(|mut p| p.0.wait())
+        .expect("initdb runs");
+    assert!(status.success(), "initdb failed");
+    let port = free_port();
+    let mut server = Command::new(&postgres);
+    server
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=400", "-k"])
+        .arg(dir.path());
+    // SIGQUIT: immediate shutdown of the postmaster and its children.
+    let process = spawn_owned(&mut server, libc::SIGQUIT, run_as).expect("postgres starts");
+    wait_until_answers(&format!("127.0.0.1:{port}"), "PostgreSQL");
+    Instance {
+        url: format!("postgres://postgres@127.0.0.1:{port}"),
+        _process: Some((process, dir)),
+    }
+}
+
+/// The shared NATS server of the tests (JetStream enabled).
+pub fn nats_url() -> &'static str {
+    static NATS: OnceLock<Instance> = OnceLock::new();
+    &NATS
+        .get_or_init(|| {
+            let url = std::env::var("TDE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+            if answers(&host_port_of(&url)) {
+                return Instance { url, _process: None };
+            }
+            let server = NatsServer::start();
+            let url = server.url();
+            let NatsServer { process, dir, .. } = server;
+            Instance {
+                url,
+                _process: Some((process.expect("started"), dir)),
+            }
+        })
+        .url
+}
+
+/// A NATS server owned by one test, which it can stop and start again (same port, same
+/// storage) to test behaviour while the bus is down.
+pub struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<OwnedProcess>,
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            process: None,
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (as a crash would).
+    pub fn stop(&mut self) {
+        self.process = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while answers(&format!("127.0.0.1:{}", self.port)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn resume(&mut self) {
+        let binary = find_binary("nats-server").expect("nats-server is not installed: run the README's test command");
+        let mut command = Command::new(binary);
+        command
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path());
+        self.process = Some(spawn_owned(&mut command, libc::SIGKILL, None).expect("nats-server starts"));
+        wait_until_answers(&format!("127.0.0.1:{}", self.port), "nats-server");
+    }
+}
+
+/// A fresh PostgreSQL database, dropped when this value is.
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        Self::create_named(unique_name("tde_test_")).await
+    }
+
+    pub async fn create_named(name: String) -> Self {
+        let admin = postgres_url();
+        let db = Database::connect(format!("{admin}/postgres"))
+            .await
+            .expect("connect to the test PostgreSQL");
+        db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let _ = db.close().await;
+        Self {
+            url: format!("{admin}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = format!("{}/postgres", postgres_url());
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs outside any runtime: a short-lived one does the work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            rt.block_on(async move {
+                let db = Database::connect(admin).await.ok()?;
+                db.execute_unprepared(&sql).await.ok()?;
+                db.close().await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Settings for a test process: port 0, quick polling, a unique namespace.
+pub fn test_settings(database_url: &str, bus: BusKind, nats_url: &str) -> Settings {
+    let mut s = Settings::default();
+    s.server.listen = "127.0.0.1:0".parse().expect("valid address");
+    s.server.shutdown_grace_ms = 5_000;
+    s.database.url = database_url.to_string();
+    s.database.max_connections = 8;
+    s.bus.kind = bus;
+    s.bus.nats_url = nats_url.to_string();
+    s.bus.namespace = unique_name("t");
+    s.bus.ack_wait_ms = 2_000;
+    s.bus.retry_backoff_ms = 50;
+    s.outbox.poll_interval_ms = 20;
+    s.outbox.publish_timeout_ms = 2_000;
+    s.outbox.max_backoff_ms = 200;
+    s.telemetry.log_format = LogFormat::Compact;
+    s
+}
+
+/// Where a test runs: the dev topology (SQLite files, in-process bus) or the production one
+/// (PostgreSQL, JetStream).
+pub enum Topology {
+    Sqlite,
+    Postgres,
+}
+
+/// The storage and bus of one test.
+pub struct TestEnv {
+    pub settings: Settings,
+    pub bus: Arc<dyn EventBus>,
+    pub dir: tempfile::TempDir,
+    /// Dropped with the environment.
+    _databases: Vec<TestDatabase>,
+}
+
+impl TestEnv {
+    /// SQLite files in a temp dir and an in-process bus.
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/{{service}}.db?mode=rwc", dir.path().display());
+        let settings = test_settings(&url, BusKind::Memory, "");
+        Self {
+            settings,
+            bus: Arc::new(MemoryBus::new()),
+            dir,
+            _databases: Vec::new(),
+        }
+    }
+
+    /// A fresh PostgreSQL database per service and the shared NATS server.
+    pub async fn postgres(services: &[&str]) -> Self {
+        Self::postgres_with_nats(services, nats_url()).await
+    }
+
+    /// As `postgres`, with the NATS server at `nats_url` (e.g. a `NatsServer` of the test).
+    pub async fn postgres_with_nats(services: &[&str], nats_url: &str) -> Self {
+        // One database per service, `<base>_<service>`: `{service}` in the URL selects it.
+        let base = unique_name("tde_test_");
+        let mut databases = Vec::new();
+        for service in services {
+            databases.push(TestDatabase::create_named(format!("{base}_{service}")).await);
+        }
+        let url = format!("{}/{base}_{{service}}", postgres_url());
+        let settings = test_settings(&url, BusKind::Nats, nats_url);
+        let bus: Arc<dyn EventBus> = Arc::new(
+            JetStreamBus::connect(nats_url, Duration::from_millis(settings.outbox.publish_timeout_ms))
+                .await
+                .expect("connect to NATS"),
+        );
+        Self {
+            settings,
+            bus,
+            dir: tempfile::tempdir().expect("temp dir"),
+            _databases: databases,
+        }
+    }
+
+    pub async fn new(topology: Topology, services: &[&str]) -> Self {
+        match topology {
+            Topology::Sqlite => Self::sqlite().await,
+            Topology::Postgres => Self::postgres(services).await,
+        }
+    }
+
+    /// Starts `modules` through `server::start`, on a free port.
+    pub async fn start(&self, modules: Vec<Arc<dyn ServiceModule>>) -> Result<RunningPlatform, StartError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        crate::server::start(self.settings.clone(), modules, Some(self.bus.clone()), Some(listener)).await
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A gRPC channel to a test server.
+pub async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("valid endpoint")
+        .connect()
+        .await
+        .expect("connect to the test server")
+}

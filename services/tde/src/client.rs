@@ -1,0 +1,479 @@
+//! Operator commands: gRPC calls to a running tde (`--server`), printed as tables or JSON.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::geography_service_client::GeographyServiceClient;
+use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tonic::transport::Channel;
+
+use crate::output::{Format, table, to_json};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KindArg {
+    Commune,
+    Epci,
+    Departement,
+}
+
+impl From<KindArg> for pb::AuthorityKind {
+    fn from(k: KindArg) -> Self {
+        match k {
+            KindArg::Commune => Self::Commune,
+            KindArg::Epci => Self::Epci,
+            KindArg::Departement => Self::Departement,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StageArg {
+    Prospect,
+    Diagnostic,
+    CharterSigned,
+    InPath,
+    Completed,
+    Withdrawn,
+}
+
+impl From<StageArg> for pb::Stage {
+    fn from(s: StageArg) -> Self {
+        match s {
+            StageArg::Prospect => Self::Prospect,
+            StageArg::Diagnostic => Self::Diagnostic,
+            StageArg::CharterSigned => Self::CharterSigned,
+            StageArg::InPath => Self::InPath,
+            StageArg::Completed => Self::Completed,
+            StageArg::Withdrawn => Self::Withdrawn,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GeographyCommand {
+    /// Imports a vintage from a directory holding communes.json, epci.json,
+    /// departements.json and regions.json.
+    Import {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value = "2026")]
+        vintage: String,
+    },
+    /// Shows the loaded vintage.
+    Vintage,
+    /// Shows a commune by INSEE code.
+    Commune { code: String },
+    /// Shows an EPCI by SIREN with its members.
+    Epci { siren: String },
+    /// Searches communes by name (case, accents, hyphens and apostrophes ignored).
+    Search {
+        query: String,
+        #[arg(long)]
+        departement: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TerritoryCommand {
+    /// Registers a territory from its kind and official code.
+    Register {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// INSEE code (commune, département) or SIREN (EPCI).
+        #[arg(long)]
+        code: String,
+        /// Makes a retried registration create exactly one territory.
+        #[arg(long, default_value = "")]
+        request_id: String,
+    },
+    /// Shows one territory.
+    Get { id: String },
+    /// Lists territories.
+    List {
+        #[arg(long, value_enum)]
+        stage: Option<StageArg>,
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        departement: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Moves a territory to the next stage of its path.
+    Advance {
+        id: String,
+        #[arg(long, value_enum)]
+        to: StageArg,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value = "")]
+        etag: String,
+    },
+    /// Withdraws a territory from the programme.
+    Withdraw {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub async fn connect(server: &str) -> anyhow::Result<Channel> {
+    tonic::transport::Endpoint::from_shared(server.to_string())
+        .with_context(|| format!("bad server address {server}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach tde at {server}: is `tde dev` running?"))
+}
+
+fn request<T>(message: T, actor: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    if let Ok(v) = actor.parse() {
+        r.metadata_mut().insert(tde_runtime::api::ACTOR_HEADER, v);
+    }
+    r
+}
+
+fn status(e: tonic::Status) -> anyhow::Error {
+    let mut text = format!("{:?}: {}", e.code(), e.message());
+    let details = tonic_types::StatusExt::get_error_details(&e);
+    if let Some(bad) = details.bad_request() {
+        for v in &bad.field_violations {
+            text.push_str(&format!("\n  {}: {}", v.field, v.description));
+        }
+    }
+    anyhow::anyhow!(text)
+}
+
+fn stage_name(stage: i32) -> String {
+    pb::Stage::try_from(stage)
+        .map(|s| s.as_str_name().trim_start_matches("STAGE_").to_lowercase())
+        .unwrap_or_default()
+}
+
+fn kind_name(kind: i32) -> String {
+    pb::AuthorityKind::try_from(kind)
+        .map(|k| k.as_str_name().trim_start_matches("AUTHORITY_KIND_").to_lowercase())
+        .unwrap_or_default()
+}
+
+fn territory_rows(ts: &[pb::Territory]) -> String {
+    table(
+        &["id", "kind", "code", "name", "dép.", "région", "time zone", "stage", "etag"],
+        ts.iter()
+            .map(|t| {
+                vec![
+                    t.id.clone(),
+                    kind_name(t.kind),
+                    t.official_code.clone(),
+                    t.name.clone(),
+                    t.departement_code.clone(),
+                    t.region_code.clone(),
+                    t.time_zone.clone(),
+                    stage_name(t.stage),
+                    t.etag.clone(),
+                ]
+            })
+            .collect(),
+    )
+}
+
+fn print_territory(t: &pb::Territory, format: Format) -> anyhow::Result<()> {
+    match format {
+        Format::Json => println!("{}", to_json(t, "tde.territories.v1.Territory")?),
+        Format::Table => {
+            println!("{}", territory_rows(std::slice::from_ref(t)));
+            if !t.stage_history.is_empty() {
+                println!(
+                    "{}",
+                    table(
+                        &["from", "to", "when", "who", "reason"],
+                        t.stage_history
+                            .iter()
+                            .map(|c| {
+                                vec![
+                                    stage_name(c.from_stage),
+                                    stage_name(c.to_stage),
+                                    c.change_time
+                                        .as_ref()
+                                        .and_then(tde_runtime::api::from_timestamp)
+                                        .map(|t| t.to_rfc3339())
+                                        .unwrap_or_default(),
+                                    c.actor.clone(),
+                                    c.reason.clone(),
+                                ]
+                            })
+                            .collect(),
+                    )
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn territory(server: &str, actor: &str, format: Format, command: TerritoryCommand) -> anyhow::Result<()> {
+    let mut client = TerritoryServiceClient::new(connect(server).await?);
+    match command {
+        TerritoryCommand::Register { kind, code, request_id } => {
+            let r = client
+                .register_territory(request(
+                    pb::RegisterTerritoryRequest {
+                        kind: pb::AuthorityKind::from(kind) as i32,
+                        official_code: code,
+                        request_id,
+                    },
+                    actor,
+                ))
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_territory(&r.territory.unwrap_or_default(), format)
+        }
+        TerritoryCommand::Get { id } => {
+            let r = client
+                .get_territory(request(pb::GetTerritoryRequest { id }, actor))
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_territory(&r.territory.unwrap_or_default(), format)
+        }
+        TerritoryCommand::List {
+            stage,
+            kind,
+            region,
+            departement,
+            name,
+            page_size,
+            page_token,
+        } => {
+            let r = client
+                .list_territories(request(
+                    pb::ListTerritoriesRequest {
+                        stage: stage.map(|s| pb::Stage::from(s) as i32).unwrap_or(0),
+                        kind: kind.map(|k| pb::AuthorityKind::from(k) as i32).unwrap_or(0),
+                        region_code: region.unwrap_or_default(),
+                        departement_code: departement.unwrap_or_default(),
+                        name_query: name.unwrap_or_default(),
+                        page_size,
+                        page_token,
+                    },
+                    actor,
+                ))
+                .await
+                .map_err(status)?
+                .into_inner();
+            match format {
+                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.ListTerritoriesResponse")?),
+                Format::Table => {
+                    println!("{}", territory_rows(&r.territories));
+                    if !r.next_page_token.is_empty() {
+                        println!("next page: --page-token {}", r.next_page_token);
+                    }
+                }
+            }
+            Ok(())
+        }
+        TerritoryCommand::Advance { id, to, reason, etag } => {
+            let r = client
+                .advance_territory_stage(request(
+                    pb::AdvanceTerritoryStageRequest {
+                        id,
+                        stage: pb::Stage::from(to) as i32,
+                        etag,
+                        reason,
+                    },
+                    actor,
+                ))
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_territory(&r.territory.unwrap_or_default(), format)
+        }
+        TerritoryCommand::Withdraw { id, reason } => {
+            let r = client
+                .withdraw_territory(request(
+                    pb::WithdrawTerritoryRequest {
+                        id,
+                        reason,
+                        etag: String::new(),
+                    },
+                    actor,
+                ))
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_territory(&r.territory.unwrap_or_default(), format)
+        }
+    }
+}
+
+const CHUNK: usize = 1024 * 1024;
+
+/// Streams the four files of a vintage, with a progress bar over the bytes sent.
+pub async fn import_geography(
+    client: &mut GeographyServiceClient<Channel>,
+    dir: &Path,
+    vintage: &str,
+    show_progress: bool,
+) -> anyhow::Result<pb::ImportGeographyResponse> {
+    let files = [
+        ("regions.json", pb::GeographyFile::Regions),
+        ("departements.json", pb::GeographyFile::Departements),
+        ("communes.json", pb::GeographyFile::Communes),
+        ("epci.json", pb::GeographyFile::Epci),
+    ];
+    let mut contents = Vec::new();
+    for (name, file) in files {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        contents.push((file, bytes));
+    }
+    let total: u64 = contents.iter().map(|(_, b)| b.len() as u64).sum();
+    let bar = if show_progress {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(format!("sending the {vintage} geography"));
+    // A small channel: the bar follows what the server has taken, not what was buffered.
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let sender_bar = bar.clone();
+    let vintage_owned = vintage.to_string();
+    let sender = tokio::spawn(async move {
+        for (file, bytes) in contents {
+            for chunk in bytes.chunks(CHUNK) {
+                let message = pb::ImportGeographyRequest {
+                    vintage: vintage_owned.clone(),
+                    file: file as i32,
+                    data: chunk.to_vec(),
+                };
+                if tx.send(message).await.is_err() {
+                    return;
+                }
+                sender_bar.inc(chunk.len() as u64);
+            }
+        }
+        sender_bar.set_message("applying");
+    });
+    let response = client
+        .import_geography(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await;
+    let _ = sender.await;
+    bar.finish_and_clear();
+    Ok(response.map_err(status)?.into_inner())
+}
+
+pub async fn geography(server: &str, format: Format, command: GeographyCommand) -> anyhow::Result<()> {
+    let mut client = GeographyServiceClient::new(connect(server).await?)
+        .max_decoding_message_size(64 * 1024 * 1024);
+    match command {
+        GeographyCommand::Import { dir, vintage } => {
+            let r = import_geography(&mut client, &dir, &vintage, true).await?;
+            match format {
+                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.ImportGeographyResponse")?),
+                Format::Table => println!(
+                    "{}",
+                    table(
+                        &["vintage", "changed", "régions", "départements", "communes", "EPCI", "territories recoded"],
+                        vec![vec![
+                            r.vintage.clone(),
+                            r.changed.to_string(),
+                            r.regions.to_string(),
+                            r.departements.to_string(),
+                            r.communes.to_string(),
+                            r.epcis.to_string(),
+                            r.territories_recoded.to_string(),
+                        ]],
+                    )
+                ),
+            }
+        }
+        GeographyCommand::Vintage => {
+            let r = client
+                .get_geography_vintage(pb::GetGeographyVintageRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{}", to_json(&r, "tde.territories.v1.GetGeographyVintageResponse")?);
+        }
+        GeographyCommand::Commune { code } => {
+            let r = client
+                .get_commune(pb::GetCommuneRequest { code })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{}", to_json(&r, "tde.territories.v1.GetCommuneResponse")?);
+        }
+        GeographyCommand::Epci { siren } => {
+            let r = client.get_epci(pb::GetEpciRequest { siren }).await.map_err(status)?.into_inner();
+            match format {
+                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.GetEpciResponse")?),
+                Format::Table => {
+                    let e = r.epci.unwrap_or_default();
+                    println!("{} {} ({}), population {}", e.siren, e.name, e.r#type, e.population);
+                    println!(
+                        "{}",
+                        table(
+                            &["code", "name", "dép.", "population"],
+                            e.members
+                                .iter()
+                                .map(|c| vec![c.code.clone(), c.name.clone(), c.departement_code.clone(), c.population.to_string()])
+                                .collect(),
+                        )
+                    );
+                }
+            }
+        }
+        GeographyCommand::Search { query, departement, limit } => {
+            let r = client
+                .search_communes(pb::SearchCommunesRequest {
+                    query,
+                    departement_code: departement.unwrap_or_default(),
+                    page_size: limit,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            match format {
+                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.SearchCommunesResponse")?),
+                Format::Table => println!(
+                    "{}",
+                    table(
+                        &["code", "name", "dép.", "région", "population", "EPCI"],
+                        r.communes
+                            .iter()
+                            .map(|c| {
+                                vec![
+                                    c.code.clone(),
+                                    c.name.clone(),
+                                    c.departement_code.clone(),
+                                    c.region_code.clone(),
+                                    c.population.to_string(),
+                                    c.epci_siren.clone(),
+                                ]
+                            })
+                            .collect(),
+                    )
+                ),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! Mapping between the protobuf messages and the domain, with field violations named after
+//! the request's fields.
+
+use chrono::Utc;
+use tde_proto::territories::v1 as pb;
+use tde_runtime::api::timestamp;
+
+use crate::domain::contact::{Person, SteeringBody};
+use crate::domain::geography::{Commune, Departement, Epci, Region};
+use crate::domain::territory::{
+    AuthorityKind, Diagnostic, EngagementTheme, Stage, Territory, Zone,
+};
+use crate::domain::{DomainError, nest};
+
+pub fn kind_from_pb(field: &str, value: i32) -> Result<AuthorityKind, DomainError> {
+    match pb::AuthorityKind::try_from(value) {
+        Ok(pb::AuthorityKind::Commune) => Ok(AuthorityKind::Commune),
+        Ok(pb::AuthorityKind::Epci) => Ok(AuthorityKind::Epci),
+        Ok(pb::AuthorityKind::Departement) => Ok(AuthorityKind::Departement),
+        Ok(pb::AuthorityKind::Unspecified) => Err(DomainError::invalid(field, "is required: commune, epci or departement")),
+        Err(_) => Err(DomainError::invalid(field, format!("unknown kind {value}"))),
+    }
+}
+
+pub fn kind_to_pb(kind: AuthorityKind) -> pb::AuthorityKind {
+    match kind {
+        AuthorityKind::Commune => pb::AuthorityKind::Commune,
+        AuthorityKind::Epci => pb::AuthorityKind::Epci,
+        AuthorityKind::Departement => pb::AuthorityKind::Departement,
+    }
+}
+
+/// None for UNSPECIFIED (a filter left empty).
+pub fn stage_from_pb(field: &str, value: i32) -> Result<Option<Stage>, DomainError> {
+    Ok(match pb::Stage::try_from(value) {
+        Ok(pb::Stage::Unspecified) => None,
+        Ok(pb::Stage::Prospect) => Some(Stage::Prospect),
+        Ok(pb::Stage::Diagnostic) => Some(Stage::Diagnostic),
+        Ok(pb::Stage::CharterSigned) => Some(Stage::CharterSigned),
+        Ok(pb::Stage::InPath) => Some(Stage::InPath),
+        Ok(pb::Stage::Completed) => Some(Stage::Completed),
+        Ok(pb::Stage::Withdrawn) => Some(Stage::Withdrawn),
+        Err(_) => return Err(DomainError::invalid(field, format!("unknown stage {value}"))),
+    })
+}
+
+pub fn stage_to_pb(stage: Stage) -> pb::Stage {
+    match stage {
+        Stage::Prospect => pb::Stage::Prospect,
+        Stage::Diagnostic => pb::Stage::Diagnostic,
+        Stage::CharterSigned => pb::Stage::CharterSigned,
+        Stage::InPath => pb::Stage::InPath,
+        Stage::Completed => pb::Stage::Completed,
+        Stage::Withdrawn => pb::Stage::Withdrawn,
+    }
+}
+
+pub fn zone_to_pb(zone: Zone) -> pb::Zone {
+    match zone {
+        Zone::Metro => pb::Zone::Metro,
+        Zone::Drom => pb::Zone::Drom,
+        Zone::Com => pb::Zone::Com,
+    }
+}
+
+fn theme_from_pb(field: &str, value: i32) -> Result<EngagementTheme, DomainError> {
+    use pb::EngagementTheme as P;
+    Ok(match P::try_from(value) {
+        Ok(P::Youth) => EngagementTheme::Youth,
+        Ok(P::EcologicalTransition) => EngagementTheme::EcologicalTransition,
+        Ok(P::Solidarity) => EngagementTheme::Solidarity,
+        Ok(P::CitizenParticipation) => EngagementTheme::CitizenParticipation,
+        Ok(P::Volunteering) => EngagementTheme::Volunteering,
+        Ok(P::Culture) => EngagementTheme::Culture,
+        Ok(P::Sport) => EngagementTheme::Sport,
+        Ok(P::Education) => EngagementTheme::Education,
+        Ok(P::Health) => EngagementTheme::Health,
+        Ok(P::LivingEnvironment) => EngagementTheme::LivingEnvironment,
+        Ok(P::CivilProtection) => EngagementTheme::CivilProtection,
+        Ok(P::Unspecified) | Err(_) => {
+            return Err(DomainError::invalid(field, format!("unknown engagement theme {value}")));
+        }
+    })
+}
+
+fn theme_to_pb(theme: EngagementTheme) -> pb::EngagementTheme {
+    use pb::EngagementTheme as P;
+    match theme {
+        EngagementTheme::Youth => P::Youth,
+        EngagementTheme::EcologicalTransition => P::EcologicalTransition,
+        EngagementTheme::Solidarity => P::Solidarity,
+        EngagementTheme::CitizenParticipation => P::CitizenParticipation,
+        EngagementTheme::Volunteering => P::Volunteering,
+        EngagementTheme::Culture => P::Culture,
+        EngagementTheme::Sport => P::Sport,
+        EngagementTheme::Education => P::Education,
+        EngagementTheme::Health => P::Health,
+        EngagementTheme::LivingEnvironment => P::LivingEnvironment,
+        EngagementTheme::CivilProtection => P::CivilProtection,
+    }
+}
+
+/// None when the message is absent (the field is cleared).
+pub fn diagnostic_from_pb(d: Option<&pb::Diagnostic>) -> Result<Option<Diagnostic>, DomainError> {
+    let Some(d) = d else { return Ok(None) };
+    let mut themes = Vec::new();
+    let mut errors = crate::domain::Violations::default();
+    for (i, t) in d.themes.iter().enumerate() {
+        if let Some(t) = errors.check(theme_from_pb(&format!("territory.diagnostic.themes[{i}]"), *t)) {
+            themes.push(t);
+        }
+    }
+    errors.into_result()?;
+    Diagnostic::new(themes, &d.text, Utc::now())
+        .map(Some)
+        .map_err(|e| nest("territory.", e))
+}
+
+pub fn person_from_pb(prefix: &str, p: &pb::Person) -> Result<Person, DomainError> {
+    Person::new(&p.name, &p.email, &p.phone, &p.role).map_err(|e| nest(prefix, e))
+}
+
+pub fn steering_body_from_pb(b: Option<&pb::SteeringBody>) -> Result<Option<SteeringBody>, DomainError> {
+    let Some(b) = b else { return Ok(None) };
+    let members = b.members.iter().map(|m| person_from_pb("", m)).collect();
+    SteeringBody::new(&b.name, b.relies_on_existing_body, members)
+        .map(Some)
+        .map_err(|e| nest("territory.", e))
+}
+
+pub fn person_to_pb(p: &Person) -> pb::Person {
+    pb::Person {
+        name: p.name.clone(),
+        email: p.email.as_str().to_string(),
+        phone: p.phone.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        role: p.role.clone(),
+    }
+}
+
+pub fn steering_body_to_pb(b: &SteeringBody) -> pb::SteeringBody {
+    pb::SteeringBody {
+        name: b.name.clone(),
+        relies_on_existing_body: b.relies_on_existing_body,
+        members: b.members.iter().map(person_to_pb).collect(),
+    }
+}
+
+pub fn diagnostic_to_pb(d: &Diagnostic) -> pb::Diagnostic {
+    pb::Diagnostic {
+        themes: d.themes.iter().map(|t| theme_to_pb(*t) as i32).collect(),
+        text: d.text.clone(),
+        record_time: Some(timestamp(d.recorded_at)),
+    }
+}
+
+pub fn territory_to_pb(t: &Territory) -> pb::Territory {
+    pb::Territory {
+        id: t.id.clone(),
+        kind: kind_to_pb(t.kind) as i32,
+        official_code: t.official_code.clone(),
+        name: t.name.clone(),
+        population: t.population,
+        departement_code: t.departement_code.clone(),
+        region_code: t.region_code.clone(),
+        zone: zone_to_pb(t.zone) as i32,
+        time_zone: t.time_zone.clone(),
+        stage: stage_to_pb(t.stage) as i32,
+        stage_history: t
+            .stage_history
+            .iter()
+            .map(|c| pb::StageChange {
+                from_stage: c.from.map(stage_to_pb).unwrap_or(pb::Stage::Unspecified) as i32,
+                to_stage: stage_to_pb(c.to) as i32,
+                change_time: Some(timestamp(c.at)),
+                actor: c.actor.clone(),
+                reason: c.reason.clone(),
+            })
+            .collect(),
+        diagnostic: t.diagnostic.as_ref().map(diagnostic_to_pb),
+        privileged_contact: t.privileged_contact.as_ref().map(person_to_pb),
+        operational_team: t.operational_team.iter().map(person_to_pb).collect(),
+        steering_body: t.steering_body.as_ref().map(steering_body_to_pb),
+        code_history: t
+            .code_history
+            .iter()
+            .map(|c| pb::CodeChange {
+                old_code: c.old_code.clone(),
+                new_code: c.new_code.clone(),
+                vintage: c.vintage.clone(),
+                change_time: Some(timestamp(c.at)),
+            })
+            .collect(),
+        etag: t.etag(),
+        create_time: Some(timestamp(t.created_at)),
+        update_time: Some(timestamp(t.updated_at)),
+    }
+}
+
+pub fn commune_to_pb(c: &Commune) -> pb::Commune {
+    pb::Commune {
+        code: c.code.clone(),
+        name: c.name.clone(),
+        departement_code: c.departement_code.clone(),
+        region_code: c.region_code.clone(),
+        zone: zone_to_pb(c.zone) as i32,
+        population: c.population,
+        siren: c.siren.clone(),
+        epci_siren: c.epci_siren.clone().unwrap_or_default(),
+        postal_codes: c.postal_codes.clone(),
+        former_codes: c.former_codes.clone(),
+    }
+}
+
+pub fn epci_to_pb(e: &Epci, members: &[Commune]) -> pb::Epci {
+    pb::Epci {
+        siren: e.siren.clone(),
+        name: e.name.clone(),
+        r#type: e.kind.clone(),
+        population: e.population,
+        members: members.iter().map(commune_to_pb).collect(),
+    }
+}
+
+pub fn departement_to_pb(d: &Departement) -> pb::Departement {
+    pb::Departement {
+        code: d.code.clone(),
+        name: d.name.clone(),
+        region_code: d.region_code.clone(),
+        zone: zone_to_pb(d.zone) as i32,
+        time_zone: d.time_zone().to_string(),
+    }
+}
+
+pub fn region_to_pb(r: &Region) -> pb::Region {
+    pb::Region {
+        code: r.code.clone(),
+        name: r.name.clone(),
+        zone: zone_to_pb(r.zone) as i32,
+    }
+}

@@ -1,0 +1,340 @@
+//! tde.territories.v1.TerritoryService.
+
+use chrono::Utc;
+use sea_orm::TransactionTrait;
+use tonic::{Request, Response, Status};
+
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::territory_service_server::TerritoryService;
+use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::outbox::{self, NewEvent};
+use tde_runtime::{ApiError, ServiceContext};
+
+use super::convert;
+use crate::domain::territory::{Stage, Territory, TerritoryChanges, UpdatableField, validate_team};
+use crate::domain::{Violations, names};
+use crate::events;
+use crate::storage::{self, TerritoryFilter, geography};
+
+const RESOURCE: &str = "territory";
+pub const DEFAULT_PAGE: u64 = 50;
+pub const MAX_PAGE: u64 = 500;
+const MAX_REQUEST_ID: usize = 128;
+const MAX_REASON: usize = 2_000;
+
+pub struct Territories {
+    ctx: ServiceContext,
+}
+
+impl Territories {
+    pub fn new(ctx: ServiceContext) -> Self {
+        Self { ctx }
+    }
+
+    fn not_found(id: &str) -> ApiError {
+        ApiError::NotFound {
+            resource_type: RESOURCE,
+            name: id.to_string(),
+            field: None,
+        }
+    }
+
+    /// Registers a territory; see the proto for the rules.
+    async fn register(&self, caller: Caller, r: pb::RegisterTerritoryRequest) -> Result<Territory, ApiError> {
+        let mut v = Violations::default();
+        let kind = v.check(convert::kind_from_pb("kind", r.kind));
+        let code = r.official_code.trim().to_ascii_uppercase();
+        if let Some(kind) = kind {
+            v.check(kind.validate_code(&code));
+        }
+        if r.request_id.len() > MAX_REQUEST_ID {
+            v.add("request_id", format!("at most {MAX_REQUEST_ID} characters"));
+        }
+        v.into_result()?;
+        let Some(kind) = kind else {
+            return Err(ApiError::invalid("kind", "is required"));
+        };
+        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
+        let db = &self.ctx.db;
+
+        let replay = |existing: Territory| {
+            if existing.kind == kind && existing.official_code == code {
+                Ok(existing)
+            } else {
+                Err(ApiError::invalid("request_id", "was already used for another registration"))
+            }
+        };
+        if let Some(rid) = request_id
+            && let Some(existing) = storage::find_by_request_id(db, rid).await?
+        {
+            return replay(existing);
+        }
+        if geography::current_vintage(db).await?.is_none() {
+            return Err(ApiError::FailedPrecondition {
+                kind: "GEOGRAPHY",
+                subject: "geography".into(),
+                description: "no reference geography is loaded: import one first".into(),
+            });
+        }
+        let Some(facts) = geography::authority_facts(db, kind, &code).await? else {
+            return Err(ApiError::NotFound {
+                resource_type: kind.as_str(),
+                name: code,
+                field: Some("official_code"),
+            });
+        };
+        let already = || ApiError::AlreadyExists {
+            resource_type: RESOURCE,
+            name: format!("{} {code}", kind.as_str()),
+        };
+        if storage::find_by_code(db, kind, &code).await?.is_some() {
+            return Err(already());
+        }
+
+        let now = Utc::now();
+        let territory = Territory::register(uuid::Uuid::now_v7().to_string(), kind, code.clone(), facts, &caller.actor, now);
+        let txn = db.begin().await?;
+        if let Err(e) = storage::insert(&txn, &territory, request_id).await {
+            drop(txn);
+            if storage::is_unique_violation(&e) {
+                // A concurrent retry with the same request id, or a concurrent registration.
+                if let Some(rid) = request_id
+                    && let Some(existing) = storage::find_by_request_id(db, rid).await?
+                {
+                    return replay(existing);
+                }
+                return Err(already());
+            }
+            return Err(e.into());
+        }
+        outbox::enqueue(&txn, vec![events::registered(&territory)]).await?;
+        txn.commit().await?;
+        self.ctx.outbox.wake();
+        tracing::info!(territory_id = %territory.id, kind = kind.as_str(), code = %territory.official_code, "territory registered");
+        Ok(territory)
+    }
+
+    /// Loads a territory for change (row locked on PostgreSQL), checks its etag, applies
+    /// `change`, and writes it with the events `change` returns, in one transaction.
+    async fn mutate<F>(&self, id: &str, etag: &str, change: F) -> Result<Territory, ApiError>
+    where
+        F: FnOnce(&mut Territory) -> Result<Vec<NewEvent>, ApiError>,
+    {
+        let txn = self.ctx.db.begin().await?;
+        let Some(mut territory) = storage::find_for_update(&txn, id).await? else {
+            return Err(Self::not_found(id));
+        };
+        if !etag.is_empty() && etag != territory.etag() {
+            return Err(ApiError::Aborted {
+                resource_type: RESOURCE,
+                name: id.to_string(),
+            });
+        }
+        let expected = territory.version;
+        let events = change(&mut territory)?;
+        if territory.version == expected {
+            // Nothing changed: nothing to write or publish.
+            return Ok(territory);
+        }
+        if !storage::update(&txn, &territory, expected).await? {
+            return Err(ApiError::Aborted {
+                resource_type: RESOURCE,
+                name: id.to_string(),
+            });
+        }
+        outbox::enqueue(&txn, events).await?;
+        txn.commit().await?;
+        self.ctx.outbox.wake();
+        Ok(territory)
+    }
+
+    async fn update(&self, r: pb::UpdateTerritoryRequest) -> Result<Territory, ApiError> {
+        let input = r.territory.ok_or_else(|| ApiError::invalid("territory", "is required"))?;
+        let id = parse_id("territory.id", &input.id)?.to_string();
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let fields = UpdatableField::parse_mask(&paths)?;
+
+        let mut v = Violations::default();
+        let mut changes = TerritoryChanges::default();
+        for field in fields {
+            match field {
+                UpdatableField::Diagnostic => {
+                    changes.diagnostic = v.check(convert::diagnostic_from_pb(input.diagnostic.as_ref()));
+                }
+                UpdatableField::PrivilegedContact => {
+                    changes.privileged_contact = v.check(
+                        input
+                            .privileged_contact
+                            .as_ref()
+                            .map(|p| convert::person_from_pb("territory.privileged_contact.", p))
+                            .transpose(),
+                    );
+                }
+                UpdatableField::OperationalTeam => {
+                    let team = input
+                        .operational_team
+                        .iter()
+                        .map(|p| convert::person_from_pb("", p))
+                        .collect();
+                    changes.operational_team = v.check(
+                        validate_team(team).map_err(|e| crate::domain::nest("territory.", e)),
+                    );
+                }
+                UpdatableField::SteeringBody => {
+                    changes.steering_body = v.check(convert::steering_body_from_pb(input.steering_body.as_ref()));
+                }
+            }
+        }
+        v.into_result()?;
+
+        let territory = self
+            .mutate(&id, &input.etag, |t| {
+                let changed = t.apply(changes, Utc::now())?;
+                let mut events = Vec::new();
+                if changed.diagnostic {
+                    events.push(events::diagnostic_recorded(t));
+                }
+                if changed.roster {
+                    events.push(events::steering_body_changed(t));
+                }
+                Ok(events)
+            })
+            .await?;
+        tracing::info!(territory_id = %territory.id, "territory updated");
+        Ok(territory)
+    }
+
+    async fn change_stage(&self, caller: Caller, id: &str, etag: &str, target: Stage, reason: &str) -> Result<Territory, ApiError> {
+        if reason.chars().count() > MAX_REASON {
+            return Err(ApiError::invalid("reason", format!("at most {MAX_REASON} characters")));
+        }
+        let territory = self
+            .mutate(id, etag, |t| {
+                let from = t.move_to(target, &caller.actor, reason, Utc::now())?;
+                let mut events = vec![events::stage_changed(t, from)];
+                if target == Stage::Withdrawn {
+                    events.push(events::withdrawn(t, from));
+                }
+                Ok(events)
+            })
+            .await?;
+        tracing::info!(territory_id = %territory.id, stage = %territory.stage, "territory stage changed");
+        Ok(territory)
+    }
+
+    async fn list(&self, r: pb::ListTerritoriesRequest) -> Result<pb::ListTerritoriesResponse, ApiError> {
+        let mut v = Violations::default();
+        let stage = v.check(convert::stage_from_pb("stage", r.stage)).flatten();
+        let kind = if r.kind == 0 {
+            None
+        } else {
+            v.check(convert::kind_from_pb("kind", r.kind))
+        };
+        v.into_result()?;
+        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = decode_page_token(&r.page_token)?;
+        let non_empty = |s: String| {
+            let s = s.trim().to_string();
+            (!s.is_empty()).then_some(s)
+        };
+        let filter = TerritoryFilter {
+            stage,
+            kind,
+            region_code: non_empty(r.region_code),
+            departement_code: non_empty(r.departement_code),
+            name_query: non_empty(names::normalize(&r.name_query)),
+        };
+        // One more than asked tells whether another page follows.
+        let mut page = storage::list(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
+        let next_page_token = if page.len() as u64 > size {
+            page.truncate(size as usize);
+            page.last().map(|t| encode_page_token(&t.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(pb::ListTerritoriesResponse {
+            territories: page.iter().map(convert::territory_to_pb).collect(),
+            next_page_token,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TerritoryService for Territories {
+    async fn register_territory(
+        &self,
+        request: Request<pb::RegisterTerritoryRequest>,
+    ) -> Result<Response<pb::RegisterTerritoryResponse>, Status> {
+        let caller = Caller::of(&request);
+        let territory = self.register(caller, request.into_inner()).await?;
+        Ok(Response::new(pb::RegisterTerritoryResponse {
+            territory: Some(convert::territory_to_pb(&territory)),
+        }))
+    }
+
+    async fn get_territory(
+        &self,
+        request: Request<pb::GetTerritoryRequest>,
+    ) -> Result<Response<pb::GetTerritoryResponse>, Status> {
+        let id = parse_id("id", &request.get_ref().id)?.to_string();
+        let territory = storage::find(&self.ctx.db, &id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| Self::not_found(&id))?;
+        Ok(Response::new(pb::GetTerritoryResponse {
+            territory: Some(convert::territory_to_pb(&territory)),
+        }))
+    }
+
+    async fn list_territories(
+        &self,
+        request: Request<pb::ListTerritoriesRequest>,
+    ) -> Result<Response<pb::ListTerritoriesResponse>, Status> {
+        Ok(Response::new(self.list(request.into_inner()).await?))
+    }
+
+    async fn update_territory(
+        &self,
+        request: Request<pb::UpdateTerritoryRequest>,
+    ) -> Result<Response<pb::UpdateTerritoryResponse>, Status> {
+        let territory = self.update(request.into_inner()).await?;
+        Ok(Response::new(pb::UpdateTerritoryResponse {
+            territory: Some(convert::territory_to_pb(&territory)),
+        }))
+    }
+
+    async fn advance_territory_stage(
+        &self,
+        request: Request<pb::AdvanceTerritoryStageRequest>,
+    ) -> Result<Response<pb::AdvanceTerritoryStageResponse>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let id = parse_id("id", &r.id)?.to_string();
+        let target = match convert::stage_from_pb("stage", r.stage).map_err(ApiError::from)? {
+            None => return Err(ApiError::invalid("stage", "is required: the stage to move to").into()),
+            Some(Stage::Withdrawn) => {
+                return Err(ApiError::invalid("stage", "use WithdrawTerritory to withdraw a territory").into());
+            }
+            Some(s) => s,
+        };
+        let territory = self.change_stage(caller, &id, &r.etag, target, &r.reason).await?;
+        Ok(Response::new(pb::AdvanceTerritoryStageResponse {
+            territory: Some(convert::territory_to_pb(&territory)),
+        }))
+    }
+
+    async fn withdraw_territory(
+        &self,
+        request: Request<pb::WithdrawTerritoryRequest>,
+    ) -> Result<Response<pb::WithdrawTerritoryResponse>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let id = parse_id("id", &r.id)?.to_string();
+        let territory = self
+            .change_stage(caller, &id, &r.etag, Stage::Withdrawn, &r.reason)
+            .await?;
+        Ok(Response::new(pb::WithdrawTerritoryResponse {
+            territory: Some(convert::territory_to_pb(&territory)),
+        }))
+    }
+}

@@ -1,0 +1,110 @@
+//! The events the territories service publishes (through its outbox) on
+//! `tde.territories.territory.<event>`. It consumes none yet.
+
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::subjects;
+use tde_runtime::api::timestamp;
+use tde_runtime::outbox::NewEvent;
+
+use crate::SERVICE;
+use crate::api::convert::{diagnostic_to_pb, kind_to_pb, person_to_pb, stage_to_pb, steering_body_to_pb, territory_to_pb};
+use crate::domain::territory::{Stage, Territory};
+
+const AGGREGATE: &str = "territory";
+
+fn event(t: &Territory, suffix: &str, event_type: &'static str, message: &impl prost::Message) -> NewEvent {
+    NewEvent::new(SERVICE, AGGREGATE, t.id.clone(), suffix, event_type, message)
+}
+
+pub fn registered(t: &Territory) -> NewEvent {
+    event(
+        t,
+        subjects::TERRITORY_REGISTERED,
+        "tde.territories.v1.TerritoryRegistered",
+        &pb::TerritoryRegistered {
+            territory: Some(territory_to_pb(t)),
+        },
+    )
+}
+
+/// After `move_to`: the last history entry is the change.
+pub fn stage_changed(t: &Territory, from: Stage) -> NewEvent {
+    let change = t.stage_history.last();
+    event(
+        t,
+        subjects::TERRITORY_STAGE_CHANGED,
+        "tde.territories.v1.TerritoryStageChanged",
+        &pb::TerritoryStageChanged {
+            territory_id: t.id.clone(),
+            territory_name: t.name.clone(),
+            kind: kind_to_pb(t.kind) as i32,
+            time_zone: t.time_zone.clone(),
+            from_stage: stage_to_pb(from) as i32,
+            to_stage: stage_to_pb(t.stage) as i32,
+            change_time: change.map(|c| timestamp(c.at)),
+            actor: change.map(|c| c.actor.clone()).unwrap_or_default(),
+        },
+    )
+}
+
+pub fn withdrawn(t: &Territory, from: Stage) -> NewEvent {
+    let change = t.stage_history.last();
+    event(
+        t,
+        subjects::TERRITORY_WITHDRAWN,
+        "tde.territories.v1.TerritoryWithdrawn",
+        &pb::TerritoryWithdrawn {
+            territory_id: t.id.clone(),
+            from_stage: stage_to_pb(from) as i32,
+            reason: change.map(|c| c.reason.clone()).unwrap_or_default(),
+            change_time: change.map(|c| timestamp(c.at)),
+            actor: change.map(|c| c.actor.clone()).unwrap_or_default(),
+        },
+    )
+}
+
+/// After `recode`: the last code change.
+pub fn code_changed(t: &Territory) -> NewEvent {
+    let change = t.code_history.last();
+    event(
+        t,
+        subjects::TERRITORY_CODE_CHANGED,
+        "tde.territories.v1.TerritoryCodeChanged",
+        &pb::TerritoryCodeChanged {
+            territory_id: t.id.clone(),
+            kind: kind_to_pb(t.kind) as i32,
+            old_code: change.map(|c| c.old_code.clone()).unwrap_or_default(),
+            new_code: t.official_code.clone(),
+            vintage: change.map(|c| c.vintage.clone()).unwrap_or_default(),
+            territory_name: t.name.clone(),
+        },
+    )
+}
+
+pub fn diagnostic_recorded(t: &Territory) -> NewEvent {
+    event(
+        t,
+        subjects::DIAGNOSTIC_RECORDED,
+        "tde.territories.v1.DiagnosticRecorded",
+        &pb::DiagnosticRecorded {
+            territory_id: t.id.clone(),
+            diagnostic: t.diagnostic.as_ref().map(diagnostic_to_pb),
+        },
+    )
+}
+
+/// The whole roster and the time zone: notifications keeps its recipients from this alone.
+pub fn steering_body_changed(t: &Territory) -> NewEvent {
+    event(
+        t,
+        subjects::STEERING_BODY_CHANGED,
+        "tde.territories.v1.SteeringBodyChanged",
+        &pb::SteeringBodyChanged {
+            territory_id: t.id.clone(),
+            territory_name: t.name.clone(),
+            time_zone: t.time_zone.clone(),
+            steering_body: t.steering_body.as_ref().map(steering_body_to_pb),
+            privileged_contact: t.privileged_contact.as_ref().map(person_to_pb),
+        },
+    )
+}

@@ -1,0 +1,58 @@
+//! The territories service: the reference geography (communes, EPCI, départements, régions by
+//! vintage) and the accompanied territories with their path, diagnostic, contacts and
+//! steering body.
+//!
+//! - `domain`: the rules, without I/O;
+//! - `storage`: entities, migrations and queries;
+//! - `api`: the gRPC handlers;
+//! - `events`: what it publishes.
+
+pub mod api;
+pub mod domain;
+pub mod events;
+pub mod storage;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait as _;
+use tonic::service::RoutesBuilder;
+
+use tde_proto::territories::v1::geography_service_server::GeographyServiceServer;
+use tde_proto::territories::v1::territory_service_server::TerritoryServiceServer;
+use tde_runtime::{ServiceContext, ServiceModule};
+
+/// The service's name: database, stream `TDE_TERRITORIES` and subjects `tde.territories.>`.
+pub const SERVICE: &str = "territories";
+
+/// The territories service as the runtime starts it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TerritoriesModule;
+
+#[async_trait]
+impl ServiceModule for TerritoriesModule {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn grpc_services(&self) -> &'static [&'static str] {
+        &["tde.territories.v1.TerritoryService", "tde.territories.v1.GeographyService"]
+    }
+
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        storage::migrations::Migrator::up(db, None).await
+    }
+
+    fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
+        let limit = ctx.max_message_bytes();
+        routes.add_service(
+            TerritoryServiceServer::new(api::territories::Territories::new(ctx.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        );
+        routes.add_service(
+            GeographyServiceServer::new(api::geography::GeographyApi::new(ctx.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Storage of the territories service: entities, migrations and queries, on PostgreSQL or
+//! SQLite alike.
+
+pub mod entities;
+pub mod geography;
+pub mod migrations;
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::domain::names;
+use crate::domain::territory::{AuthorityKind, Stage, Territory, Zone};
+use entities::territory::{self, Column, Entity};
+
+/// Filters of ListTerritories.
+#[derive(Debug, Clone, Default)]
+pub struct TerritoryFilter {
+    pub stage: Option<Stage>,
+    pub kind: Option<AuthorityKind>,
+    pub region_code: Option<String>,
+    pub departement_code: Option<String>,
+    /// Normalised (see `domain::names`).
+    pub name_query: Option<String>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("stored territory has an unreadable {what}: {e}"))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
+    serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("encoding: {e}")))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, DbErr> {
+    serde_json::from_str(raw).map_err(|e| corrupt(what, e))
+}
+
+fn from_json_opt<T: serde::de::DeserializeOwned>(what: &str, raw: &Option<String>) -> Result<Option<T>, DbErr> {
+    raw.as_deref().map(|r| from_json(what, r)).transpose()
+}
+
+pub fn to_domain(m: territory::Model) -> Result<Territory, DbErr> {
+    Ok(Territory {
+        kind: AuthorityKind::parse(&m.kind).ok_or_else(|| corrupt("kind", &m.kind))?,
+        stage: Stage::parse(&m.stage).ok_or_else(|| corrupt("stage", &m.stage))?,
+        zone: Zone::parse(&m.zone).ok_or_else(|| corrupt("zone", &m.zone))?,
+        stage_history: from_json("stage history", &m.stage_history)?,
+        diagnostic: from_json_opt("diagnostic", &m.diagnostic)?,
+        privileged_contact: from_json_opt("privileged contact", &m.privileged_contact)?,
+        operational_team: from_json("operational team", &m.operational_team)?,
+        steering_body: from_json_opt("steering body", &m.steering_body)?,
+        code_history: from_json("code history", &m.code_history)?,
+        id: m.id,
+        official_code: m.official_code,
+        name: m.name,
+        population: m.population,
+        departement_code: m.departement_code,
+        region_code: m.region_code,
+        time_zone: m.time_zone,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn to_active(t: &Territory) -> Result<territory::ActiveModel, DbErr> {
+    Ok(territory::ActiveModel {
+        id: Set(t.id.clone()),
+        kind: Set(t.kind.as_str().into()),
+        official_code: Set(t.official_code.clone()),
+        name: Set(t.name.clone()),
+        name_search: Set(names::normalize(&t.name)),
+        population: Set(t.population),
+        departement_code: Set(t.departement_code.clone()),
+        region_code: Set(t.region_code.clone()),
+        zone: Set(t.zone.as_str().into()),
+        time_zone: Set(t.time_zone.clone()),
+        stage: Set(t.stage.as_str().into()),
+        stage_history: Set(json(&t.stage_history)?),
+        diagnostic: Set(t.diagnostic.as_ref().map(json).transpose()?),
+        privileged_contact: Set(t.privileged_contact.as_ref().map(json).transpose()?),
+        operational_team: Set(json(&t.operational_team)?),
+        steering_body: Set(t.steering_body.as_ref().map(json).transpose()?),
+        code_history: Set(json(&t.code_history)?),
+        version: Set(t.version),
+        request_id: sea_orm::ActiveValue::NotSet,
+        created_at: Set(t.created_at),
+        updated_at: Set(t.updated_at),
+    })
+}
+
+pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Territory>, DbErr> {
+    Entity::find_by_id(id.to_string()).one(db).await?.map(to_domain).transpose()
+}
+
+/// Reads a territory and locks its row until the transaction ends (PostgreSQL), so that
+/// concurrent changes of one territory queue instead of failing.
+pub async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Option<Territory>, DbErr> {
+    let mut query = Entity::find_by_id(id.to_string());
+    if tde_runtime::db::is_postgres(db) {
+        query = query.lock_exclusive();
+    }
+    query.one(db).await?.map(to_domain).transpose()
+}
+
+pub async fn find_by_request_id(db: &impl ConnectionTrait, request_id: &str) -> Result<Option<Territory>, DbErr> {
+    Entity::find()
+        .filter(Column::RequestId.eq(request_id))
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+pub async fn find_by_code(db: &impl ConnectionTrait, kind: AuthorityKind, code: &str) -> Result<Option<Territory>, DbErr> {
+    Entity::find()
+        .filter(Column::Kind.eq(kind.as_str()))
+        .filter(Column::OfficialCode.eq(code))
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
+}
+
+pub async fn find_by_codes(db: &impl ConnectionTrait, kind: AuthorityKind, codes: Vec<String>) -> Result<Vec<Territory>, DbErr> {
+    Entity::find()
+        .filter(Column::Kind.eq(kind.as_str()))
+        .filter(Column::OfficialCode.is_in(codes))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+pub async fn insert(db: &impl ConnectionTrait, t: &Territory, request_id: Option<&str>) -> Result<(), DbErr> {
+    let mut row = to_active(t)?;
+    row.request_id = Set(request_id.map(str::to_string));
+    Entity::insert(row).exec_without_returning(db).await?;
+    Ok(())
+}
+
+/// Writes `t` if the stored version is still `expected_version`; false when it was not.
+pub async fn update(db: &impl ConnectionTrait, t: &Territory, expected_version: i64) -> Result<bool, DbErr> {
+    let row = to_active(t)?;
+    let result = Entity::update_many()
+        .set(row)
+        .filter(Column::Id.eq(t.id.clone()))
+        .filter(Column::Version.eq(expected_version))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// A page of territories in id order (ids are time-ordered UUIDv7: oldest first).
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &TerritoryFilter,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Territory>, DbErr> {
+    let mut query = Entity::find();
+    if let Some(s) = filter.stage {
+        query = query.filter(Column::Stage.eq(s.as_str()));
+    }
+    if let Some(k) = filter.kind {
+        query = query.filter(Column::Kind.eq(k.as_str()));
+    }
+    if let Some(r) = &filter.region_code {
+        query = query.filter(Column::RegionCode.eq(r.clone()));
+    }
+    if let Some(d) = &filter.departement_code {
+        query = query.filter(Column::DepartementCode.eq(d.clone()));
+    }
+    if let Some(q) = &filter.name_query {
+        // Normalised text holds only letters, digits and spaces: no LIKE wildcard to escape.
+        query = query.filter(Column::NameSearch.like(format!("%{q}%")));
+    }
+    if let Some(after) = after_id {
+        query = query.filter(Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
+}
+
+/// Whether a unique constraint refused the write.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

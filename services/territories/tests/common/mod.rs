@@ -1,0 +1,155 @@
+//! Shared set-up of the territories tests: a server started through the runtime's start-up
+//! path on a fresh database, with the test geography loaded.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::geography_service_client::GeographyServiceClient;
+use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tde_runtime::bus::{ConsumerSpec, Delivery, Subscription};
+use tde_runtime::server::RunningPlatform;
+use tde_runtime::testing::{TestEnv, Topology, channel, unique_name};
+use tde_territories::TerritoriesModule;
+use tonic::transport::Channel;
+
+pub fn fixture(vintage: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/geo{vintage}"))
+}
+
+pub fn official_geography() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cog")
+}
+
+pub struct App {
+    pub env: TestEnv,
+    pub platform: RunningPlatform,
+    pub channel: Channel,
+}
+
+impl App {
+    pub async fn start(topology: Topology) -> Self {
+        Self::start_in(TestEnv::new(topology, &["territories"]).await).await
+    }
+
+    pub async fn start_in(env: TestEnv) -> Self {
+        let platform = env.start(vec![Arc::new(TerritoriesModule)]).await.expect("server starts");
+        let channel = channel(platform.local_addr).await;
+        Self { env, platform, channel }
+    }
+
+    /// Starts and loads the 2026 test geography.
+    pub async fn with_geography(topology: Topology) -> Self {
+        let app = Self::start(topology).await;
+        app.import("2026").await;
+        app
+    }
+
+    pub async fn import(&self, vintage: &str) -> tde_territories::api::geography::ImportOutcome {
+        let g = tde_territories::api::geography::read_dir(vintage, &fixture(vintage)).expect("fixture parses");
+        let ctx = self.ctx();
+        tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
+            .await
+            .expect("import")
+    }
+
+    pub fn ctx(&self) -> &tde_runtime::ServiceContext {
+        self.platform.service("territories").expect("territories runs")
+    }
+
+    pub fn territories(&self) -> TerritoryServiceClient<Channel> {
+        TerritoryServiceClient::new(self.channel.clone())
+    }
+
+    pub fn geography(&self) -> GeographyServiceClient<Channel> {
+        GeographyServiceClient::new(self.channel.clone())
+    }
+
+    pub async fn register(&self, kind: pb::AuthorityKind, code: &str) -> pb::Territory {
+        self.territories()
+            .register_territory(pb::RegisterTerritoryRequest {
+                kind: kind as i32,
+                official_code: code.into(),
+                request_id: String::new(),
+            })
+            .await
+            .expect("registered")
+            .into_inner()
+            .territory
+            .expect("territory")
+    }
+
+    pub async fn get(&self, id: &str) -> pb::Territory {
+        self.territories()
+            .get_territory(pb::GetTerritoryRequest { id: id.into() })
+            .await
+            .expect("found")
+            .into_inner()
+            .territory
+            .expect("territory")
+    }
+
+    /// A new durable consumer of the territories stream.
+    pub async fn subscribe(&self) -> Box<dyn Subscription> {
+        let ns = &self.ctx().namespace;
+        let stream = ns.stream("territories");
+        self.env.bus.ensure_stream(&stream).await.expect("stream");
+        self.env
+            .bus
+            .subscribe(&ConsumerSpec {
+                stream: stream.name,
+                durable_name: ns.durable(&unique_name("test")),
+                filter_subjects: Vec::new(),
+                max_deliver: 5,
+                ack_wait: Duration::from_secs(30),
+            })
+            .await
+            .expect("subscribe")
+    }
+}
+
+pub async fn next_event(sub: &mut Box<dyn Subscription>, within: Duration) -> Option<Delivery> {
+    match tokio::time::timeout(within, sub.next()).await {
+        Ok(Some(Ok(d))) => Some(d),
+        Ok(Some(Err(e))) => panic!("bus error: {e}"),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+/// Collects exactly `count` events, then checks that no other arrives shortly after.
+pub async fn collect_events(sub: &mut Box<dyn Subscription>, count: usize) -> Vec<tde_runtime::bus::Envelope> {
+    let mut events = Vec::new();
+    while events.len() < count {
+        let d = next_event(sub, Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("only {} of {count} events arrived", events.len()));
+        events.push(d.envelope.clone());
+        d.ack().await.expect("ack");
+    }
+    if let Some(extra) = next_event(sub, Duration::from_millis(500)).await {
+        panic!("one event too many: {} {}", extra.envelope.subject, extra.envelope.id);
+    }
+    events
+}
+
+/// Runs a test body on SQLite (dev topology) and on PostgreSQL with JetStream.
+#[macro_export]
+macro_rules! on_both_topologies {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(tde_runtime::testing::Topology::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(tde_runtime::testing::Topology::Postgres).await
+                }
+            }
+        )*
+    };
+}
