@@ -2,7 +2,8 @@
 //! reflection and JSON rendering.
 
 /// The encoded `FileDescriptorSet` of every tde proto (for gRPC reflection).
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tde_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tde_descriptor.bin"));
 
 pub mod territories {
     pub mod v1 {

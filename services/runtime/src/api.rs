@@ -52,7 +52,9 @@ pub fn decode_page_token(token: &str) -> Result<Option<String>, ApiError> {
     let bad = || ApiError::invalid("page_token", "is not a token returned by this API");
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    text.strip_prefix("v1:").map(|k| Some(k.to_string())).ok_or_else(bad)
+    text.strip_prefix("v1:")
+        .map(|k| Some(k.to_string()))
+        .ok_or_else(bad)
 }
 
 /// Parses a resource id, naming the field when it is not one.
@@ -61,6 +63,13 @@ pub fn parse_id(field: &'static str, value: &str) -> Result<uuid::Uuid, ApiError
         return Err(ApiError::invalid(field, "is required"));
     }
     uuid::Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "is not a valid id"))
+}
+
+/// The current time at the precision storage keeps (microseconds, as PostgreSQL), so that what
+/// a write returns equals what a later read returns.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    Utc::now().trunc_subsecs(6)
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {

@@ -262,7 +262,10 @@ impl Settings {
             })
         };
         if !(1024..=256 * 1024 * 1024).contains(&self.server.max_message_bytes) {
-            return invalid("server.max_message_bytes", "must be between 1 KiB and 256 MiB");
+            return invalid(
+                "server.max_message_bytes",
+                "must be between 1 KiB and 256 MiB",
+            );
         }
         if self.server.max_deadline_ms == 0 {
             return invalid("server.max_deadline_ms", "must be positive");
@@ -354,8 +357,13 @@ mod tests {
     fn file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "[server]\nmax_deadline_ms = 1234\nlisten = \"127.0.0.1:1\"\n").unwrap();
-        let s = Settings::load(Some(&path), &env(&[("TDE_SERVER__LISTEN", "127.0.0.1:2")])).unwrap();
+        std::fs::write(
+            &path,
+            "[server]\nmax_deadline_ms = 1234\nlisten = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let s =
+            Settings::load(Some(&path), &env(&[("TDE_SERVER__LISTEN", "127.0.0.1:2")])).unwrap();
         assert_eq!(s.server.max_deadline_ms, 1234);
         assert_eq!(s.server.listen.port(), 2);
     }

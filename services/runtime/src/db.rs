@@ -8,7 +8,10 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use crate::config::DatabaseSettings;
 
 /// Connects to one service's database; creates the SQLite file and its folder when missing.
-pub async fn connect(settings: &DatabaseSettings, service: &str) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(
+    settings: &DatabaseSettings,
+    service: &str,
+) -> Result<DatabaseConnection, DbErr> {
     let mut url = settings.url_for(service);
     let sqlite = url.starts_with("sqlite:");
     if sqlite {
@@ -26,11 +29,10 @@ pub async fn connect(settings: &DatabaseSettings, service: &str) -> Result<Datab
     }
     let mut options = ConnectOptions::new(url);
     options
-        .max_connections(if sqlite {
-            settings.max_connections.min(4)
-        } else {
-            settings.max_connections
-        })
+        // One connection serialises SQLite access: a deferred transaction that reads and then
+        // writes could otherwise fail at once (SQLITE_BUSY) when another connection wrote in
+        // between. The embedded mode trades concurrency for that simplicity.
+        .max_connections(if sqlite { 1 } else { settings.max_connections })
         .min_connections(1)
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
@@ -46,7 +48,9 @@ pub async fn connect(settings: &DatabaseSettings, service: &str) -> Result<Datab
 
 /// The file path of a `sqlite://path?…` URL.
 pub fn sqlite_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
@@ -61,8 +65,14 @@ mod tests {
 
     #[test]
     fn sqlite_paths() {
-        assert_eq!(sqlite_path("sqlite://./data/t.db?mode=rwc").as_deref(), Some("./data/t.db"));
-        assert_eq!(sqlite_path("sqlite:/tmp/x.db").as_deref(), Some("/tmp/x.db"));
+        assert_eq!(
+            sqlite_path("sqlite://./data/t.db?mode=rwc").as_deref(),
+            Some("./data/t.db")
+        );
+        assert_eq!(
+            sqlite_path("sqlite:/tmp/x.db").as_deref(),
+            Some("/tmp/x.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }
 }

@@ -121,10 +121,8 @@ impl From<ApiError> for Status {
             } => {
                 details.set_resource_info(*resource_type, name.clone(), "", "not found");
                 if let Some(field) = field {
-                    details.add_bad_request_violation(
-                        *field,
-                        format!("no {resource_type} {name:?}"),
-                    );
+                    details
+                        .add_bad_request_violation(*field, format!("no {resource_type} {name:?}"));
                 }
             }
             ApiError::AlreadyExists {
@@ -239,7 +237,10 @@ mod tests {
         .into();
         assert_eq!(status.code(), Code::NotFound);
         let details = status.get_error_details();
-        assert_eq!(details.bad_request().unwrap().field_violations[0].field, "official_code");
+        assert_eq!(
+            details.bad_request().unwrap().field_violations[0].field,
+            "official_code"
+        );
         assert_eq!(details.resource_info().unwrap().resource_name, "99999");
     }
 }

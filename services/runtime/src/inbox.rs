@@ -7,20 +7,28 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, Statement, TransactionTrait,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{ConsumerSpec, Delivery, Envelope, EventBus};
 use crate::telemetry::{TraceContext, metric};
 
 /// Records that `consumer` processed `event_id`; false when it already had.
-pub async fn claim(txn: &DatabaseTransaction, consumer: &str, event_id: &str) -> Result<bool, DbErr> {
+pub async fn claim(
+    txn: &DatabaseTransaction,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, DbErr> {
     let backend = txn.get_database_backend();
     let sql = match backend {
         sea_orm::DbBackend::Postgres => {
             "INSERT INTO inbox_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
         }
-        _ => "INSERT INTO inbox_events (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        _ => {
+            "INSERT INTO inbox_events (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        }
     };
     let result = txn
         .execute_raw(Statement::from_sql_and_values(
@@ -57,7 +65,8 @@ impl From<prost::DecodeError> for HandlerError {
 /// What a service does with one event; writes go through `txn`.
 #[async_trait]
 pub trait EventHandler: Send + Sync + 'static {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> Result<(), HandlerError>;
+    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope)
+    -> Result<(), HandlerError>;
 }
 
 /// A durable consumer of a service.
@@ -139,11 +148,17 @@ async fn handle_delivery(db: &DatabaseConnection, task: &ConsumerTask, delivery:
     let event_id = delivery.envelope.id.clone();
     let result = match outcome {
         Ok(_) => {
-            metrics::counter!(metric::CONSUMER_PROCESSED, "consumer" => name.to_string()).increment(1);
+            metrics::counter!(metric::CONSUMER_PROCESSED, "consumer" => name.to_string())
+                .increment(1);
             delivery.ack().await
         }
         Err(HandlerError::Permanent(e)) => {
-            tracing::error!(consumer = name, event_id, error = format!("{e:#}"), "event cannot be processed; dropped");
+            tracing::error!(
+                consumer = name,
+                event_id,
+                error = format!("{e:#}"),
+                "event cannot be processed; dropped"
+            );
             delivery.term().await
         }
         Err(HandlerError::Transient(e)) => {

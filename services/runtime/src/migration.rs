@@ -20,7 +20,11 @@ impl MigrationTrait for CreateOutboxAndInbox {
                 Table::create()
                     .table(Alias::new("outbox_events"))
                     .if_not_exists()
-                    .col(big_integer(Alias::new("seq")).auto_increment().primary_key())
+                    .col(
+                        big_integer(Alias::new("seq"))
+                            .auto_increment()
+                            .primary_key(),
+                    )
                     .col(string(Alias::new("event_id")).unique_key())
                     .col(string(Alias::new("aggregate_type")))
                     .col(string(Alias::new("aggregate_id")))
@@ -51,7 +55,11 @@ impl MigrationTrait for CreateOutboxAndInbox {
                     .col(string(Alias::new("consumer")))
                     .col(string(Alias::new("event_id")))
                     .col(timestamp_with_time_zone(Alias::new("processed_at")))
-                    .primary_key(Index::create().col(Alias::new("consumer")).col(Alias::new("event_id")))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("consumer"))
+                            .col(Alias::new("event_id")),
+                    )
                     .to_owned(),
             )
             .await

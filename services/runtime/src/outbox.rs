@@ -81,7 +81,10 @@ impl NewEvent {
 }
 
 /// Writes events in the caller's transaction; returns their ids.
-pub async fn enqueue(db: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<Vec<String>, DbErr> {
+pub async fn enqueue(
+    db: &impl ConnectionTrait,
+    events: Vec<NewEvent>,
+) -> Result<Vec<String>, DbErr> {
     if events.is_empty() {
         return Ok(Vec::new());
     }
@@ -211,7 +214,8 @@ impl OutboxRelay {
             if last_gauge.elapsed() >= Duration::from_secs(1) {
                 last_gauge = Instant::now();
                 if let Ok(b) = backlog(&self.db).await {
-                    metrics::gauge!(metric::OUTBOX_BACKLOG, "service" => self.service).set(b.events as f64);
+                    metrics::gauge!(metric::OUTBOX_BACKLOG, "service" => self.service)
+                        .set(b.events as f64);
                     metrics::gauge!(metric::OUTBOX_OLDEST_AGE, "service" => self.service)
                         .set(b.oldest_age.as_secs_f64());
                 }
@@ -265,7 +269,11 @@ impl OutboxRelay {
         }
     }
 
-    async fn publish_from(&self, db: &impl ConnectionTrait, lock: bool) -> Result<usize, RelayError> {
+    async fn publish_from(
+        &self,
+        db: &impl ConnectionTrait,
+        lock: bool,
+    ) -> Result<usize, RelayError> {
         let mut query = Entity::find()
             .filter(Column::PublishedAt.is_null())
             .order_by_asc(Column::Seq)
@@ -302,7 +310,8 @@ impl OutboxRelay {
                 .filter(Column::Seq.is_in(seqs))
                 .exec(db)
                 .await?;
-            metrics::counter!(metric::OUTBOX_PUBLISHED, "service" => self.service).increment(published as u64);
+            metrics::counter!(metric::OUTBOX_PUBLISHED, "service" => self.service)
+                .increment(published as u64);
         }
         if let Some(error) = error {
             if matches!(error, BusError::Other(_)) {

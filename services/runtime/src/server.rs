@@ -167,10 +167,14 @@ pub async fn start(
     let namespace = Namespace::new(settings.bus.namespace.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     for module in &modules {
         for name in module.grpc_services() {
-            health.set_service_status(*name, ServingStatus::NotServing).await;
+            health
+                .set_service_status(*name, ServingStatus::NotServing)
+                .await;
         }
     }
 
@@ -254,7 +258,9 @@ pub async fn start(
 
     for module in &modules {
         for name in module.grpc_services() {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
     }
     health.set_service_status("", ServingStatus::Serving).await;
@@ -316,7 +322,11 @@ pub async fn start(
     })
 }
 
-async fn set_all(health: &HealthReporter, modules: &[Arc<dyn ServiceModule>], status: ServingStatus) {
+async fn set_all(
+    health: &HealthReporter,
+    modules: &[Arc<dyn ServiceModule>],
+    status: ServingStatus,
+) {
     health.set_service_status("", status).await;
     for module in modules {
         for name in module.grpc_services() {

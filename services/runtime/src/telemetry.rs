@@ -32,12 +32,17 @@ pub enum TelemetryError {
 /// Installs the global log subscriber. Later calls (tests, several services in one process)
 /// keep the first one.
 pub fn init(settings: &TelemetrySettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match settings.log_format {
         LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().pretty()).try_init(),
         LogFormat::Compact => registry.with(fmt::layer().compact()).try_init(),
@@ -192,7 +197,11 @@ mod tests {
 
     #[test]
     fn malformed_traceparent_starts_a_new_trace() {
-        for bad in ["", "00-xyz-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "00-xyz-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
             assert!(TraceContext::parse(bad).is_none(), "{bad}");
         }
         assert!(TraceContext::parse(&TraceContext::new_root().to_header()).is_some());

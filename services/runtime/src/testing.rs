@@ -43,7 +43,9 @@ fn answers(host_port: &str) -> bool {
         .ok()
         .into_iter()
         .flatten()
-        .any(|addr: SocketAddr| TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+        .any(|addr: SocketAddr| {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+        })
 }
 
 fn host_port_of(url: &str) -> String {
@@ -55,7 +57,10 @@ fn host_port_of(url: &str) -> String {
 fn wait_until_answers(host_port: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !answers(host_port) {
-        assert!(Instant::now() < deadline, "{what} did not start on {host_port}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on {host_port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -84,7 +89,11 @@ impl Drop for OwnedProcess {
     }
 }
 
-fn spawn_owned(command: &mut Command, death_signal: i32, run_as: Option<(u32, u32)>) -> std::io::Result<OwnedProcess> {
+fn spawn_owned(
+    command: &mut Command,
+    death_signal: i32,
+    run_as: Option<(u32, u32)>,
+) -> std::io::Result<OwnedProcess> {
     use std::os::unix::process::CommandExt as _;
     if let Some((uid, gid)) = run_as {
         command.uid(uid).gid(gid);
@@ -99,7 +108,11 @@ fn spawn_owned(command: &mut Command, death_signal: i32, run_as: Option<(u32, u3
             Ok(())
         });
     }
-    command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map(OwnedProcess)
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(OwnedProcess)
 }
 
 /// PostgreSQL refuses to run as root: throwaway instances run as the `postgres` user then.
@@ -130,7 +143,10 @@ pub fn postgres_url() -> &'static str {
         let url = std::env::var("TDE_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         if answers(&host_port_of(&url)) {
-            return Instance { url, _process: None };
+            return Instance {
+                url,
+                _process: None,
+            };
         }
         start_throwaway_postgres()
     })
@@ -138,7 +154,8 @@ pub fn postgres_url() -> &'static str {
 }
 
 fn start_throwaway_postgres() -> Instance {
-    let initdb = find_binary("initdb").expect("no PostgreSQL running and no initdb installed: run the README's test command");
+    let initdb = find_binary("initdb")
+        .expect("no PostgreSQL running and no initdb installed: run the README's test command");
     let postgres = find_binary("postgres").expect("postgres binary not found beside initdb");
     let dir = tempfile::tempdir().expect("temp dir");
     let run_as = postgres_user();
@@ -147,8 +164,16 @@ fn start_throwaway_postgres() -> Instance {
     }
     let data = dir.path().join("data");
     let mut init = Command::new(&initdb);
-    init.args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
-        .arg(&data);
+    init.args([
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "-E",
+        "UTF8",
+        "--no-sync",
+        "-D",
+    ])
+    .arg(&data);
     let status = spawn_owned(&mut init, libc::SIGKILL, run_as)
         .and_then(|mut p| p.0.wait())
         .expect("initdb runs");
@@ -158,7 +183,17 @@ fn start_throwaway_postgres() -> Instance {
     server
         .arg("-D")
         .arg(&data)
-        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=400", "-k"])
+        .args([
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=400",
+            "-k",
+        ])
         .arg(dir.path());
     // SIGQUIT: immediate shutdown of the postmaster and its children.
     let process = spawn_owned(&mut server, libc::SIGQUIT, run_as).expect("postgres starts");
@@ -174,9 +209,13 @@ pub fn nats_url() -> &'static str {
     static NATS: OnceLock<Instance> = OnceLock::new();
     &NATS
         .get_or_init(|| {
-            let url = std::env::var("TDE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+            let url = std::env::var("TDE_TEST_NATS_URL")
+                .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
             if answers(&host_port_of(&url)) {
-                return Instance { url, _process: None };
+                return Instance {
+                    url,
+                    _process: None,
+                };
             }
             let server = NatsServer::start();
             let url = server.url();
@@ -223,12 +262,21 @@ impl NatsServer {
 
     /// Starts it again on the same port and storage.
     pub fn resume(&mut self) {
-        let binary = find_binary("nats-server").expect("nats-server is not installed: run the README's test command");
+        let binary = find_binary("nats-server")
+            .expect("nats-server is not installed: run the README's test command");
         let mut command = Command::new(binary);
         command
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.dir.path());
-        self.process = Some(spawn_owned(&mut command, libc::SIGKILL, None).expect("nats-server starts"));
+        self.process =
+            Some(spawn_owned(&mut command, libc::SIGKILL, None).expect("nats-server starts"));
         wait_until_answers(&format!("127.0.0.1:{}", self.port), "nats-server");
     }
 }
@@ -266,7 +314,10 @@ impl Drop for TestDatabase {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         // Drop runs outside any runtime: a short-lived one does the work.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             rt.block_on(async move {
                 let db = Database::connect(admin).await.ok()?;
                 db.execute_unprepared(&sql).await.ok()?;
@@ -342,9 +393,12 @@ impl TestEnv {
         let url = format!("{}/{base}_{{service}}", postgres_url());
         let settings = test_settings(&url, BusKind::Nats, nats_url);
         let bus: Arc<dyn EventBus> = Arc::new(
-            JetStreamBus::connect(nats_url, Duration::from_millis(settings.outbox.publish_timeout_ms))
-                .await
-                .expect("connect to NATS"),
+            JetStreamBus::connect(
+                nats_url,
+                Duration::from_millis(settings.outbox.publish_timeout_ms),
+            )
+            .await
+            .expect("connect to NATS"),
         );
         Self {
             settings,
@@ -362,9 +416,18 @@ impl TestEnv {
     }
 
     /// Starts `modules` through `server::start`, on a free port.
-    pub async fn start(&self, modules: Vec<Arc<dyn ServiceModule>>) -> Result<RunningPlatform, StartError> {
+    pub async fn start(
+        &self,
+        modules: Vec<Arc<dyn ServiceModule>>,
+    ) -> Result<RunningPlatform, StartError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        crate::server::start(self.settings.clone(), modules, Some(self.bus.clone()), Some(listener)).await
+        crate::server::start(
+            self.settings.clone(),
+            modules,
+            Some(self.bus.clone()),
+            Some(listener),
+        )
+        .await
     }
 
     pub fn data_dir(&self) -> &Path {

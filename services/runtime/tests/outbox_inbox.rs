@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, TransactionTrait};
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, EntityTrait, PaginatorTrait, TransactionTrait,
+};
 use sea_orm_migration::prelude::*;
 use tde_runtime::bus::{ConsumerSpec, Envelope, EventBus, Namespace, Subscription};
 use tde_runtime::config::OutboxSettings;
@@ -32,14 +34,23 @@ struct Setup {
 
 async fn setup(topology: Topology) -> Setup {
     let env = TestEnv::new(topology, &["outbox"]).await;
-    let db = tde_runtime::db::connect(&env.settings.database, "outbox").await.unwrap();
+    let db = tde_runtime::db::connect(&env.settings.database, "outbox")
+        .await
+        .unwrap();
     Migrator::up(&db, None).await.unwrap();
     let ns = Namespace::new(env.settings.bus.namespace.clone());
     Setup { env, db, ns }
 }
 
 fn event(aggregate: &str, n: u32) -> NewEvent {
-    NewEvent::new("outbox", "thing", aggregate, "thing.changed", "tde.test.v1.ThingChanged", &n.to_string())
+    NewEvent::new(
+        "outbox",
+        "thing",
+        aggregate,
+        "thing.changed",
+        "tde.test.v1.ThingChanged",
+        &n.to_string(),
+    )
 }
 
 fn relay(s: &Setup) -> OutboxRelay {
@@ -48,7 +59,12 @@ fn relay(s: &Setup) -> OutboxRelay {
         s.db.clone(),
         s.env.bus.clone(),
         s.ns.clone(),
-        OutboxSettings { poll_interval_ms: 10, batch_size: 50, publish_timeout_ms: 2000, max_backoff_ms: 100 },
+        OutboxSettings {
+            poll_interval_ms: 10,
+            batch_size: 50,
+            publish_timeout_ms: 2000,
+            max_backoff_ms: 100,
+        },
         OutboxWaker::default(),
     )
 }
@@ -100,10 +116,18 @@ async fn relays_publish_in_order_and_mark_after_ack(topology: Topology) {
     let s = setup(topology).await;
     let mut sub = subscribe(&s).await;
     let stop = CancellationToken::new();
-    let relays = [tokio::spawn(relay(&s).run(stop.clone())), tokio::spawn(relay(&s).run(stop.clone()))];
+    let relays = [
+        tokio::spawn(relay(&s).run(stop.clone())),
+        tokio::spawn(relay(&s).run(stop.clone())),
+    ];
     for n in 0..120u32 {
         let txn = s.db.begin().await.unwrap();
-        outbox::enqueue(&txn, vec![event(if n % 2 == 0 { "even" } else { "odd" }, n)]).await.unwrap();
+        outbox::enqueue(
+            &txn,
+            vec![event(if n % 2 == 0 { "even" } else { "odd" }, n)],
+        )
+        .await
+        .unwrap();
         txn.commit().await.unwrap();
     }
     let events = receive(&mut sub, 120).await;
@@ -133,7 +157,11 @@ struct CountingHandler(Arc<AtomicUsize>);
 
 #[async_trait]
 impl EventHandler for CountingHandler {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
         // The effect: an event of our own, in the same transaction as the inbox record.
         outbox::enqueue(txn, vec![event_from(event)]).await?;
         self.0.fetch_add(1, Ordering::SeqCst);
@@ -142,7 +170,14 @@ impl EventHandler for CountingHandler {
 }
 
 fn event_from(e: &Envelope) -> NewEvent {
-    NewEvent::new("outbox", "reaction", e.id.clone(), "reaction.done", "tde.test.v1.Reaction", &e.id)
+    NewEvent::new(
+        "outbox",
+        "reaction",
+        e.id.clone(),
+        "reaction.done",
+        "tde.test.v1.Reaction",
+        &e.id,
+    )
 }
 
 async fn a_redelivered_event_has_no_second_effect(topology: Topology) {
@@ -159,18 +194,38 @@ async fn a_redelivered_event_has_no_second_effect(topology: Topology) {
         payload: Default::default(),
         traceparent: None,
     };
-    assert!(inbox::process(&s.db, "reactor", &handler, &e).await.unwrap());
-    assert!(!inbox::process(&s.db, "reactor", &handler, &e).await.unwrap());
-    assert!(inbox::process(&s.db, "another-consumer", &handler, &e).await.unwrap(), "inboxes are per consumer");
+    assert!(
+        inbox::process(&s.db, "reactor", &handler, &e)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !inbox::process(&s.db, "reactor", &handler, &e)
+            .await
+            .unwrap()
+    );
+    assert!(
+        inbox::process(&s.db, "another-consumer", &handler, &e)
+            .await
+            .unwrap(),
+        "inboxes are per consumer"
+    );
     assert_eq!(count.load(Ordering::SeqCst), 2);
-    assert_eq!(outbox::entity::Entity::find().count(&s.db).await.unwrap(), 2);
+    assert_eq!(
+        outbox::entity::Entity::find().count(&s.db).await.unwrap(),
+        2
+    );
 }
 
 struct FailingHandler;
 
 #[async_trait]
 impl EventHandler for FailingHandler {
-    async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
         outbox::enqueue(txn, vec![event_from(event)]).await?;
         Err(HandlerError::Transient(anyhow::anyhow!("storage hiccup")))
     }
@@ -189,10 +244,21 @@ async fn a_failed_effect_leaves_nothing_behind(topology: Topology) {
         payload: Default::default(),
         traceparent: None,
     };
-    assert!(inbox::process(&s.db, "reactor", &FailingHandler, &e).await.is_err());
-    assert_eq!(outbox::entity::Entity::find().count(&s.db).await.unwrap(), 0);
+    assert!(
+        inbox::process(&s.db, "reactor", &FailingHandler, &e)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        outbox::entity::Entity::find().count(&s.db).await.unwrap(),
+        0
+    );
     let count = Arc::new(AtomicUsize::new(0));
-    assert!(inbox::process(&s.db, "reactor", &CountingHandler(count.clone()), &e).await.unwrap());
+    assert!(
+        inbox::process(&s.db, "reactor", &CountingHandler(count.clone()), &e)
+            .await
+            .unwrap()
+    );
     assert_eq!(count.load(Ordering::SeqCst), 1);
 }
 

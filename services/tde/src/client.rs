@@ -164,13 +164,27 @@ fn stage_name(stage: i32) -> String {
 
 fn kind_name(kind: i32) -> String {
     pb::AuthorityKind::try_from(kind)
-        .map(|k| k.as_str_name().trim_start_matches("AUTHORITY_KIND_").to_lowercase())
+        .map(|k| {
+            k.as_str_name()
+                .trim_start_matches("AUTHORITY_KIND_")
+                .to_lowercase()
+        })
         .unwrap_or_default()
 }
 
 fn territory_rows(ts: &[pb::Territory]) -> String {
     table(
-        &["id", "kind", "code", "name", "dép.", "région", "time zone", "stage", "etag"],
+        &[
+            "id",
+            "kind",
+            "code",
+            "name",
+            "dép.",
+            "région",
+            "time zone",
+            "stage",
+            "etag",
+        ],
         ts.iter()
             .map(|t| {
                 vec![
@@ -223,10 +237,19 @@ fn print_territory(t: &pb::Territory, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn territory(server: &str, actor: &str, format: Format, command: TerritoryCommand) -> anyhow::Result<()> {
+pub async fn territory(
+    server: &str,
+    actor: &str,
+    format: Format,
+    command: TerritoryCommand,
+) -> anyhow::Result<()> {
     let mut client = TerritoryServiceClient::new(connect(server).await?);
     match command {
-        TerritoryCommand::Register { kind, code, request_id } => {
+        TerritoryCommand::Register {
+            kind,
+            code,
+            request_id,
+        } => {
             let r = client
                 .register_territory(request(
                     pb::RegisterTerritoryRequest {
@@ -275,7 +298,10 @@ pub async fn territory(server: &str, actor: &str, format: Format, command: Terri
                 .map_err(status)?
                 .into_inner();
             match format {
-                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.ListTerritoriesResponse")?),
+                Format::Json => println!(
+                    "{}",
+                    to_json(&r, "tde.territories.v1.ListTerritoriesResponse")?
+                ),
                 Format::Table => {
                     println!("{}", territory_rows(&r.territories));
                     if !r.next_page_token.is_empty() {
@@ -285,7 +311,12 @@ pub async fn territory(server: &str, actor: &str, format: Format, command: Terri
             }
             Ok(())
         }
-        TerritoryCommand::Advance { id, to, reason, etag } => {
+        TerritoryCommand::Advance {
+            id,
+            to,
+            reason,
+            etag,
+        } => {
             let r = client
                 .advance_territory_stage(request(
                     pb::AdvanceTerritoryStageRequest {
@@ -380,18 +411,33 @@ pub async fn import_geography(
     Ok(response.map_err(status)?.into_inner())
 }
 
-pub async fn geography(server: &str, format: Format, command: GeographyCommand) -> anyhow::Result<()> {
+pub async fn geography(
+    server: &str,
+    format: Format,
+    command: GeographyCommand,
+) -> anyhow::Result<()> {
     let mut client = GeographyServiceClient::new(connect(server).await?)
         .max_decoding_message_size(64 * 1024 * 1024);
     match command {
         GeographyCommand::Import { dir, vintage } => {
             let r = import_geography(&mut client, &dir, &vintage, true).await?;
             match format {
-                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.ImportGeographyResponse")?),
+                Format::Json => println!(
+                    "{}",
+                    to_json(&r, "tde.territories.v1.ImportGeographyResponse")?
+                ),
                 Format::Table => println!(
                     "{}",
                     table(
-                        &["vintage", "changed", "régions", "départements", "communes", "EPCI", "territories recoded"],
+                        &[
+                            "vintage",
+                            "changed",
+                            "régions",
+                            "départements",
+                            "communes",
+                            "EPCI",
+                            "territories recoded"
+                        ],
                         vec![vec![
                             r.vintage.clone(),
                             r.changed.to_string(),
@@ -411,7 +457,10 @@ pub async fn geography(server: &str, format: Format, command: GeographyCommand) 
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!("{}", to_json(&r, "tde.territories.v1.GetGeographyVintageResponse")?);
+            println!(
+                "{}",
+                to_json(&r, "tde.territories.v1.GetGeographyVintageResponse")?
+            );
         }
         GeographyCommand::Commune { code } => {
             let r = client
@@ -422,26 +471,42 @@ pub async fn geography(server: &str, format: Format, command: GeographyCommand) 
             println!("{}", to_json(&r, "tde.territories.v1.GetCommuneResponse")?);
         }
         GeographyCommand::Epci { siren } => {
-            let r = client.get_epci(pb::GetEpciRequest { siren }).await.map_err(status)?.into_inner();
+            let r = client
+                .get_epci(pb::GetEpciRequest { siren })
+                .await
+                .map_err(status)?
+                .into_inner();
             match format {
                 Format::Json => println!("{}", to_json(&r, "tde.territories.v1.GetEpciResponse")?),
                 Format::Table => {
                     let e = r.epci.unwrap_or_default();
-                    println!("{} {} ({}), population {}", e.siren, e.name, e.r#type, e.population);
+                    println!(
+                        "{} {} ({}), population {}",
+                        e.siren, e.name, e.r#type, e.population
+                    );
                     println!(
                         "{}",
                         table(
                             &["code", "name", "dép.", "population"],
                             e.members
                                 .iter()
-                                .map(|c| vec![c.code.clone(), c.name.clone(), c.departement_code.clone(), c.population.to_string()])
+                                .map(|c| vec![
+                                    c.code.clone(),
+                                    c.name.clone(),
+                                    c.departement_code.clone(),
+                                    c.population.to_string()
+                                ])
                                 .collect(),
                         )
                     );
                 }
             }
         }
-        GeographyCommand::Search { query, departement, limit } => {
+        GeographyCommand::Search {
+            query,
+            departement,
+            limit,
+        } => {
             let r = client
                 .search_communes(pb::SearchCommunesRequest {
                     query,
@@ -452,7 +517,10 @@ pub async fn geography(server: &str, format: Format, command: GeographyCommand) 
                 .map_err(status)?
                 .into_inner();
             match format {
-                Format::Json => println!("{}", to_json(&r, "tde.territories.v1.SearchCommunesResponse")?),
+                Format::Json => println!(
+                    "{}",
+                    to_json(&r, "tde.territories.v1.SearchCommunesResponse")?
+                ),
                 Format::Table => println!(
                     "{}",
                     table(

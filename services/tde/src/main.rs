@@ -18,7 +18,11 @@ use tde::platform::{self, Role};
 use tde_runtime::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "tde", version, about = "Territoires d'engagement: the ANCT programme platform")]
+#[command(
+    name = "tde",
+    version,
+    about = "Territoires d'engagement: the ANCT programme platform"
+)]
 struct Cli {
     /// Configuration file (TOML); `TDE_CONFIG` when unset. `TDE_` variables override it.
     #[arg(long, global = true, env = "TDE_CONFIG")]
@@ -89,12 +93,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             geography,
             vintage,
         } => {
-            let settings = platform::dev_settings(load_settings(cli.config.as_deref())?, &data_dir, listen)?;
+            let settings =
+                platform::dev_settings(load_settings(cli.config.as_deref())?, &data_dir, listen)?;
             let running = platform::start(settings, Role::ALL).await?;
             if let Some(dir) = geography {
                 platform::import_geography_if_empty(&running, &dir, &vintage).await?;
             }
-            println!("tde dev listening on {} (data in {})", running.local_addr, data_dir.display());
+            println!(
+                "tde dev listening on {} (data in {})",
+                running.local_addr,
+                data_dir.display()
+            );
             tde_runtime::server::shutdown_signal().await;
             running.shutdown().await?;
         }
@@ -114,8 +123,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             platform::migrate(&settings, service).await?;
             println!("{service:?}: migrations applied");
         }
-        Command::Geography { command } => client::geography(&cli.server, cli.output, command).await?,
-        Command::Territory { command } => client::territory(&cli.server, &cli.actor, cli.output, command).await?,
+        Command::Geography { command } => {
+            client::geography(&cli.server, cli.output, command).await?
+        }
+        Command::Territory { command } => {
+            client::territory(&cli.server, &cli.actor, cli.output, command).await?
+        }
         Command::Bench { command } => tde::bench::run(command).await?,
     }
     Ok(())

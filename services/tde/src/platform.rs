@@ -32,8 +32,13 @@ pub fn modules(roles: &[Role]) -> Vec<Arc<dyn ServiceModule>> {
 
 /// The settings of `tde dev`: the configured ones, with SQLite files under `data_dir`, the
 /// in-process bus, reflection on, and `listen`.
-pub fn dev_settings(mut settings: Settings, data_dir: &Path, listen: SocketAddr) -> anyhow::Result<Settings> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+pub fn dev_settings(
+    mut settings: Settings,
+    data_dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<Settings> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let dir = data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", data_dir.display()))?;
@@ -52,15 +57,25 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
 }
 
 /// `tde dev --geography DIR`: imports the reference geography when none is loaded yet.
-pub async fn import_geography_if_empty(platform: &RunningPlatform, dir: &Path, vintage: &str) -> anyhow::Result<()> {
+pub async fn import_geography_if_empty(
+    platform: &RunningPlatform,
+    dir: &Path,
+    vintage: &str,
+) -> anyhow::Result<()> {
     let ctx = platform
         .service(tde_territories::SERVICE)
         .context("the territories service is not running")?;
-    if tde_territories::storage::geography::current_vintage(&ctx.db).await?.is_some() {
+    if tde_territories::storage::geography::current_vintage(&ctx.db)
+        .await?
+        .is_some()
+    {
         tracing::info!("reference geography already loaded");
         return Ok(());
     }
-    let bar = indicatif::ProgressBar::new_spinner().with_message(format!("importing the {vintage} geography from {}", dir.display()));
+    let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "importing the {vintage} geography from {}",
+        dir.display()
+    ));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     let g = tde_territories::api::geography::read_dir(vintage, dir)?;
     tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)

@@ -7,13 +7,27 @@ use tde_runtime::api::timestamp;
 use tde_runtime::outbox::NewEvent;
 
 use crate::SERVICE;
-use crate::api::convert::{diagnostic_to_pb, kind_to_pb, person_to_pb, stage_to_pb, steering_body_to_pb, territory_to_pb};
+use crate::api::convert::{
+    diagnostic_to_pb, kind_to_pb, person_to_pb, stage_to_pb, steering_body_to_pb, territory_to_pb,
+};
 use crate::domain::territory::{Stage, Territory};
 
 const AGGREGATE: &str = "territory";
 
-fn event(t: &Territory, suffix: &str, event_type: &'static str, message: &impl prost::Message) -> NewEvent {
-    NewEvent::new(SERVICE, AGGREGATE, t.id.clone(), suffix, event_type, message)
+fn event(
+    t: &Territory,
+    suffix: &str,
+    event_type: &'static str,
+    message: &impl prost::Message,
+) -> NewEvent {
+    NewEvent::new(
+        SERVICE,
+        AGGREGATE,
+        t.id.clone(),
+        suffix,
+        event_type,
+        message,
+    )
 }
 
 pub fn registered(t: &Territory) -> NewEvent {

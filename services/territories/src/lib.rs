@@ -35,7 +35,10 @@ impl ServiceModule for TerritoriesModule {
     }
 
     fn grpc_services(&self) -> &'static [&'static str] {
-        &["tde.territories.v1.TerritoryService", "tde.territories.v1.GeographyService"]
+        &[
+            "tde.territories.v1.TerritoryService",
+            "tde.territories.v1.GeographyService",
+        ]
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {

@@ -26,19 +26,33 @@ async fn make_changes(app: &App) -> Vec<String> {
         let t = app.register(Kind::Commune, code).await;
         let mut c = app.territories();
         for stage in [pb::Stage::Diagnostic, pb::Stage::CharterSigned] {
-            c.advance_territory_stage(pb::AdvanceTerritoryStageRequest { id: t.id.clone(), stage: stage as i32, ..Default::default() })
-                .await
-                .unwrap();
+            c.advance_territory_stage(pb::AdvanceTerritoryStageRequest {
+                id: t.id.clone(),
+                stage: stage as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         }
         let mut input = app.get(&t.id).await;
         input.steering_body = Some(pb::SteeringBody {
             name: "Comité de pilotage".into(),
             relies_on_existing_body: false,
-            members: vec![pb::Person { name: "Jeanne".into(), email: "jeanne@exemple.fr".into(), phone: String::new(), role: "élue".into() }],
+            members: vec![pb::Person {
+                name: "Jeanne".into(),
+                email: "jeanne@exemple.fr".into(),
+                phone: String::new(),
+                role: "élue".into(),
+            }],
         });
-        c.update_territory(pb::UpdateTerritoryRequest { territory: Some(input), update_mask: Some(FieldMask { paths: vec!["steering_body".into()] }) })
-            .await
-            .unwrap();
+        c.update_territory(pb::UpdateTerritoryRequest {
+            territory: Some(input),
+            update_mask: Some(FieldMask {
+                paths: vec!["steering_body".into()],
+            }),
+        })
+        .await
+        .unwrap();
         ids.push(t.id);
     }
     ids
@@ -48,12 +62,20 @@ fn check_one_ordered_history_per_territory(events: &[tde_runtime::bus::Envelope]
     let mut per_territory: HashMap<&str, Vec<&str>> = HashMap::new();
     for e in events {
         let kind = e.subject.rsplit('.').next().unwrap();
-        per_territory.entry(e.aggregate_id.as_str()).or_default().push(kind);
+        per_territory
+            .entry(e.aggregate_id.as_str())
+            .or_default()
+            .push(kind);
     }
     for id in ids {
         assert_eq!(
             per_territory.get(id.as_str()).cloned().unwrap_or_default(),
-            vec!["registered", "stage_changed", "stage_changed", "steering_body_changed"],
+            vec![
+                "registered",
+                "stage_changed",
+                "stage_changed",
+                "steering_body_changed"
+            ],
             "territory {id}"
         );
     }
@@ -69,15 +91,28 @@ async fn every_committed_change_yields_exactly_one_event_in_order() {
     let events = common::collect_events(&mut sub, ids.len() * 4).await;
     check_one_ordered_history_per_territory(&events, &ids);
 
-    let registered: pb::TerritoryRegistered = prost::Message::decode(events[0].payload.clone()).unwrap();
+    let registered: pb::TerritoryRegistered =
+        prost::Message::decode(events[0].payload.clone()).unwrap();
     assert_eq!(registered.territory.unwrap().id, events[0].aggregate_id);
-    let roster = events.iter().find(|e| e.subject.ends_with("steering_body_changed")).unwrap();
+    let roster = events
+        .iter()
+        .find(|e| e.subject.ends_with("steering_body_changed"))
+        .unwrap();
     let roster: pb::SteeringBodyChanged = prost::Message::decode(roster.payload.clone()).unwrap();
     assert_eq!(roster.time_zone, "Europe/Paris");
-    assert_eq!(roster.steering_body.unwrap().members[0].email, "jeanne@exemple.fr");
+    assert_eq!(
+        roster.steering_body.unwrap().members[0].email,
+        "jeanne@exemple.fr"
+    );
     assert_eq!(events[0].source, "/tde/territories");
-    assert_eq!(events[0].event_type, "tde.territories.v1.TerritoryRegistered");
-    assert!(events[0].traceparent.is_some(), "trace context travels with the event");
+    assert_eq!(
+        events[0].event_type,
+        "tde.territories.v1.TerritoryRegistered"
+    );
+    assert!(
+        events[0].traceparent.is_some(),
+        "trace context travels with the event"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +131,11 @@ async fn writes_are_accepted_while_nats_is_down_and_published_when_it_is_back() 
         ids.push(app.register(Kind::Commune, code).await.id);
     }
     app.territories()
-        .advance_territory_stage(pb::AdvanceTerritoryStageRequest { id: first.id.clone(), stage: pb::Stage::Diagnostic as i32, ..Default::default() })
+        .advance_territory_stage(pb::AdvanceTerritoryStageRequest {
+            id: first.id.clone(),
+            stage: pb::Stage::Diagnostic as i32,
+            ..Default::default()
+        })
         .await
         .expect("writes go on while NATS is down");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -105,7 +144,10 @@ async fn writes_are_accepted_while_nats_is_down_and_published_when_it_is_back() 
 
     nats.resume();
     let events = common::collect_events(&mut sub, 4).await;
-    let subjects: Vec<_> = events.iter().map(|e| e.subject.rsplit('.').next().unwrap().to_string()).collect();
+    let subjects: Vec<_> = events
+        .iter()
+        .map(|e| e.subject.rsplit('.').next().unwrap().to_string())
+        .collect();
     assert_eq!(subjects.iter().filter(|s| *s == "registered").count(), 3);
     assert_eq!(subjects.iter().filter(|s| *s == "stage_changed").count(), 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -123,37 +165,79 @@ async fn a_relay_that_dies_before_marking_causes_a_duplicate_that_jetstream_drop
     let events = common::collect_events(&mut sub, ids.len() * 4).await;
     let ns = &app.ctx().namespace;
     let stream_name = ns.stream("territories").name;
-    let nats = async_nats::connect(tde_runtime::testing::nats_url()).await.unwrap();
+    let nats = async_nats::connect(tde_runtime::testing::nats_url())
+        .await
+        .unwrap();
     let js = async_nats::jetstream::new(nats);
-    let stored_before = js.get_stream(&stream_name).await.unwrap().info().await.unwrap().state.messages;
+    let stored_before = js
+        .get_stream(&stream_name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
 
     // As if the relay had published and died before marking: everything is pending again.
     let db = &app.ctx().db;
-    db.execute_raw(Statement::from_string(db.get_database_backend(), "UPDATE outbox_events SET published_at = NULL"))
-        .await
-        .unwrap();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE outbox_events SET published_at = NULL",
+    ))
+    .await
+    .unwrap();
     app.ctx().outbox.wake();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while outbox::backlog(db).await.unwrap().events > 0 {
         assert!(tokio::time::Instant::now() < deadline, "republished");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stored_after = js.get_stream(&stream_name).await.unwrap().info().await.unwrap().state.messages;
-    assert_eq!(stored_after, stored_before, "JetStream dropped every duplicate");
-    assert!(common::next_event(&mut sub, Duration::from_millis(500)).await.is_none(), "consumers see nothing twice");
+    let stored_after = js
+        .get_stream(&stream_name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .messages;
+    assert_eq!(
+        stored_after, stored_before,
+        "JetStream dropped every duplicate"
+    );
+    assert!(
+        common::next_event(&mut sub, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "consumers see nothing twice"
+    );
     assert_eq!(events.len(), 20);
 }
 
 #[tokio::test]
 async fn the_full_2026_geography_imports_on_postgres() {
     let app = App::start(Topology::Postgres).await;
-    let g = tde_territories::api::geography::read_dir("2026", &common::official_geography()).expect("shared/data/cog");
+    let g = tde_territories::api::geography::read_dir("2026", &common::official_geography())
+        .expect("shared/data/cog");
     let ctx = app.ctx();
-    let outcome = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g).await.unwrap();
+    let outcome = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
+        .await
+        .unwrap();
     assert!(outcome.changed);
-    let v = app.geography().get_geography_vintage(pb::GetGeographyVintageRequest {}).await.unwrap().into_inner();
-    assert_eq!((v.vintage.as_str(), v.communes, v.epcis), ("2026", 34_969, 1_255));
-    let again = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g).await.unwrap();
+    let v = app
+        .geography()
+        .get_geography_vintage(pb::GetGeographyVintageRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (v.vintage.as_str(), v.communes, v.epcis),
+        ("2026", 34_969, 1_255)
+    );
+    let again = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
+        .await
+        .unwrap();
     assert!(!again.changed, "idempotent");
     let t = app.register(Kind::Commune, "97501").await;
     assert_eq!(t.time_zone, "America/Miquelon");

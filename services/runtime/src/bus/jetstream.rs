@@ -74,7 +74,8 @@ fn envelope_of(message: &async_nats::Message) -> Result<Envelope, BusError> {
         .as_ref()
         .ok_or_else(|| BusError::Other("event without headers".into()))?;
     let get = |name: &str| h.get(name).map(|v| v.as_str().to_string());
-    let required = |name: &str| get(name).ok_or_else(|| BusError::Other(format!("event without {name}")));
+    let required =
+        |name: &str| get(name).ok_or_else(|| BusError::Other(format!("event without {name}")));
     let time = required(headers::TIME)?;
     Ok(Envelope {
         id: required(headers::ID)?,
@@ -116,7 +117,11 @@ impl EventBus for JetStreamBus {
         for event in events {
             match self
                 .context
-                .publish_with_headers(event.subject.clone(), headers_of(event), event.payload.clone())
+                .publish_with_headers(
+                    event.subject.clone(),
+                    headers_of(event),
+                    event.payload.clone(),
+                )
                 .await
             {
                 Ok(ack) => pending.push(ack),
@@ -150,9 +155,16 @@ impl EventBus for JetStreamBus {
             .get_stream(&spec.stream)
             .await
             .map_err(unavailable)?;
+        // One filter goes in `filter_subject`, which NATS 2.9 (Debian 12) understands;
+        // several need `filter_subjects`, from NATS 2.10 on.
+        let (filter_subject, filter_subjects) = match spec.filter_subjects.as_slice() {
+            [one] => (one.clone(), Vec::new()),
+            many => (String::new(), many.to_vec()),
+        };
         let config = consumer::pull::Config {
             durable_name: Some(spec.durable_name.clone()),
-            filter_subjects: spec.filter_subjects.clone(),
+            filter_subject,
+            filter_subjects,
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: spec.ack_wait,
             max_deliver: spec.max_deliver,

@@ -73,11 +73,11 @@ impl EventBus for MemoryBus {
     async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
         let mut state = self.lock();
         for (acked, event) in events.iter().enumerate() {
-            let Some(stream) = state
-                .streams
-                .values_mut()
-                .find(|s| s.subjects.iter().any(|p| subject_matches(p, &event.subject)))
-            else {
+            let Some(stream) = state.streams.values_mut().find(|s| {
+                s.subjects
+                    .iter()
+                    .any(|p| subject_matches(p, &event.subject))
+            }) else {
                 return Err(PublishError {
                     acked,
                     source: BusError::Other(format!("no stream for subject {}", event.subject)),
@@ -156,7 +156,9 @@ impl MemorySubscription {
                 return Next::WaitUntil(Some(now));
             }
             let ack_wait = consumer.ack_wait;
-            consumer.unacked.insert(index, (deliveries + 1, now + ack_wait));
+            consumer
+                .unacked
+                .insert(index, (deliveries + 1, now + ack_wait));
             let pending = pending(messages, consumer);
             return Next::Deliver(messages[index].clone(), index, deliveries + 1, pending);
         }
@@ -194,7 +196,12 @@ impl Subscription for MemorySubscription {
                         consumer: self.consumer.clone(),
                         index,
                     };
-                    return Some(Ok(Delivery::new(envelope, count, Some(pending), Box::new(acker))));
+                    return Some(Ok(Delivery::new(
+                        envelope,
+                        count,
+                        Some(pending),
+                        Box::new(acker),
+                    )));
                 }
                 Next::Gone => return None,
                 Next::WaitUntil(Some(at)) => {

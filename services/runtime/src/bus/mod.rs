@@ -140,7 +140,12 @@ impl std::fmt::Debug for Delivery {
 }
 
 impl Delivery {
-    pub fn new(envelope: Envelope, delivery_count: u64, pending: Option<u64>, acker: Box<dyn Acker>) -> Self {
+    pub fn new(
+        envelope: Envelope,
+        delivery_count: u64,
+        pending: Option<u64>,
+        acker: Box<dyn Acker>,
+    ) -> Self {
         Self {
             envelope,
             delivery_count,
@@ -220,10 +225,19 @@ mod tests {
 
     #[test]
     fn subjects_match_like_nats() {
-        assert!(subject_matches("tde.territories.>", "tde.territories.territory.registered"));
+        assert!(subject_matches(
+            "tde.territories.>",
+            "tde.territories.territory.registered"
+        ));
         assert!(!subject_matches("tde.territories.>", "tde.territories"));
-        assert!(subject_matches("tde.*.territory.registered", "tde.territories.territory.registered"));
-        assert!(!subject_matches("tde.plans.>", "tde.territories.territory.registered"));
+        assert!(subject_matches(
+            "tde.*.territory.registered",
+            "tde.territories.territory.registered"
+        ));
+        assert!(!subject_matches(
+            "tde.plans.>",
+            "tde.territories.territory.registered"
+        ));
         assert!(subject_matches("a.b", "a.b"));
         assert!(!subject_matches("a.b", "a.b.c"));
     }
@@ -231,7 +245,10 @@ mod tests {
     #[test]
     fn namespaces_prefix_streams_and_subjects() {
         let ns = Namespace::new("t42");
-        assert_eq!(ns.subject("territories", "territory.registered"), "t42.tde.territories.territory.registered");
+        assert_eq!(
+            ns.subject("territories", "territory.registered"),
+            "t42.tde.territories.territory.registered"
+        );
         let s = ns.stream("territories");
         assert_eq!(s.name, "T42_TDE_TERRITORIES");
         assert_eq!(s.subjects, vec!["t42.tde.territories.>".to_string()]);

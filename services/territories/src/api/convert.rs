@@ -1,7 +1,6 @@
 //! Mapping between the protobuf messages and the domain, with field violations named after
 //! the request's fields.
 
-use chrono::Utc;
 use tde_proto::territories::v1 as pb;
 use tde_runtime::api::timestamp;
 
@@ -17,7 +16,10 @@ pub fn kind_from_pb(field: &str, value: i32) -> Result<AuthorityKind, DomainErro
         Ok(pb::AuthorityKind::Commune) => Ok(AuthorityKind::Commune),
         Ok(pb::AuthorityKind::Epci) => Ok(AuthorityKind::Epci),
         Ok(pb::AuthorityKind::Departement) => Ok(AuthorityKind::Departement),
-        Ok(pb::AuthorityKind::Unspecified) => Err(DomainError::invalid(field, "is required: commune, epci or departement")),
+        Ok(pb::AuthorityKind::Unspecified) => Err(DomainError::invalid(
+            field,
+            "is required: commune, epci or departement",
+        )),
         Err(_) => Err(DomainError::invalid(field, format!("unknown kind {value}"))),
     }
 }
@@ -40,7 +42,12 @@ pub fn stage_from_pb(field: &str, value: i32) -> Result<Option<Stage>, DomainErr
         Ok(pb::Stage::InPath) => Some(Stage::InPath),
         Ok(pb::Stage::Completed) => Some(Stage::Completed),
         Ok(pb::Stage::Withdrawn) => Some(Stage::Withdrawn),
-        Err(_) => return Err(DomainError::invalid(field, format!("unknown stage {value}"))),
+        Err(_) => {
+            return Err(DomainError::invalid(
+                field,
+                format!("unknown stage {value}"),
+            ));
+        }
     })
 }
 
@@ -78,7 +85,10 @@ fn theme_from_pb(field: &str, value: i32) -> Result<EngagementTheme, DomainError
         Ok(P::LivingEnvironment) => EngagementTheme::LivingEnvironment,
         Ok(P::CivilProtection) => EngagementTheme::CivilProtection,
         Ok(P::Unspecified) | Err(_) => {
-            return Err(DomainError::invalid(field, format!("unknown engagement theme {value}")));
+            return Err(DomainError::invalid(
+                field,
+                format!("unknown engagement theme {value}"),
+            ));
         }
     })
 }
@@ -106,12 +116,15 @@ pub fn diagnostic_from_pb(d: Option<&pb::Diagnostic>) -> Result<Option<Diagnosti
     let mut themes = Vec::new();
     let mut errors = crate::domain::Violations::default();
     for (i, t) in d.themes.iter().enumerate() {
-        if let Some(t) = errors.check(theme_from_pb(&format!("territory.diagnostic.themes[{i}]"), *t)) {
+        if let Some(t) = errors.check(theme_from_pb(
+            &format!("territory.diagnostic.themes[{i}]"),
+            *t,
+        )) {
             themes.push(t);
         }
     }
     errors.into_result()?;
-    Diagnostic::new(themes, &d.text, Utc::now())
+    Diagnostic::new(themes, &d.text, tde_runtime::api::now())
         .map(Some)
         .map_err(|e| nest("territory.", e))
 }
@@ -120,7 +133,9 @@ pub fn person_from_pb(prefix: &str, p: &pb::Person) -> Result<Person, DomainErro
     Person::new(&p.name, &p.email, &p.phone, &p.role).map_err(|e| nest(prefix, e))
 }
 
-pub fn steering_body_from_pb(b: Option<&pb::SteeringBody>) -> Result<Option<SteeringBody>, DomainError> {
+pub fn steering_body_from_pb(
+    b: Option<&pb::SteeringBody>,
+) -> Result<Option<SteeringBody>, DomainError> {
     let Some(b) = b else { return Ok(None) };
     let members = b.members.iter().map(|m| person_from_pb("", m)).collect();
     SteeringBody::new(&b.name, b.relies_on_existing_body, members)
@@ -132,7 +147,11 @@ pub fn person_to_pb(p: &Person) -> pb::Person {
     pb::Person {
         name: p.name.clone(),
         email: p.email.as_str().to_string(),
-        phone: p.phone.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        phone: p
+            .phone
+            .as_ref()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
         role: p.role.clone(),
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use chrono::Utc;
 use futures::StreamExt as _;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tonic::{Request, Response, Status, Streaming};
@@ -33,7 +32,10 @@ pub struct ImportOutcome {
 
 /// Reads the four files of a vintage from a directory.
 pub fn read_dir(vintage: &str, dir: &Path) -> Result<Geography, anyhow::Error> {
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()));
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))
+    };
     let [r, d, c, e] = FILES.map(read);
     Ok(Geography::parse(vintage, &r?, &d?, &c?, &e?)?)
 }
@@ -42,7 +44,11 @@ pub fn read_dir(vintage: &str, dir: &Path) -> Result<Geography, anyhow::Error> {
 /// than the loaded one is refused; a newer one replaces it, and territories registered under
 /// the code of a commune that merged into another move to the new code (old code kept in
 /// their history, TerritoryCodeChanged published), all in one transaction.
-pub async fn import(db: &DatabaseConnection, waker: &OutboxWaker, g: &Geography) -> Result<ImportOutcome, ApiError> {
+pub async fn import(
+    db: &DatabaseConnection,
+    waker: &OutboxWaker,
+    g: &Geography,
+) -> Result<ImportOutcome, ApiError> {
     if let Some(current) = geography::current_vintage(db).await? {
         if current.vintage == g.vintage && current.content_hash == g.content_hash {
             return Ok(ImportOutcome {
@@ -54,11 +60,14 @@ pub async fn import(db: &DatabaseConnection, waker: &OutboxWaker, g: &Geography)
             return Err(ApiError::FailedPrecondition {
                 kind: "VINTAGE",
                 subject: g.vintage.clone(),
-                description: format!("vintage {} is older than the loaded vintage {}", g.vintage, current.vintage),
+                description: format!(
+                    "vintage {} is older than the loaded vintage {}",
+                    g.vintage, current.vintage
+                ),
             });
         }
     }
-    let now = Utc::now();
+    let now = tde_runtime::api::now();
     let txn = db.begin().await?;
     geography::replace(&txn, g, now).await?;
 
@@ -66,9 +75,14 @@ pub async fn import(db: &DatabaseConnection, waker: &OutboxWaker, g: &Geography)
     let old_codes: Vec<String> = former.keys().map(|c| c.to_string()).collect();
     let mut recoded = 0;
     for chunk in old_codes.chunks(1000) {
-        for mut territory in storage::find_by_codes(&txn, AuthorityKind::Commune, chunk.to_vec()).await? {
+        for mut territory in
+            storage::find_by_codes(&txn, AuthorityKind::Commune, chunk.to_vec()).await?
+        {
             let new_code = former[territory.official_code.as_str()];
-            if storage::find_by_code(&txn, AuthorityKind::Commune, new_code).await?.is_some() {
+            if storage::find_by_code(&txn, AuthorityKind::Commune, new_code)
+                .await?
+                .is_some()
+            {
                 // Two territories for one commune now: leave it for the programme team.
                 tracing::warn!(territory_id = %territory.id, new_code, "merged commune already has a territory; code kept");
                 continue;
@@ -98,7 +112,10 @@ impl GeographyApi {
         Self { ctx }
     }
 
-    async fn receive(&self, mut stream: Streaming<pb::ImportGeographyRequest>) -> Result<Geography, ApiError> {
+    async fn receive(
+        &self,
+        mut stream: Streaming<pb::ImportGeographyRequest>,
+    ) -> Result<Geography, ApiError> {
         let mut vintage = String::new();
         let mut files: [Vec<u8>; 4] = Default::default();
         while let Some(message) = stream.next().await {
@@ -115,10 +132,18 @@ impl GeographyApi {
                 Ok(pb::GeographyFile::Communes) => 2,
                 Ok(pb::GeographyFile::Epci) => 3,
                 _ if m.data.is_empty() => continue,
-                _ => return Err(ApiError::invalid("file", "name the file this chunk belongs to")),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "file",
+                        "name the file this chunk belongs to",
+                    ));
+                }
             };
             if files[index].len() + m.data.len() > MAX_FILE_BYTES {
-                return Err(ApiError::invalid("data", format!("{} is larger than {MAX_FILE_BYTES} bytes", FILES[index])));
+                return Err(ApiError::invalid(
+                    "data",
+                    format!("{} is larger than {MAX_FILE_BYTES} bytes", FILES[index]),
+                ));
             }
             files[index].extend_from_slice(&m.data);
         }
@@ -129,7 +154,9 @@ impl GeographyApi {
             .iter()
             .zip(FILES)
             .filter(|(f, _)| f.is_empty())
-            .map(|(_, name)| tde_runtime::FieldViolation::new("file", format!("{name} was not sent")))
+            .map(|(_, name)| {
+                tde_runtime::FieldViolation::new("file", format!("{name} was not sent"))
+            })
             .collect();
         if !missing.is_empty() {
             return Err(ApiError::InvalidArgument(missing));
@@ -170,7 +197,9 @@ impl GeographyService for GeographyApi {
         &self,
         _request: Request<pb::GetGeographyVintageRequest>,
     ) -> Result<Response<pb::GetGeographyVintageResponse>, Status> {
-        let current = geography::current_vintage(&self.ctx.db).await.map_err(ApiError::from)?;
+        let current = geography::current_vintage(&self.ctx.db)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(match current {
             Some(v) => pb::GetGeographyVintageResponse {
                 vintage: v.vintage,
@@ -182,7 +211,10 @@ impl GeographyService for GeographyApi {
         }))
     }
 
-    async fn get_commune(&self, request: Request<pb::GetCommuneRequest>) -> Result<Response<pb::GetCommuneResponse>, Status> {
+    async fn get_commune(
+        &self,
+        request: Request<pb::GetCommuneRequest>,
+    ) -> Result<Response<pb::GetCommuneResponse>, Status> {
         let code = request.get_ref().code.trim().to_ascii_uppercase();
         AuthorityKind::Commune
             .validate_code(&code)
@@ -196,7 +228,10 @@ impl GeographyService for GeographyApi {
         }))
     }
 
-    async fn get_epci(&self, request: Request<pb::GetEpciRequest>) -> Result<Response<pb::GetEpciResponse>, Status> {
+    async fn get_epci(
+        &self,
+        request: Request<pb::GetEpciRequest>,
+    ) -> Result<Response<pb::GetEpciResponse>, Status> {
         let siren = request.get_ref().siren.trim().to_string();
         if siren.len() != 9 || !siren.chars().all(|c| c.is_ascii_digit()) {
             return Err(ApiError::invalid("siren", "an EPCI's SIREN has 9 digits").into());
@@ -227,7 +262,10 @@ impl GeographyService for GeographyApi {
         }))
     }
 
-    async fn get_region(&self, request: Request<pb::GetRegionRequest>) -> Result<Response<pb::GetRegionResponse>, Status> {
+    async fn get_region(
+        &self,
+        request: Request<pb::GetRegionRequest>,
+    ) -> Result<Response<pb::GetRegionResponse>, Status> {
         let code = request.get_ref().code.trim().to_string();
         if code.is_empty() || code.len() > 3 || !code.chars().all(|c| c.is_ascii_digit()) {
             return Err(ApiError::invalid("code", "a région's code has 2 or 3 digits").into());
@@ -251,9 +289,14 @@ impl GeographyService for GeographyApi {
         }
         let limit = tde_runtime::api::page_size(r.page_size, DEFAULT_SEARCH, MAX_SEARCH)?;
         let dep = r.departement_code.trim();
-        let communes = geography::search_communes(&self.ctx.db, &r.query, (!dep.is_empty()).then_some(dep), limit)
-            .await
-            .map_err(ApiError::from)?;
+        let communes = geography::search_communes(
+            &self.ctx.db,
+            &r.query,
+            (!dep.is_empty()).then_some(dep),
+            limit,
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::SearchCommunesResponse {
             communes: communes.iter().map(convert::commune_to_pb).collect(),
         }))

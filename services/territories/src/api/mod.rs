@@ -17,7 +17,9 @@ impl From<DomainError> for ApiError {
                 kind: "STAGE",
                 subject: current.as_str().to_string(),
                 description: if current == target {
-                    format!("the territory is {current}: its path is over and it can no longer change")
+                    format!(
+                        "the territory is {current}: its path is over and it can no longer change"
+                    )
                 } else {
                     format!("the territory is at stage {current}: it cannot move to {target}")
                 },

@@ -1,6 +1,5 @@
 //! tde.territories.v1.TerritoryService.
 
-use chrono::Utc;
 use sea_orm::TransactionTrait;
 use tonic::{Request, Response, Status};
 
@@ -40,7 +39,11 @@ impl Territories {
     }
 
     /// Registers a territory; see the proto for the rules.
-    async fn register(&self, caller: Caller, r: pb::RegisterTerritoryRequest) -> Result<Territory, ApiError> {
+    async fn register(
+        &self,
+        caller: Caller,
+        r: pb::RegisterTerritoryRequest,
+    ) -> Result<Territory, ApiError> {
         let mut v = Violations::default();
         let kind = v.check(convert::kind_from_pb("kind", r.kind));
         let code = r.official_code.trim().to_ascii_uppercase();
@@ -61,7 +64,10 @@ impl Territories {
             if existing.kind == kind && existing.official_code == code {
                 Ok(existing)
             } else {
-                Err(ApiError::invalid("request_id", "was already used for another registration"))
+                Err(ApiError::invalid(
+                    "request_id",
+                    "was already used for another registration",
+                ))
             }
         };
         if let Some(rid) = request_id
@@ -91,8 +97,15 @@ impl Territories {
             return Err(already());
         }
 
-        let now = Utc::now();
-        let territory = Territory::register(uuid::Uuid::now_v7().to_string(), kind, code.clone(), facts, &caller.actor, now);
+        let now = tde_runtime::api::now();
+        let territory = Territory::register(
+            uuid::Uuid::now_v7().to_string(),
+            kind,
+            code.clone(),
+            facts,
+            &caller.actor,
+            now,
+        );
         let txn = db.begin().await?;
         if let Err(e) = storage::insert(&txn, &territory, request_id).await {
             drop(txn);
@@ -149,7 +162,9 @@ impl Territories {
     }
 
     async fn update(&self, r: pb::UpdateTerritoryRequest) -> Result<Territory, ApiError> {
-        let input = r.territory.ok_or_else(|| ApiError::invalid("territory", "is required"))?;
+        let input = r
+            .territory
+            .ok_or_else(|| ApiError::invalid("territory", "is required"))?;
         let id = parse_id("territory.id", &input.id)?.to_string();
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let fields = UpdatableField::parse_mask(&paths)?;
@@ -159,7 +174,8 @@ impl Territories {
         for field in fields {
             match field {
                 UpdatableField::Diagnostic => {
-                    changes.diagnostic = v.check(convert::diagnostic_from_pb(input.diagnostic.as_ref()));
+                    changes.diagnostic =
+                        v.check(convert::diagnostic_from_pb(input.diagnostic.as_ref()));
                 }
                 UpdatableField::PrivilegedContact => {
                     changes.privileged_contact = v.check(
@@ -181,7 +197,8 @@ impl Territories {
                     );
                 }
                 UpdatableField::SteeringBody => {
-                    changes.steering_body = v.check(convert::steering_body_from_pb(input.steering_body.as_ref()));
+                    changes.steering_body =
+                        v.check(convert::steering_body_from_pb(input.steering_body.as_ref()));
                 }
             }
         }
@@ -189,7 +206,7 @@ impl Territories {
 
         let territory = self
             .mutate(&id, &input.etag, |t| {
-                let changed = t.apply(changes, Utc::now())?;
+                let changed = t.apply(changes, tde_runtime::api::now())?;
                 let mut events = Vec::new();
                 if changed.diagnostic {
                     events.push(events::diagnostic_recorded(t));
@@ -204,13 +221,23 @@ impl Territories {
         Ok(territory)
     }
 
-    async fn change_stage(&self, caller: Caller, id: &str, etag: &str, target: Stage, reason: &str) -> Result<Territory, ApiError> {
+    async fn change_stage(
+        &self,
+        caller: Caller,
+        id: &str,
+        etag: &str,
+        target: Stage,
+        reason: &str,
+    ) -> Result<Territory, ApiError> {
         if reason.chars().count() > MAX_REASON {
-            return Err(ApiError::invalid("reason", format!("at most {MAX_REASON} characters")));
+            return Err(ApiError::invalid(
+                "reason",
+                format!("at most {MAX_REASON} characters"),
+            ));
         }
         let territory = self
             .mutate(id, etag, |t| {
-                let from = t.move_to(target, &caller.actor, reason, Utc::now())?;
+                let from = t.move_to(target, &caller.actor, reason, tde_runtime::api::now())?;
                 let mut events = vec![events::stage_changed(t, from)];
                 if target == Stage::Withdrawn {
                     events.push(events::withdrawn(t, from));
@@ -222,7 +249,10 @@ impl Territories {
         Ok(territory)
     }
 
-    async fn list(&self, r: pb::ListTerritoriesRequest) -> Result<pb::ListTerritoriesResponse, ApiError> {
+    async fn list(
+        &self,
+        r: pb::ListTerritoriesRequest,
+    ) -> Result<pb::ListTerritoriesResponse, ApiError> {
         let mut v = Violations::default();
         let stage = v.check(convert::stage_from_pb("stage", r.stage)).flatten();
         let kind = if r.kind == 0 {
@@ -248,7 +278,9 @@ impl Territories {
         let mut page = storage::list(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
         let next_page_token = if page.len() as u64 > size {
             page.truncate(size as usize);
-            page.last().map(|t| encode_page_token(&t.id)).unwrap_or_default()
+            page.last()
+                .map(|t| encode_page_token(&t.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -311,13 +343,21 @@ impl TerritoryService for Territories {
         let r = request.into_inner();
         let id = parse_id("id", &r.id)?.to_string();
         let target = match convert::stage_from_pb("stage", r.stage).map_err(ApiError::from)? {
-            None => return Err(ApiError::invalid("stage", "is required: the stage to move to").into()),
+            None => {
+                return Err(ApiError::invalid("stage", "is required: the stage to move to").into());
+            }
             Some(Stage::Withdrawn) => {
-                return Err(ApiError::invalid("stage", "use WithdrawTerritory to withdraw a territory").into());
+                return Err(ApiError::invalid(
+                    "stage",
+                    "use WithdrawTerritory to withdraw a territory",
+                )
+                .into());
             }
             Some(s) => s,
         };
-        let territory = self.change_stage(caller, &id, &r.etag, target, &r.reason).await?;
+        let territory = self
+            .change_stage(caller, &id, &r.etag, target, &r.reason)
+            .await?;
         Ok(Response::new(pb::AdvanceTerritoryStageResponse {
             territory: Some(convert::territory_to_pb(&territory)),
         }))

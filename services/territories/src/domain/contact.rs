@@ -63,7 +63,9 @@ impl PhoneNumber {
                 if !french {
                     return Err(invalid());
                 }
-                return Ok(Self(number.format().mode(phonenumber::Mode::E164).to_string()));
+                return Ok(Self(
+                    number.format().mode(phonenumber::Mode::E164).to_string(),
+                ));
             }
         }
         Err(invalid())
@@ -155,17 +157,26 @@ impl SteeringBody {
         if name.is_empty() {
             v.add("steering_body.name", "is required");
         } else if name.chars().count() > MAX_NAME {
-            v.add("steering_body.name", format!("at most {MAX_NAME} characters"));
+            v.add(
+                "steering_body.name",
+                format!("at most {MAX_NAME} characters"),
+            );
         }
         if members.len() > MAX_MEMBERS {
-            v.add("steering_body.members", format!("at most {MAX_MEMBERS} members"));
+            v.add(
+                "steering_body.members",
+                format!("at most {MAX_MEMBERS} members"),
+            );
         }
         let mut people: Vec<Person> = Vec::new();
         for (i, m) in members.into_iter().enumerate() {
             let field = format!("steering_body.members[{i}].");
             if let Some(p) = v.check(m.map_err(|e| nest(&field, e))) {
                 if people.iter().any(|q| q.email == p.email) {
-                    v.add(format!("{field}email"), "appears twice in the steering body");
+                    v.add(
+                        format!("{field}email"),
+                        "appears twice in the steering body",
+                    );
                 }
                 people.push(p);
             }
@@ -185,8 +196,20 @@ mod tests {
 
     #[test]
     fn emails_are_checked_and_lowercased() {
-        assert_eq!(EmailAddress::parse("e", " Marie.Dupont@Mairie-Exemple.fr ").unwrap().as_str(), "marie.dupont@mairie-exemple.fr");
-        for bad in ["", "marie", "marie@", "@x.fr", "a b@x.fr", "marie@localhost"] {
+        assert_eq!(
+            EmailAddress::parse("e", " Marie.Dupont@Mairie-Exemple.fr ")
+                .unwrap()
+                .as_str(),
+            "marie.dupont@mairie-exemple.fr"
+        );
+        for bad in [
+            "",
+            "marie",
+            "marie@",
+            "@x.fr",
+            "a b@x.fr",
+            "marie@localhost",
+        ] {
             assert!(EmailAddress::parse("e", bad).is_err(), "{bad}");
         }
     }
@@ -206,7 +229,8 @@ mod tests {
 
     #[test]
     fn personal_data_never_prints() {
-        let person = Person::new("Marie Dupont", "marie@exemple.fr", "0612345678", "maire").unwrap();
+        let person =
+            Person::new("Marie Dupont", "marie@exemple.fr", "0612345678", "maire").unwrap();
         let shown = format!("{person:?}");
         assert!(!shown.contains("Marie"));
         assert!(!shown.contains("marie@"));
@@ -224,7 +248,9 @@ mod tests {
             ],
         )
         .unwrap_err();
-        let DomainError::Invalid(v) = err else { panic!() };
+        let DomainError::Invalid(v) = err else {
+            panic!()
+        };
         assert_eq!(v[0].field, "steering_body.members[1].email");
     }
 }

@@ -6,11 +6,16 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use super::territory::{Zone, time_zone_for};
 use super::DomainError;
+use super::territory::{Zone, time_zone_for};
 
 /// The four files of a vintage.
-pub const FILES: [&str; 4] = ["regions.json", "departements.json", "communes.json", "epci.json"];
+pub const FILES: [&str; 4] = [
+    "regions.json",
+    "departements.json",
+    "communes.json",
+    "epci.json",
+];
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -132,7 +137,8 @@ fn zone(field: &str, z: &str) -> Result<Zone, DomainError> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(file: &str, bytes: &[u8]) -> Result<Vec<T>, DomainError> {
-    serde_json::from_slice(bytes).map_err(|e| DomainError::invalid(file, format!("not in the reference format: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| DomainError::invalid(file, format!("not in the reference format: {e}")))
 }
 
 /// Checks a vintage name: a year or a dated label, e.g. "2026" or "2026-01-01".
@@ -140,11 +146,16 @@ pub fn validate_vintage(vintage: &str) -> Result<(), DomainError> {
     let ok = !vintage.is_empty()
         && vintage.len() <= 20
         && vintage.starts_with(|c: char| c.is_ascii_digit())
-        && vintage.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        && vintage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(DomainError::invalid("vintage", "a year such as 2026, or a date such as 2026-01-01"))
+        Err(DomainError::invalid(
+            "vintage",
+            "a year such as 2026, or a date such as 2026-01-01",
+        ))
     }
 }
 
@@ -175,17 +186,18 @@ impl Geography {
                 })
             })
             .collect::<Result<_, DomainError>>()?;
-        let departements: Vec<Departement> = parse::<DepartementRecord>("departements.json", departements)?
-            .into_iter()
-            .map(|d| {
-                Ok(Departement {
-                    zone: zone("departements.json", &d.zone)?,
-                    code: d.code,
-                    name: d.nom,
-                    region_code: d.region,
+        let departements: Vec<Departement> =
+            parse::<DepartementRecord>("departements.json", departements)?
+                .into_iter()
+                .map(|d| {
+                    Ok(Departement {
+                        zone: zone("departements.json", &d.zone)?,
+                        code: d.code,
+                        name: d.nom,
+                        region_code: d.region,
+                    })
                 })
-            })
-            .collect::<Result<_, DomainError>>()?;
+                .collect::<Result<_, DomainError>>()?;
         let departement_zone: HashMap<&str, (Zone, &str)> = departements
             .iter()
             .map(|d| (d.code.as_str(), (d.zone, d.region_code.as_str())))
@@ -205,12 +217,19 @@ impl Geography {
                 continue;
             }
             let Some(departement_code) = c.departement else {
-                return Err(DomainError::invalid("communes.json", format!("commune {} has no département", c.code)));
-            };
-            let Some(&(dep_zone, dep_region)) = departement_zone.get(departement_code.as_str()) else {
                 return Err(DomainError::invalid(
                     "communes.json",
-                    format!("commune {} is in unknown département {departement_code}", c.code),
+                    format!("commune {} has no département", c.code),
+                ));
+            };
+            let Some(&(dep_zone, dep_region)) = departement_zone.get(departement_code.as_str())
+            else {
+                return Err(DomainError::invalid(
+                    "communes.json",
+                    format!(
+                        "commune {} is in unknown département {departement_code}",
+                        c.code
+                    ),
                 ));
             };
             communes_out.push(Commune {
@@ -229,7 +248,8 @@ impl Geography {
                 former_codes: c.anciens_codes,
             });
         }
-        let commune_index: HashMap<&str, &Commune> = communes_out.iter().map(|c| (c.code.as_str(), c)).collect();
+        let commune_index: HashMap<&str, &Commune> =
+            communes_out.iter().map(|c| (c.code.as_str(), c)).collect();
 
         let mut epcis_out = Vec::new();
         for e in epci_records {
@@ -240,11 +260,17 @@ impl Geography {
                 }
             }
             // Most members first; BTreeMap order breaks ties by the smallest code.
-            let Some((dep, _)) = counts.iter().fold(None, |best: Option<(&str, usize)>, (d, n)| match best {
-                Some((_, bn)) if bn >= *n => best,
-                _ => Some((d, *n)),
-            }) else {
-                return Err(DomainError::invalid("epci.json", format!("EPCI {} has no current member commune", e.code)));
+            let Some((dep, _)) = counts
+                .iter()
+                .fold(None, |best: Option<(&str, usize)>, (d, n)| match best {
+                    Some((_, bn)) if bn >= *n => best,
+                    _ => Some((d, *n)),
+                })
+            else {
+                return Err(DomainError::invalid(
+                    "epci.json",
+                    format!("EPCI {} has no current member commune", e.code),
+                ));
             };
             let (dep_zone, dep_region) = departement_zone[dep];
             epcis_out.push(Epci {
@@ -260,7 +286,10 @@ impl Geography {
         }
 
         if regions.is_empty() || departements.is_empty() || communes_out.is_empty() {
-            return Err(DomainError::invalid("files", "regions, départements and communes must not be empty"));
+            return Err(DomainError::invalid(
+                "files",
+                "regions, départements and communes must not be empty",
+            ));
         }
         Ok(Self {
             vintage: vintage.to_string(),
@@ -276,7 +305,11 @@ impl Geography {
     pub fn former_codes(&self) -> HashMap<&str, &str> {
         self.communes
             .iter()
-            .flat_map(|c| c.former_codes.iter().map(move |f| (f.as_str(), c.code.as_str())))
+            .flat_map(|c| {
+                c.former_codes
+                    .iter()
+                    .map(move |f| (f.as_str(), c.code.as_str()))
+            })
             .filter(|(old, new)| old != new)
             .collect()
     }
@@ -297,22 +330,76 @@ mod tests {
 
     #[test]
     fn parses_current_communes_and_derives_epci_place() {
-        let g = Geography::parse("2026", REGIONS.as_bytes(), DEPS.as_bytes(), COMMUNES.as_bytes(), EPCI.as_bytes()).unwrap();
-        assert_eq!(g.communes.len(), 2, "delegated communes are not current communes");
+        let g = Geography::parse(
+            "2026",
+            REGIONS.as_bytes(),
+            DEPS.as_bytes(),
+            COMMUNES.as_bytes(),
+            EPCI.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            g.communes.len(),
+            2,
+            "delegated communes are not current communes"
+        );
         assert_eq!(g.communes[0].epci_siren.as_deref(), Some("200000172"));
         assert_eq!(g.epcis[0].departement_code, "01");
         assert_eq!(g.epcis[0].region_code, "84");
         assert_eq!(g.former_codes().get("01340"), Some(&"01015"));
-        let same = Geography::parse("2026", REGIONS.as_bytes(), DEPS.as_bytes(), COMMUNES.as_bytes(), EPCI.as_bytes()).unwrap();
+        let same = Geography::parse(
+            "2026",
+            REGIONS.as_bytes(),
+            DEPS.as_bytes(),
+            COMMUNES.as_bytes(),
+            EPCI.as_bytes(),
+        )
+        .unwrap();
         assert_eq!(g.content_hash, same.content_hash);
     }
 
     #[test]
     fn refuses_bad_files_and_vintages() {
-        assert!(Geography::parse("2026", b"{", DEPS.as_bytes(), COMMUNES.as_bytes(), EPCI.as_bytes()).is_err());
-        assert!(Geography::parse("", REGIONS.as_bytes(), DEPS.as_bytes(), COMMUNES.as_bytes(), EPCI.as_bytes()).is_err());
-        assert!(Geography::parse("../x", REGIONS.as_bytes(), DEPS.as_bytes(), COMMUNES.as_bytes(), EPCI.as_bytes()).is_err());
+        assert!(
+            Geography::parse(
+                "2026",
+                b"{",
+                DEPS.as_bytes(),
+                COMMUNES.as_bytes(),
+                EPCI.as_bytes()
+            )
+            .is_err()
+        );
+        assert!(
+            Geography::parse(
+                "",
+                REGIONS.as_bytes(),
+                DEPS.as_bytes(),
+                COMMUNES.as_bytes(),
+                EPCI.as_bytes()
+            )
+            .is_err()
+        );
+        assert!(
+            Geography::parse(
+                "../x",
+                REGIONS.as_bytes(),
+                DEPS.as_bytes(),
+                COMMUNES.as_bytes(),
+                EPCI.as_bytes()
+            )
+            .is_err()
+        );
         let orphan = r#"[{"code":"99001","nom":"X","type":"commune-actuelle","departement":"99"}]"#;
-        assert!(Geography::parse("2026", REGIONS.as_bytes(), DEPS.as_bytes(), orphan.as_bytes(), b"[]").is_err());
+        assert!(
+            Geography::parse(
+                "2026",
+                REGIONS.as_bytes(),
+                DEPS.as_bytes(),
+                orphan.as_bytes(),
+                b"[]"
+            )
+            .is_err()
+        );
     }
 }

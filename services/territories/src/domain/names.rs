@@ -40,7 +40,10 @@ mod tests {
     fn ignores_case_accents_hyphens_apostrophes() {
         assert_eq!(normalize("Saint-Étienne"), "saint etienne");
         assert_eq!(normalize("saint etienne"), "saint etienne");
-        assert_eq!(normalize("L'Abergement-Clémenciat"), "l abergement clemenciat");
+        assert_eq!(
+            normalize("L'Abergement-Clémenciat"),
+            "l abergement clemenciat"
+        );
         assert_eq!(normalize("L’Haÿ-les-Roses"), "l hay les roses");
         assert_eq!(normalize("  Œuilly  "), "oeuilly");
         assert_eq!(normalize("CC Faucigny - Glières"), "cc faucigny glieres");

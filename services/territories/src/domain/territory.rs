@@ -51,13 +51,17 @@ impl AuthorityKind {
             }
             Self::Epci => {
                 if code.len() == 9 && code.chars().all(|c| c.is_ascii_digit()) && !luhn(code) {
-                    return Err(DomainError::invalid(field, "is not a valid SIREN (checksum)"));
+                    return Err(DomainError::invalid(
+                        field,
+                        "is not a valid SIREN (checksum)",
+                    ));
                 }
                 code.len() == 9 && code.chars().all(|c| c.is_ascii_digit())
             }
             Self::Departement => {
                 matches!(code, "2A" | "2B")
-                    || ((code.len() == 2 || code.len() == 3) && code.chars().all(|c| c.is_ascii_digit()))
+                    || ((code.len() == 2 || code.len() == 3)
+                        && code.chars().all(|c| c.is_ascii_digit()))
             }
         };
         if ok {
@@ -68,7 +72,9 @@ impl AuthorityKind {
                 match self {
                     Self::Commune => "a commune's INSEE code has 5 characters, e.g. 42218",
                     Self::Epci => "an EPCI's SIREN has 9 digits, e.g. 200000172",
-                    Self::Departement => "a département's code has 2 or 3 characters, e.g. 42, 2A, 974",
+                    Self::Departement => {
+                        "a département's code has 2 or 3 characters, e.g. 42, 2A, 974"
+                    }
                 },
             ))
         }
@@ -91,7 +97,7 @@ fn luhn(digits: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The stage of a territory's path.
@@ -249,14 +255,21 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(mut themes: Vec<EngagementTheme>, text: &str, now: DateTime<Utc>) -> Result<Self, DomainError> {
+    pub fn new(
+        mut themes: Vec<EngagementTheme>,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, DomainError> {
         let mut v = Violations::default();
         if themes.is_empty() {
             v.add("diagnostic.themes", "name at least one engagement issue");
         }
         let text = text.trim();
         if text.chars().count() > MAX_DIAGNOSTIC_TEXT {
-            v.add("diagnostic.text", format!("at most {MAX_DIAGNOSTIC_TEXT} characters"));
+            v.add(
+                "diagnostic.text",
+                format!("at most {MAX_DIAGNOSTIC_TEXT} characters"),
+            );
         }
         v.into_result()?;
         themes.sort();
@@ -365,7 +378,13 @@ impl Territory {
     }
 
     /// Moves along the path (or withdraws), recording who and when.
-    pub fn move_to(&mut self, target: Stage, actor: &str, reason: &str, now: DateTime<Utc>) -> Result<Stage, DomainError> {
+    pub fn move_to(
+        &mut self,
+        target: Stage,
+        actor: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Stage, DomainError> {
         let from = self.stage;
         self.stage = from.transition(target)?;
         self.stage_history.push(StageChange {
@@ -471,7 +490,11 @@ pub struct Changed {
 
 impl Territory {
     /// Applies validated changes; refused on a final stage.
-    pub fn apply(&mut self, changes: TerritoryChanges, now: DateTime<Utc>) -> Result<Changed, DomainError> {
+    pub fn apply(
+        &mut self,
+        changes: TerritoryChanges,
+        now: DateTime<Utc>,
+    ) -> Result<Changed, DomainError> {
         if self.stage.is_final() {
             return Err(DomainError::IllegalTransition {
                 current: self.stage,
@@ -512,7 +535,9 @@ impl Territory {
 }
 
 /// Validates an operational team.
-pub fn validate_team(members: Vec<Result<Person, DomainError>>) -> Result<Vec<Person>, DomainError> {
+pub fn validate_team(
+    members: Vec<Result<Person, DomainError>>,
+) -> Result<Vec<Person>, DomainError> {
     let mut v = Violations::default();
     let mut team = Vec::new();
     for (i, m) in members.into_iter().enumerate() {
@@ -548,7 +573,13 @@ mod tests {
         }
         for s in [Completed, Withdrawn] {
             let err = s.transition(Withdrawn).unwrap_err();
-            assert_eq!(err, DomainError::IllegalTransition { current: s, target: Withdrawn });
+            assert_eq!(
+                err,
+                DomainError::IllegalTransition {
+                    current: s,
+                    target: Withdrawn
+                }
+            );
             assert!(s.transition(Diagnostic).is_err());
         }
     }
@@ -563,9 +594,19 @@ mod tests {
             region_code: "84".into(),
             zone: Zone::Metro,
         };
-        let mut t = Territory::register("id".into(), AuthorityKind::Commune, "42218".into(), facts, "alice", now);
+        let mut t = Territory::register(
+            "id".into(),
+            AuthorityKind::Commune,
+            "42218".into(),
+            facts,
+            "alice",
+            now,
+        );
         assert_eq!(t.time_zone, "Europe/Paris");
-        assert_eq!(t.move_to(Stage::Diagnostic, "bob", "met", now), Ok(Stage::Prospect));
+        assert_eq!(
+            t.move_to(Stage::Diagnostic, "bob", "met", now),
+            Ok(Stage::Prospect)
+        );
         assert_eq!(t.stage_history.len(), 2);
         assert_eq!(t.stage_history[1].actor, "bob");
         assert_eq!(t.version, 2);
@@ -592,7 +633,10 @@ mod tests {
 
     #[test]
     fn every_overseas_zone_is_a_real_iana_zone() {
-        for code in ["01", "2A", "971", "972", "973", "974", "975", "976", "977", "978", "984", "986", "987", "988", "989"] {
+        for code in [
+            "01", "2A", "971", "972", "973", "974", "975", "976", "977", "978", "984", "986",
+            "987", "988", "989",
+        ] {
             let tz = time_zone_for(code);
             assert!(tz.parse::<chrono_tz::Tz>().is_ok(), "{code}: {tz}");
         }
@@ -605,10 +649,22 @@ mod tests {
     fn diagnostics_need_a_theme_and_bounded_text() {
         let now = Utc::now();
         assert!(Diagnostic::new(vec![], "x", now).is_err());
-        let d = Diagnostic::new(vec![EngagementTheme::Youth, EngagementTheme::Youth], "  texte ", now).unwrap();
+        let d = Diagnostic::new(
+            vec![EngagementTheme::Youth, EngagementTheme::Youth],
+            "  texte ",
+            now,
+        )
+        .unwrap();
         assert_eq!(d.themes, vec![EngagementTheme::Youth]);
         assert_eq!(d.text, "texte");
-        assert!(Diagnostic::new(vec![EngagementTheme::Sport], &"a".repeat(MAX_DIAGNOSTIC_TEXT + 1), now).is_err());
+        assert!(
+            Diagnostic::new(
+                vec![EngagementTheme::Sport],
+                &"a".repeat(MAX_DIAGNOSTIC_TEXT + 1),
+                now
+            )
+            .is_err()
+        );
     }
 
     #[test]

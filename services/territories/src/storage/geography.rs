@@ -3,8 +3,8 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::entities::{geo_commune, geo_departement, geo_epci, geo_region, geo_vintage};
@@ -20,10 +20,17 @@ fn zone_of(z: &str) -> Result<Zone, DbErr> {
 }
 
 fn split(list: &str) -> Vec<String> {
-    list.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
-async fn insert_chunked<E, A>(db: &impl ConnectionTrait, rows: Vec<A>, columns: usize) -> Result<(), DbErr>
+async fn insert_chunked<E, A>(
+    db: &impl ConnectionTrait,
+    rows: Vec<A>,
+    columns: usize,
+) -> Result<(), DbErr>
 where
     E: EntityTrait,
     A: sea_orm::ActiveModelTrait<Entity = E> + Send,
@@ -38,7 +45,11 @@ where
 }
 
 /// Replaces the stored geography by `g`; run it inside a transaction.
-pub async fn replace(db: &impl ConnectionTrait, g: &Geography, now: chrono::DateTime<chrono::Utc>) -> Result<(), DbErr> {
+pub async fn replace(
+    db: &impl ConnectionTrait,
+    g: &Geography,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
     geo_commune::Entity::delete_many().exec(db).await?;
     geo_epci::Entity::delete_many().exec(db).await?;
     geo_departement::Entity::delete_many().exec(db).await?;
@@ -82,7 +93,9 @@ pub async fn replace(db: &impl ConnectionTrait, g: &Geography, now: chrono::Date
     });
     insert_chunked(db, epcis.collect(), 7).await?;
 
-    geo_vintage::Entity::delete_by_id(g.vintage.clone()).exec(db).await?;
+    geo_vintage::Entity::delete_by_id(g.vintage.clone())
+        .exec(db)
+        .await?;
     geo_vintage::Entity::insert(geo_vintage::ActiveModel {
         vintage: Set(g.vintage.clone()),
         content_hash: Set(g.content_hash.clone()),
@@ -96,7 +109,9 @@ pub async fn replace(db: &impl ConnectionTrait, g: &Geography, now: chrono::Date
 }
 
 /// The vintage loaded now: the most recently imported one.
-pub async fn current_vintage(db: &impl ConnectionTrait) -> Result<Option<geo_vintage::Model>, DbErr> {
+pub async fn current_vintage(
+    db: &impl ConnectionTrait,
+) -> Result<Option<geo_vintage::Model>, DbErr> {
     geo_vintage::Entity::find()
         .order_by_desc(geo_vintage::Column::ImportedAt)
         .one(db)
@@ -126,8 +141,14 @@ pub async fn commune(db: &impl ConnectionTrait, code: &str) -> Result<Option<Com
         .transpose()
 }
 
-pub async fn epci(db: &impl ConnectionTrait, siren: &str) -> Result<Option<(Epci, Vec<Commune>)>, DbErr> {
-    let Some(e) = geo_epci::Entity::find_by_id(siren.to_string()).one(db).await? else {
+pub async fn epci(
+    db: &impl ConnectionTrait,
+    siren: &str,
+) -> Result<Option<(Epci, Vec<Commune>)>, DbErr> {
+    let Some(e) = geo_epci::Entity::find_by_id(siren.to_string())
+        .one(db)
+        .await?
+    else {
         return Ok(None);
     };
     let members: Vec<Commune> = geo_commune::Entity::find()
@@ -151,7 +172,10 @@ pub async fn epci(db: &impl ConnectionTrait, siren: &str) -> Result<Option<(Epci
     Ok(Some((epci, members)))
 }
 
-pub async fn departement(db: &impl ConnectionTrait, code: &str) -> Result<Option<Departement>, DbErr> {
+pub async fn departement(
+    db: &impl ConnectionTrait,
+    code: &str,
+) -> Result<Option<Departement>, DbErr> {
     geo_departement::Entity::find_by_id(code.to_string())
         .one(db)
         .await?
@@ -212,7 +236,11 @@ struct Total {
 }
 
 /// What registration copies from the reference geography, if the authority exists.
-pub async fn authority_facts(db: &impl ConnectionTrait, kind: AuthorityKind, code: &str) -> Result<Option<AuthorityFacts>, DbErr> {
+pub async fn authority_facts(
+    db: &impl ConnectionTrait,
+    kind: AuthorityKind,
+    code: &str,
+) -> Result<Option<AuthorityFacts>, DbErr> {
     Ok(match kind {
         AuthorityKind::Commune => commune(db, code).await?.map(|c| AuthorityFacts {
             name: c.name,

@@ -166,8 +166,16 @@ impl MigrationTrait for CreateTerritoriesAndGeography {
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        for t in ["geo_epcis", "geo_communes", "geo_departements", "geo_regions", "geo_vintages", "territories"] {
-            m.drop_table(Table::drop().table(Alias::new(t)).to_owned()).await?;
+        for t in [
+            "geo_epcis",
+            "geo_communes",
+            "geo_departements",
+            "geo_regions",
+            "geo_vintages",
+            "territories",
+        ] {
+            m.drop_table(Table::drop().table(Alias::new(t)).to_owned())
+                .await?;
         }
         Ok(())
     }

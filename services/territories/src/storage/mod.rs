@@ -37,7 +37,10 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T,
     serde_json::from_str(raw).map_err(|e| corrupt(what, e))
 }
 
-fn from_json_opt<T: serde::de::DeserializeOwned>(what: &str, raw: &Option<String>) -> Result<Option<T>, DbErr> {
+fn from_json_opt<T: serde::de::DeserializeOwned>(
+    what: &str,
+    raw: &Option<String>,
+) -> Result<Option<T>, DbErr> {
     raw.as_deref().map(|r| from_json(what, r)).transpose()
 }
 
@@ -92,12 +95,19 @@ fn to_active(t: &Territory) -> Result<territory::ActiveModel, DbErr> {
 }
 
 pub async fn find(db: &impl ConnectionTrait, id: &str) -> Result<Option<Territory>, DbErr> {
-    Entity::find_by_id(id.to_string()).one(db).await?.map(to_domain).transpose()
+    Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
 }
 
 /// Reads a territory and locks its row until the transaction ends (PostgreSQL), so that
 /// concurrent changes of one territory queue instead of failing.
-pub async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Option<Territory>, DbErr> {
+pub async fn find_for_update(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<Territory>, DbErr> {
     let mut query = Entity::find_by_id(id.to_string());
     if tde_runtime::db::is_postgres(db) {
         query = query.lock_exclusive();
@@ -105,7 +115,10 @@ pub async fn find_for_update(db: &impl ConnectionTrait, id: &str) -> Result<Opti
     query.one(db).await?.map(to_domain).transpose()
 }
 
-pub async fn find_by_request_id(db: &impl ConnectionTrait, request_id: &str) -> Result<Option<Territory>, DbErr> {
+pub async fn find_by_request_id(
+    db: &impl ConnectionTrait,
+    request_id: &str,
+) -> Result<Option<Territory>, DbErr> {
     Entity::find()
         .filter(Column::RequestId.eq(request_id))
         .one(db)
@@ -114,7 +127,11 @@ pub async fn find_by_request_id(db: &impl ConnectionTrait, request_id: &str) -> 
         .transpose()
 }
 
-pub async fn find_by_code(db: &impl ConnectionTrait, kind: AuthorityKind, code: &str) -> Result<Option<Territory>, DbErr> {
+pub async fn find_by_code(
+    db: &impl ConnectionTrait,
+    kind: AuthorityKind,
+    code: &str,
+) -> Result<Option<Territory>, DbErr> {
     Entity::find()
         .filter(Column::Kind.eq(kind.as_str()))
         .filter(Column::OfficialCode.eq(code))
@@ -124,7 +141,11 @@ pub async fn find_by_code(db: &impl ConnectionTrait, kind: AuthorityKind, code: 
         .transpose()
 }
 
-pub async fn find_by_codes(db: &impl ConnectionTrait, kind: AuthorityKind, codes: Vec<String>) -> Result<Vec<Territory>, DbErr> {
+pub async fn find_by_codes(
+    db: &impl ConnectionTrait,
+    kind: AuthorityKind,
+    codes: Vec<String>,
+) -> Result<Vec<Territory>, DbErr> {
     Entity::find()
         .filter(Column::Kind.eq(kind.as_str()))
         .filter(Column::OfficialCode.is_in(codes))
@@ -135,7 +156,11 @@ pub async fn find_by_codes(db: &impl ConnectionTrait, kind: AuthorityKind, codes
         .collect()
 }
 
-pub async fn insert(db: &impl ConnectionTrait, t: &Territory, request_id: Option<&str>) -> Result<(), DbErr> {
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    t: &Territory,
+    request_id: Option<&str>,
+) -> Result<(), DbErr> {
     let mut row = to_active(t)?;
     row.request_id = Set(request_id.map(str::to_string));
     Entity::insert(row).exec_without_returning(db).await?;
@@ -143,7 +168,11 @@ pub async fn insert(db: &impl ConnectionTrait, t: &Territory, request_id: Option
 }
 
 /// Writes `t` if the stored version is still `expected_version`; false when it was not.
-pub async fn update(db: &impl ConnectionTrait, t: &Territory, expected_version: i64) -> Result<bool, DbErr> {
+pub async fn update(
+    db: &impl ConnectionTrait,
+    t: &Territory,
+    expected_version: i64,
+) -> Result<bool, DbErr> {
     let row = to_active(t)?;
     let result = Entity::update_many()
         .set(row)
@@ -193,5 +222,8 @@ pub async fn list(
 
 /// Whether a unique constraint refused the write.
 pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
 }

@@ -35,9 +35,16 @@ impl App {
     }
 
     pub async fn start_in(env: TestEnv) -> Self {
-        let platform = env.start(vec![Arc::new(TerritoriesModule)]).await.expect("server starts");
+        let platform = env
+            .start(vec![Arc::new(TerritoriesModule)])
+            .await
+            .expect("server starts");
         let channel = channel(platform.local_addr).await;
-        Self { env, platform, channel }
+        Self {
+            env,
+            platform,
+            channel,
+        }
     }
 
     /// Starts and loads the 2026 test geography.
@@ -48,7 +55,8 @@ impl App {
     }
 
     pub async fn import(&self, vintage: &str) -> tde_territories::api::geography::ImportOutcome {
-        let g = tde_territories::api::geography::read_dir(vintage, &fixture(vintage)).expect("fixture parses");
+        let g = tde_territories::api::geography::read_dir(vintage, &fixture(vintage))
+            .expect("fixture parses");
         let ctx = self.ctx();
         tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
             .await
@@ -56,7 +64,9 @@ impl App {
     }
 
     pub fn ctx(&self) -> &tde_runtime::ServiceContext {
-        self.platform.service("territories").expect("territories runs")
+        self.platform
+            .service("territories")
+            .expect("territories runs")
     }
 
     pub fn territories(&self) -> TerritoryServiceClient<Channel> {
@@ -119,7 +129,10 @@ pub async fn next_event(sub: &mut Box<dyn Subscription>, within: Duration) -> Op
 }
 
 /// Collects exactly `count` events, then checks that no other arrives shortly after.
-pub async fn collect_events(sub: &mut Box<dyn Subscription>, count: usize) -> Vec<tde_runtime::bus::Envelope> {
+pub async fn collect_events(
+    sub: &mut Box<dyn Subscription>,
+    count: usize,
+) -> Vec<tde_runtime::bus::Envelope> {
     let mut events = Vec::new();
     while events.len() < count {
         let d = next_event(sub, Duration::from_secs(20))
@@ -129,7 +142,10 @@ pub async fn collect_events(sub: &mut Box<dyn Subscription>, count: usize) -> Ve
         d.ack().await.expect("ack");
     }
     if let Some(extra) = next_event(sub, Duration::from_millis(500)).await {
-        panic!("one event too many: {} {}", extra.envelope.subject, extra.envelope.id);
+        panic!(
+            "one event too many: {} {}",
+            extra.envelope.subject, extra.envelope.id
+        );
     }
     events
 }
