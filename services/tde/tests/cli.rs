@@ -1,0 +1,132 @@
+//! The binary itself: `tde dev` as a process, the operator commands against it, and a clean
+//! stop on SIGTERM.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn tde() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tde"))
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../territories/tests/fixtures/geo2026")
+}
+
+fn run(server: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tde()
+        .args(["--server", server])
+        .args(args)
+        .output()
+        .expect("tde runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn dev_server_and_operator_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = tde_runtime::testing::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let server = format!("http://{listen}");
+    let mut child = tde()
+        .args(["dev", "--listen", &listen, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tde dev starts");
+
+    // Ready when the operator commands get an answer (no fixed sleep).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !run(&server, &["geography", "vintage"]).0 {
+        assert!(Instant::now() < deadline, "tde dev did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let (ok, out, err) = run(
+        &server,
+        &[
+            "geography",
+            "import",
+            "--dir",
+            fixture().to_str().unwrap(),
+            "--vintage",
+            "2026",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("533"), "{out}");
+
+    let (ok, out, err) = run(
+        &server,
+        &[
+            "--output",
+            "json",
+            "territory",
+            "register",
+            "--kind",
+            "commune",
+            "--code",
+            "42218",
+        ],
+    );
+    assert!(ok, "{err}");
+    let t: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
+    assert_eq!(t["name"], "Saint-Étienne");
+    let id = t["id"].as_str().unwrap().to_string();
+
+    let (ok, out, err) = run(
+        &server,
+        &[
+            "--actor",
+            "anct-equipe",
+            "territory",
+            "advance",
+            &id,
+            "--to",
+            "diagnostic",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("diagnostic") && out.contains("anct-equipe"),
+        "{out}"
+    );
+
+    let (ok, _, err) = run(&server, &["territory", "advance", &id, "--to", "completed"]);
+    assert!(!ok);
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("diagnostic"),
+        "{err}"
+    );
+
+    let (ok, _, err) = run(
+        &server,
+        &["territory", "register", "--kind", "commune", "--code", "4"],
+    );
+    assert!(!ok);
+    assert!(err.contains("official_code"), "names the field: {err}");
+
+    let (ok, out, err) = run(&server, &["territory", "list", "--departement", "42"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Saint-Étienne"), "{out}");
+
+    // SIGTERM: graceful stop, exit status 0.
+    // SAFETY: kill has no memory effects; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "tde dev did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.path().join("data/territories.db").exists());
+}

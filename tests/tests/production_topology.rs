@@ -1,0 +1,118 @@
+//! `tde serve territories` as on Kubernetes: the shipped configuration file, overridden by
+//! `TDE_` variables, PostgreSQL and NATS JetStream — through the same start-up as the binary.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_lite::next_event;
+use tde::platform::{self, Role};
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tde_runtime::bus::{ConsumerSpec, EventBus, JetStreamBus, Namespace};
+use tde_runtime::config::Settings;
+use tde_runtime::testing::{TestDatabase, channel, nats_url, unique_name};
+
+fn config_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/territories.toml")
+}
+
+#[tokio::test]
+async fn serve_territories_from_the_shipped_configuration() {
+    let db = TestDatabase::create().await;
+    let namespace = unique_name("e");
+    let metrics = format!("127.0.0.1:{}", tde_runtime::testing::free_port());
+    let env: HashMap<String, String> = [
+        ("TDE_DATABASE__URL", db.url.as_str()),
+        ("TDE_BUS__NATS_URL", nats_url()),
+        ("TDE_BUS__NAMESPACE", namespace.as_str()),
+        ("TDE_SERVER__LISTEN", "127.0.0.1:0"),
+        ("TDE_SERVER__SHUTDOWN_DRAIN_MS", "0"),
+        ("TDE_TELEMETRY__METRICS_LISTEN", metrics.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let settings = Settings::load(Some(&config_file()), &env).expect("the shipped file loads");
+    assert!(
+        !settings.server.reflection,
+        "reflection is off outside tde dev"
+    );
+    let running = platform::start(settings, &[Role::Territories])
+        .await
+        .unwrap();
+
+    // A consumer of another service, as plans and notifications will be.
+    let bus = JetStreamBus::connect(nats_url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let ns = Namespace::new(namespace.clone());
+    let stream = ns.stream("territories");
+    bus.ensure_stream(&stream).await.unwrap();
+    let mut sub = bus
+        .subscribe(&ConsumerSpec {
+            stream: stream.name,
+            durable_name: ns.durable("e2e"),
+            filter_subjects: vec![ns.subject("territories", "territory.>")],
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+        })
+        .await
+        .unwrap();
+
+    let ch = channel(running.local_addr).await;
+    let t = common::quickstart(ch.clone()).await;
+
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let d = next_event(&mut sub).await;
+        kinds.push(d.envelope.subject.rsplit('.').next().unwrap().to_string());
+        assert_eq!(d.envelope.aggregate_id, t.id);
+        d.ack().await.unwrap();
+    }
+    assert_eq!(
+        kinds,
+        ["registered", "steering_body_changed", "stage_changed"]
+    );
+
+    // W3C trace context goes from the gRPC call into the event's NATS headers.
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = tonic::Request::new(pb::WithdrawTerritoryRequest {
+        id: t.id.clone(),
+        reason: "test".into(),
+        etag: String::new(),
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    TerritoryServiceClient::new(ch)
+        .withdraw_territory(request)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let d = next_event(&mut sub).await;
+        let tp = d.envelope.traceparent.clone().expect("traceparent header");
+        assert!(tp.contains(trace_id), "{tp}");
+        d.ack().await.unwrap();
+    }
+    running.shutdown().await.unwrap();
+}
+
+mod futures_lite {
+    use std::time::Duration;
+
+    use tde_runtime::bus::{Delivery, Subscription};
+
+    pub async fn next_event(sub: &mut Box<dyn Subscription>) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("an event in time")
+            .expect("open")
+            .expect("no bus error")
+    }
+}
