@@ -71,7 +71,8 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
-fn describe(violations: &[FieldViolation]) -> String {
+/// `field: description; …`, for messages and logs.
+pub fn describe(violations: &[FieldViolation]) -> String {
     violations
         .iter()
         .map(|v| format!("{}: {}", v.field, v.description))

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

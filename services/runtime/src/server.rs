@@ -57,6 +57,8 @@ pub struct ServiceContext {
     pub namespace: Namespace,
     pub outbox: OutboxWaker,
     pub settings: Arc<Settings>,
+    /// Cancelled when the service's background work must stop (shutdown).
+    pub shutdown: CancellationToken,
 }
 
 impl ServiceContext {
@@ -178,6 +180,9 @@ pub async fn start(
         }
     }
 
+    // Background work: consumers and service tasks stop first, relays last (they flush).
+    let relays_stop = CancellationToken::new();
+    let consumers_stop = CancellationToken::new();
     let mut contexts = Vec::new();
     for module in &modules {
         let db = open_database(&settings, module.as_ref()).await?;
@@ -188,6 +193,7 @@ pub async fn start(
             namespace: namespace.clone(),
             outbox: OutboxWaker::default(),
             settings: settings.clone(),
+            shutdown: consumers_stop.clone(),
         });
     }
 
@@ -219,9 +225,6 @@ pub async fn start(
         source,
     })?;
 
-    // Background work: relays stop last (they flush), consumers first.
-    let relays_stop = CancellationToken::new();
-    let consumers_stop = CancellationToken::new();
     let mut relays = Vec::new();
     let mut consumers = Vec::new();
     for (module, ctx) in modules.iter().zip(&contexts) {

@@ -289,3 +289,73 @@ on_both!(
 
 #[allow(dead_code)]
 fn assert_bus_is_object_safe(_: &dyn EventBus) {}
+
+/// Fails its first attempt, then succeeds: the consumer retries, and the effect happens once.
+struct FlakyHandler(Arc<AtomicUsize>, Arc<AtomicUsize>);
+
+#[async_trait]
+impl EventHandler for FlakyHandler {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(HandlerError::Transient(anyhow::anyhow!(
+                "first attempt fails"
+            )));
+        }
+        outbox::enqueue(txn, vec![event_from(event)]).await?;
+        self.1.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+async fn a_consumer_retries_failures_and_applies_each_event_once(topology: Topology) {
+    let s = setup(topology).await;
+    let stream = s.ns.stream("outbox");
+    s.env.bus.ensure_stream(&stream).await.unwrap();
+    let (attempts, effects) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let task = inbox::ConsumerTask {
+        spec: ConsumerSpec {
+            stream: stream.name.clone(),
+            durable_name: s.ns.durable("flaky"),
+            filter_subjects: vec![s.ns.subject("outbox", "thing.>")],
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+        },
+        handler: Arc::new(FlakyHandler(attempts.clone(), effects.clone())),
+        retry_backoff: Duration::from_millis(20),
+    };
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(inbox::run_consumer(
+        s.db.clone(),
+        s.env.bus.clone(),
+        task,
+        stop.clone(),
+    ));
+    let txn = s.db.begin().await.unwrap();
+    outbox::enqueue(&txn, vec![event("a", 1), event("a", 2)])
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(relay(&s).run(relay_stop.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while effects.load(Ordering::SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both events applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(effects.load(Ordering::SeqCst), 2, "each once");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3, "one failure, retried");
+    stop.cancel();
+    relay_stop.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
+
+on_both!(a_consumer_retries_failures_and_applies_each_event_once);

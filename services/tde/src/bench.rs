@@ -170,7 +170,10 @@ struct Echo;
 
 #[tonic::async_trait]
 impl echo::echo_service_server::EchoService for Echo {
-    async fn echo(&self, request: tonic::Request<echo::EchoRequest>) -> Result<tonic::Response<echo::EchoResponse>, tonic::Status> {
+    async fn echo(
+        &self,
+        request: tonic::Request<echo::EchoRequest>,
+    ) -> Result<tonic::Response<echo::EchoResponse>, tonic::Status> {
         Ok(tonic::Response::new(echo::EchoResponse {
             message: request.into_inner().message,
         }))
@@ -201,16 +204,26 @@ fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     println!("{}", crate::output::table(header, rows));
 }
 
-async fn start_territories_on_postgres() -> anyhow::Result<(TestEnv, tde_runtime::server::RunningPlatform)> {
+async fn start_territories_on_postgres()
+-> anyhow::Result<(TestEnv, tde_runtime::server::RunningPlatform)> {
     let env = TestEnv::new(Topology::Postgres, &["territories"]).await;
-    let platform = env.start(crate::platform::modules(&[Role::Territories])).await?;
+    let platform = env
+        .start(crate::platform::modules(&[Role::Territories]))
+        .await?;
     Ok((env, platform))
 }
 
-async fn get_territory(concurrency: usize, connections: usize, duration: Duration) -> anyhow::Result<()> {
+async fn get_territory(
+    concurrency: usize,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
     let (_env, platform) = start_territories_on_postgres().await?;
-    let ctx = platform.service("territories").context("territories runs")?;
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../territories/tests/fixtures/geo2026");
+    let ctx = platform
+        .service("territories")
+        .context("territories runs")?;
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../territories/tests/fixtures/geo2026");
     let g = tde_territories::api::geography::read_dir("2026", &fixture)?;
     tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await
@@ -234,25 +247,42 @@ async fn get_territory(concurrency: usize, connections: usize, duration: Duratio
     let echo_channels = Arc::new(channels(start_echo().await?, connections).await);
     println!("echo: {concurrency} in flight over {connections} connections for {duration:?}…");
     let echo_stats = drive(concurrency, duration, move |w| {
-        let mut c = echo::echo_service_client::EchoServiceClient::new(echo_channels[w % echo_channels.len()].clone());
-        async move { c.echo(echo::EchoRequest { message: "bonjour".into() }).await.is_ok() }
+        let mut c = echo::echo_service_client::EchoServiceClient::new(
+            echo_channels[w % echo_channels.len()].clone(),
+        );
+        async move {
+            c.echo(echo::EchoRequest {
+                message: "bonjour".into(),
+            })
+            .await
+            .is_ok()
+        }
     })
     .await;
 
     let tde_channels = Arc::new(tde_channels);
-    println!("GetTerritory on PostgreSQL: {concurrency} in flight over {connections} connections for {duration:?}…");
+    println!(
+        "GetTerritory on PostgreSQL: {concurrency} in flight over {connections} connections for {duration:?}…"
+    );
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let get_stats = drive(concurrency, duration, move |w| {
         let mut c = TerritoryServiceClient::new(tde_channels[w % tde_channels.len()].clone());
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = ids[n % ids.len()].clone();
-        async move { c.get_territory(pb::GetTerritoryRequest { id }).await.is_ok() }
+        async move {
+            c.get_territory(pb::GetTerritoryRequest { id })
+                .await
+                .is_ok()
+        }
     })
     .await;
 
     print_table(
         &["target", "requests/s", "p50 ms", "p99 ms", "errors"],
-        vec![echo_stats.row("bare tonic echo (reference)"), get_stats.row("GetTerritory, PostgreSQL")],
+        vec![
+            echo_stats.row("bare tonic echo (reference)"),
+            get_stats.row("GetTerritory, PostgreSQL"),
+        ],
     );
     let ratio = get_stats.per_second() / echo_stats.per_second() * 100.0;
     println!(
@@ -289,7 +319,9 @@ async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for run in 1..=runs.max(1) {
         let (_env, platform) = start_territories_on_postgres().await?;
-        let ctx = platform.service("territories").context("territories runs")?;
+        let ctx = platform
+            .service("territories")
+            .context("territories runs")?;
 
         // Reference: the same rows, as CSV, COPY'd into bare tables (no keys, no indexes).
         let db = &ctx.db;
@@ -307,7 +339,13 @@ async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
         }
         let mut departements = String::new();
         for d in &g.departements {
-            departements += &format!("{},{},{},{}\n", d.code, csv_field(&d.name), d.region_code, d.zone.as_str());
+            departements += &format!(
+                "{},{},{},{}\n",
+                d.code,
+                csv_field(&d.name),
+                d.region_code,
+                d.zone.as_str()
+            );
         }
         let mut communes = String::new();
         for c in &g.communes {
@@ -348,7 +386,9 @@ async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
             ("copy_communes", &communes),
             ("copy_epcis", &epcis),
         ] {
-            let mut copy = conn.copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT csv)")).await?;
+            let mut copy = conn
+                .copy_in_raw(&format!("COPY {table} FROM STDIN (FORMAT csv)"))
+                .await?;
             copy.send(data.as_bytes()).await?;
             copy.finish().await?;
         }
@@ -363,9 +403,16 @@ async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
         rows.push((run, copy, imported));
         platform.shutdown().await?;
     }
-    let best = |f: fn(&(usize, Duration, Duration)) -> Duration| rows.iter().map(f).min().unwrap_or_default();
+    let best = |f: fn(&(usize, Duration, Duration)) -> Duration| {
+        rows.iter().map(f).min().unwrap_or_default()
+    };
     print_table(
-        &["run", "COPY, bare tables (reference) s", "tde import s", "ratio"],
+        &[
+            "run",
+            "COPY, bare tables (reference) s",
+            "tde import s",
+            "ratio",
+        ],
         rows.iter()
             .map(|(run, copy, imported)| {
                 vec![
@@ -389,15 +436,46 @@ async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize) -> anyhow::Result<()> {
+/// Receives `count` events and records, for each, the time from its `ce-time` (for tde: the
+/// commit of the change, written in the same transaction) to its arrival.
+async fn consume_latencies(
+    mut sub: Box<dyn tde_runtime::bus::Subscription>,
+    count: usize,
+) -> Histogram<u64> {
+    let mut hist = histogram();
+    for _ in 0..count {
+        let Some(Ok(d)) = sub.next().await else { break };
+        let latency = (chrono::Utc::now() - d.envelope.time)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(1) as u64;
+        let _ = hist.record(latency);
+        let _ = d.ack().await;
+    }
+    hist
+}
+
+async fn events(
+    dir: &std::path::Path,
+    registrations: usize,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let (_env, platform) = start_territories_on_postgres().await?;
-    let ctx = platform.service("territories").context("territories runs")?;
+    let ctx = platform
+        .service("territories")
+        .context("territories runs")?;
     let g = tde_territories::api::geography::read_dir("2026", dir)?;
     tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let registrations = registrations.min(g.communes.len());
-    let codes: Arc<Vec<String>> = Arc::new(g.communes.iter().take(registrations).map(|c| c.code.clone()).collect());
+    let codes: Arc<Vec<String>> = Arc::new(
+        g.communes
+            .iter()
+            .take(registrations)
+            .map(|c| c.code.clone())
+            .collect(),
+    );
 
     // Reference: bare JetStream, the same number of messages published and consumed.
     let bus = JetStreamBus::connect(nats_url(), Duration::from_secs(5)).await?;
@@ -405,7 +483,7 @@ async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize)
         let ns = Namespace::new(unique_name("ref"));
         let stream = ns.stream("bench");
         bus.ensure_stream(&stream).await?;
-        let mut sub = bus
+        let sub = bus
             .subscribe(&ConsumerSpec {
                 stream: stream.name.clone(),
                 durable_name: ns.durable("ref"),
@@ -415,16 +493,7 @@ async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize)
             })
             .await?;
         let started = Instant::now();
-        let consumer = tokio::spawn(async move {
-            let mut hist = histogram();
-            for _ in 0..registrations {
-                let Some(Ok(d)) = sub.next().await else { break };
-                let latency = (chrono::Utc::now() - d.envelope.time).num_microseconds().unwrap_or(0).max(1) as u64;
-                let _ = hist.record(latency);
-                let _ = d.ack().await;
-            }
-            hist
-        });
+        let consumer = tokio::spawn(consume_latencies(sub, registrations));
         for chunk in (0..registrations).collect::<Vec<_>>().chunks(64) {
             let batch: Vec<Envelope> = chunk
                 .iter()
@@ -439,7 +508,9 @@ async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize)
                     traceparent: None,
                 })
                 .collect();
-            bus.publish(&batch).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            bus.publish(&batch)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let hist = consumer.await?;
         (registrations as f64 / started.elapsed().as_secs_f64(), hist)
@@ -448,7 +519,7 @@ async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize)
     let ns = ctx.namespace.clone();
     let stream = ns.stream("territories");
     bus.ensure_stream(&stream).await?;
-    let mut sub = bus
+    let sub = bus
         .subscribe(&ConsumerSpec {
             stream: stream.name.clone(),
             durable_name: ns.durable("bench"),
@@ -459,17 +530,7 @@ async fn events(dir: &std::path::Path, registrations: usize, concurrency: usize)
         .await?;
     let channel = channel(platform.local_addr).await;
     let started = Instant::now();
-    let consumer = tokio::spawn(async move {
-        let mut hist = histogram();
-        for _ in 0..registrations {
-            let Some(Ok(d)) = sub.next().await else { break };
-            // ce-time is the commit of the change (written in the same transaction).
-            let latency = (chrono::Utc::now() - d.envelope.time).num_microseconds().unwrap_or(0).max(1) as u64;
-            let _ = hist.record(latency);
-            let _ = d.ack().await;
-        }
-        hist
-    });
+    let consumer = tokio::spawn(consume_latencies(sub, registrations));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..concurrency {

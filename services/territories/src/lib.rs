@@ -24,6 +24,9 @@ use tde_runtime::{ServiceContext, ServiceModule};
 /// The service's name: database, stream `TDE_TERRITORIES` and subjects `tde.territories.>`.
 pub const SERVICE: &str = "territories";
 
+/// Territories held by each replica's read cache: every French authority fits.
+const CACHE_CAPACITY: usize = 40_000;
+
 /// The territories service as the runtime starts it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TerritoriesModule;
@@ -45,15 +48,26 @@ impl ServiceModule for TerritoriesModule {
         storage::migrations::Migrator::up(db, None).await
     }
 
+    /// Also starts what keeps the read cache of territories coherent across replicas.
     fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
         let limit = ctx.max_message_bytes();
+        let cache = api::territories::TerritoryCache::new(CACHE_CAPACITY);
+        tokio::spawn(tde_runtime::cache::keep_coherent(
+            ctx.db.clone(),
+            storage::CACHE_CHANNEL.to_string(),
+            cache.clone(),
+            ctx.shutdown.clone(),
+        ));
         routes.add_service(
-            TerritoryServiceServer::new(api::territories::Territories::new(ctx.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
+            TerritoryServiceServer::new(api::territories::Territories::new(
+                ctx.clone(),
+                cache.clone(),
+            ))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
         );
         routes.add_service(
-            GeographyServiceServer::new(api::geography::GeographyApi::new(ctx.clone()))
+            GeographyServiceServer::new(api::geography::GeographyApi::new(ctx.clone(), cache))
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         );

@@ -105,11 +105,13 @@ pub async fn import(
 
 pub struct GeographyApi {
     ctx: ServiceContext,
+    /// Emptied after an import, which may have recoded territories.
+    territories: super::territories::TerritoryCache,
 }
 
 impl GeographyApi {
-    pub fn new(ctx: ServiceContext) -> Self {
-        Self { ctx }
+    pub fn new(ctx: ServiceContext, territories: super::territories::TerritoryCache) -> Self {
+        Self { ctx, territories }
     }
 
     async fn receive(
@@ -182,6 +184,9 @@ impl GeographyService for GeographyApi {
     ) -> Result<Response<pb::ImportGeographyResponse>, Status> {
         let g = self.receive(request.into_inner()).await?;
         let outcome = import(&self.ctx.db, &self.ctx.outbox, &g).await?;
+        if outcome.territories_recoded > 0 {
+            self.territories.clear();
+        }
         Ok(Response::new(pb::ImportGeographyResponse {
             vintage: g.vintage.clone(),
             changed: outcome.changed,

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_server::TerritoryService;
 use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::cache::ReadCache;
 use tde_runtime::outbox::{self, NewEvent};
 use tde_runtime::{ApiError, ServiceContext};
 
@@ -21,13 +22,17 @@ pub const MAX_PAGE: u64 = 500;
 const MAX_REQUEST_ID: usize = 128;
 const MAX_REASON: usize = 2_000;
 
+/// Territories by id, as returned by GetTerritory (see `tde_runtime::cache`).
+pub type TerritoryCache = ReadCache<pb::Territory>;
+
 pub struct Territories {
     ctx: ServiceContext,
+    cache: TerritoryCache,
 }
 
 impl Territories {
-    pub fn new(ctx: ServiceContext) -> Self {
-        Self { ctx }
+    pub fn new(ctx: ServiceContext, cache: TerritoryCache) -> Self {
+        Self { ctx, cache }
     }
 
     fn not_found(id: &str) -> ApiError {
@@ -75,27 +80,26 @@ impl Territories {
         {
             return replay(existing);
         }
-        if geography::current_vintage(db).await?.is_none() {
-            return Err(ApiError::FailedPrecondition {
-                kind: "GEOGRAPHY",
-                subject: "geography".into(),
-                description: "no reference geography is loaded: import one first".into(),
-            });
-        }
         let Some(facts) = geography::authority_facts(db, kind, &code).await? else {
+            // Unknown code, or no geography at all: say which.
+            if geography::current_vintage(db).await?.is_none() {
+                return Err(ApiError::FailedPrecondition {
+                    kind: "GEOGRAPHY",
+                    subject: "geography".into(),
+                    description: "no reference geography is loaded: import one first".into(),
+                });
+            }
             return Err(ApiError::NotFound {
                 resource_type: kind.as_str(),
                 name: code,
                 field: Some("official_code"),
             });
         };
+        // A second territory for the same authority is refused by the unique index below.
         let already = || ApiError::AlreadyExists {
             resource_type: RESOURCE,
             name: format!("{} {code}", kind.as_str()),
         };
-        if storage::find_by_code(db, kind, &code).await?.is_some() {
-            return Err(already());
-        }
 
         let now = tde_runtime::api::now();
         let territory = Territory::register(
@@ -157,6 +161,7 @@ impl Territories {
         }
         outbox::enqueue(&txn, events).await?;
         txn.commit().await?;
+        self.cache.evict(id);
         self.ctx.outbox.wake();
         Ok(territory)
     }
@@ -309,12 +314,21 @@ impl TerritoryService for Territories {
         request: Request<pb::GetTerritoryRequest>,
     ) -> Result<Response<pb::GetTerritoryResponse>, Status> {
         let id = parse_id("id", &request.get_ref().id)?.to_string();
+        if let Some(cached) = self.cache.get(&id) {
+            return Ok(Response::new(pb::GetTerritoryResponse {
+                territory: Some((*cached).clone()),
+            }));
+        }
+        let read_started = self.cache.generation();
         let territory = storage::find(&self.ctx.db, &id)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| Self::not_found(&id))?;
+        let territory = convert::territory_to_pb(&territory);
+        self.cache
+            .insert(&id, std::sync::Arc::new(territory.clone()), read_started);
         Ok(Response::new(pb::GetTerritoryResponse {
-            territory: Some(convert::territory_to_pb(&territory)),
+            territory: Some(territory),
         }))
     }
 

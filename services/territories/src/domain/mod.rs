@@ -12,21 +12,13 @@ use tde_runtime::FieldViolation;
 /// What the rules refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    #[error("{}", describe(.0))]
+    #[error("{}", tde_runtime::error::describe(.0))]
     Invalid(Vec<FieldViolation>),
     #[error("a territory at stage {current} cannot move to {target}")]
     IllegalTransition {
         current: territory::Stage,
         target: territory::Stage,
     },
-}
-
-fn describe(violations: &[FieldViolation]) -> String {
-    violations
-        .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl DomainError {

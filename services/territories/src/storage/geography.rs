@@ -44,6 +44,141 @@ where
     Ok(())
 }
 
+/// Inserts columns of text (cast in SQL where needed) in one statement with one array per
+/// column: PostgreSQL plans it once, whatever the number of rows — close to COPY, and inside
+/// the caller's transaction.
+async fn insert_unnest(
+    db: &impl ConnectionTrait,
+    table: &str,
+    columns: &[(&str, &str)],
+    values: Vec<Vec<String>>,
+) -> Result<(), DbErr> {
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let params: Vec<String> = (1..=columns.len())
+        .map(|i| format!("${i}::text[]"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM UNNEST({}) AS t({})",
+        names.join(", "),
+        columns
+            .iter()
+            .map(|(_, expr)| *expr)
+            .collect::<Vec<_>>()
+            .join(", "),
+        params.join(", "),
+        names.join(", "),
+    );
+    let values: Vec<sea_orm::Value> = values.into_iter().map(sea_orm::Value::from).collect();
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The rows as one column of text per field.
+fn columns<const N: usize, T>(rows: &[T], row: impl Fn(&T) -> [String; N]) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = (0..N).map(|_| Vec::with_capacity(rows.len())).collect();
+    for r in rows {
+        for (i, v) in row(r).into_iter().enumerate() {
+            out[i].push(v);
+        }
+    }
+    out
+}
+
+async fn insert_postgres(db: &impl ConnectionTrait, g: &Geography) -> Result<(), DbErr> {
+    let text = |name| (name, name);
+    insert_unnest(
+        db,
+        "geo_regions",
+        &[text("code"), text("name"), text("zone")],
+        columns(&g.regions, |r| {
+            [r.code.clone(), r.name.clone(), r.zone.as_str().into()]
+        }),
+    )
+    .await?;
+    insert_unnest(
+        db,
+        "geo_departements",
+        &[
+            text("code"),
+            text("name"),
+            text("region_code"),
+            text("zone"),
+        ],
+        columns(&g.departements, |d| {
+            [
+                d.code.clone(),
+                d.name.clone(),
+                d.region_code.clone(),
+                d.zone.as_str().into(),
+            ]
+        }),
+    )
+    .await?;
+    insert_unnest(
+        db,
+        "geo_communes",
+        &[
+            text("code"),
+            text("name"),
+            text("name_search"),
+            text("departement_code"),
+            text("region_code"),
+            text("zone"),
+            ("population", "population::bigint"),
+            text("siren"),
+            ("epci_siren", "NULLIF(epci_siren, '')"),
+            text("postal_codes"),
+            text("former_codes"),
+        ],
+        columns(&g.communes, |c| {
+            [
+                c.code.clone(),
+                c.name.clone(),
+                names::normalize(&c.name),
+                c.departement_code.clone(),
+                c.region_code.clone(),
+                c.zone.as_str().into(),
+                c.population.to_string(),
+                c.siren.clone(),
+                c.epci_siren.clone().unwrap_or_default(),
+                c.postal_codes.join(","),
+                c.former_codes.join(","),
+            ]
+        }),
+    )
+    .await?;
+    insert_unnest(
+        db,
+        "geo_epcis",
+        &[
+            text("siren"),
+            text("name"),
+            text("kind"),
+            ("population", "population::bigint"),
+            text("departement_code"),
+            text("region_code"),
+            text("zone"),
+        ],
+        columns(&g.epcis, |e| {
+            [
+                e.siren.clone(),
+                e.name.clone(),
+                e.kind.clone(),
+                e.population.to_string(),
+                e.departement_code.clone(),
+                e.region_code.clone(),
+                e.zone.as_str().into(),
+            ]
+        }),
+    )
+    .await
+}
+
 /// Replaces the stored geography by `g`; run it inside a transaction.
 pub async fn replace(
     db: &impl ConnectionTrait,
@@ -54,7 +189,28 @@ pub async fn replace(
     geo_epci::Entity::delete_many().exec(db).await?;
     geo_departement::Entity::delete_many().exec(db).await?;
     geo_region::Entity::delete_many().exec(db).await?;
+    if tde_runtime::db::is_postgres(db) {
+        insert_postgres(db, g).await?;
+    } else {
+        insert_sqlite(db, g).await?;
+    }
+    geo_vintage::Entity::delete_by_id(g.vintage.clone())
+        .exec(db)
+        .await?;
+    geo_vintage::Entity::insert(geo_vintage::ActiveModel {
+        vintage: Set(g.vintage.clone()),
+        content_hash: Set(g.content_hash.clone()),
+        communes: Set(g.communes.len() as i32),
+        epcis: Set(g.epcis.len() as i32),
+        imported_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
 
+/// SQLite: multi-row inserts in chunks below its parameter limit.
+async fn insert_sqlite(db: &impl ConnectionTrait, g: &Geography) -> Result<(), DbErr> {
     let regions = g.regions.iter().map(|r| geo_region::ActiveModel {
         code: Set(r.code.clone()),
         name: Set(r.name.clone()),
@@ -91,21 +247,7 @@ pub async fn replace(
         region_code: Set(e.region_code.clone()),
         zone: Set(e.zone.as_str().into()),
     });
-    insert_chunked(db, epcis.collect(), 7).await?;
-
-    geo_vintage::Entity::delete_by_id(g.vintage.clone())
-        .exec(db)
-        .await?;
-    geo_vintage::Entity::insert(geo_vintage::ActiveModel {
-        vintage: Set(g.vintage.clone()),
-        content_hash: Set(g.content_hash.clone()),
-        communes: Set(g.communes.len() as i32),
-        epcis: Set(g.epcis.len() as i32),
-        imported_at: Set(now),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    insert_chunked(db, epcis.collect(), 7).await
 }
 
 /// The vintage loaded now: the most recently imported one.

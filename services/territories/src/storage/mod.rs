@@ -167,7 +167,12 @@ pub async fn insert(
     Ok(())
 }
 
+/// The channel on which every write of a territory is announced to the read caches of all
+/// replicas (see `tde_runtime::cache`).
+pub const CACHE_CHANNEL: &str = "tde_territories";
+
 /// Writes `t` if the stored version is still `expected_version`; false when it was not.
+/// Every replica's cache forgets the territory when the transaction commits.
 pub async fn update(
     db: &impl ConnectionTrait,
     t: &Territory,
@@ -180,7 +185,11 @@ pub async fn update(
         .filter(Column::Version.eq(expected_version))
         .exec(db)
         .await?;
-    Ok(result.rows_affected == 1)
+    if result.rows_affected != 1 {
+        return Ok(false);
+    }
+    tde_runtime::cache::notify(db, CACHE_CHANNEL, &t.id).await?;
+    Ok(true)
 }
 
 /// A page of territories in id order (ids are time-ordered UUIDv7: oldest first).
