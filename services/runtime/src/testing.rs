@@ -89,7 +89,43 @@ impl Drop for OwnedProcess {
     }
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on a thread that lives as long as the process. The parent-death signal fires
+/// when the *thread* that spawned a child ends, so children shared by several tests must be
+/// spawned from a thread that no test owns.
+fn on_process_thread(job: Job) {
+    static SPAWNER: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = OnceLock::new();
+    let sender = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("test-harness-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("spawn the harness thread");
+        std::sync::Mutex::new(tx)
+    });
+    let _ = sender.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+}
+
 fn spawn_owned(
+    command: Command,
+    death_signal: i32,
+    run_as: Option<(u32, u32)>,
+) -> std::io::Result<OwnedProcess> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    on_process_thread(Box::new(move || {
+        let mut command = command;
+        let _ = tx.send(spawn_here(&mut command, death_signal, run_as));
+    }));
+    rx.recv()
+        .map_err(|_| std::io::Error::other("harness thread gone"))?
+}
+
+fn spawn_here(
     command: &mut Command,
     death_signal: i32,
     run_as: Option<(u32, u32)>,
@@ -174,7 +210,7 @@ fn start_throwaway_postgres() -> Instance {
         "-D",
     ])
     .arg(&data);
-    let status = spawn_owned(&mut init, libc::SIGKILL, run_as)
+    let status = spawn_owned(init, libc::SIGKILL, run_as)
         .and_then(|mut p| p.0.wait())
         .expect("initdb runs");
     assert!(status.success(), "initdb failed");
@@ -196,7 +232,7 @@ fn start_throwaway_postgres() -> Instance {
         ])
         .arg(dir.path());
     // SIGQUIT: immediate shutdown of the postmaster and its children.
-    let process = spawn_owned(&mut server, libc::SIGQUIT, run_as).expect("postgres starts");
+    let process = spawn_owned(server, libc::SIGQUIT, run_as).expect("postgres starts");
     wait_until_answers(&format!("127.0.0.1:{port}"), "PostgreSQL");
     Instance {
         url: format!("postgres://postgres@127.0.0.1:{port}"),
@@ -275,8 +311,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.dir.path());
-        self.process =
-            Some(spawn_owned(&mut command, libc::SIGKILL, None).expect("nats-server starts"));
+        self.process = Some(spawn_owned(command, libc::SIGKILL, None).expect("nats-server starts"));
         wait_until_answers(&format!("127.0.0.1:{}", self.port), "nats-server");
     }
 }
@@ -294,9 +329,18 @@ impl TestDatabase {
 
     pub async fn create_named(name: String) -> Self {
         let admin = postgres_url();
-        let db = Database::connect(format!("{admin}/postgres"))
-            .await
-            .expect("connect to the test PostgreSQL");
+        // A server just started accepts connections before it serves them: retry a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let db = loop {
+            match Database::connect(format!("{admin}/postgres")).await {
+                Ok(db) => break db,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "test PostgreSQL not ready yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("connect to the test PostgreSQL at {admin}: {e}"),
+            }
+        };
         db.execute_unprepared(&format!("CREATE DATABASE {name}"))
             .await
             .expect("create the test database");
