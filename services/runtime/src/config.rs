@@ -32,6 +32,21 @@ pub struct Settings {
     pub bus: BusSettings,
     pub telemetry: TelemetrySettings,
     pub outbox: OutboxSettings,
+    pub cache: CacheSettings,
+}
+
+/// Read caches of hot resources (see `tde_runtime::cache`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Off: every read goes to the database.
+    pub enabled: bool,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -218,7 +218,7 @@ async fn get_territory(
     connections: usize,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    let (_env, platform) = start_territories_on_postgres().await?;
+    let (env, platform) = start_territories_on_postgres().await?;
     let ctx = platform
         .service("territories")
         .context("territories runs")?;
@@ -262,11 +262,57 @@ async fn get_territory(
 
     let tde_channels = Arc::new(tde_channels);
     println!(
-        "GetTerritory on PostgreSQL: {concurrency} in flight over {connections} connections for {duration:?}…"
+        "GetTerritory on PostgreSQL, read cache on: {concurrency} in flight over {connections} connections for {duration:?}…"
     );
+    let cached = load_get_territory(concurrency, duration, tde_channels, ids.clone()).await;
+
+    // A second replica on the same database with its cache off: every read is a query.
+    let mut uncached_settings = env.settings.clone();
+    uncached_settings.cache.enabled = false;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let uncached_platform = tde_runtime::server::start(
+        uncached_settings,
+        crate::platform::modules(&[Role::Territories]),
+        Some(env.bus.clone()),
+        Some(listener),
+    )
+    .await?;
+    let uncached_channels = Arc::new(channels(uncached_platform.local_addr, connections).await);
+    println!(
+        "GetTerritory on PostgreSQL, read cache off: {concurrency} in flight over {connections} connections for {duration:?}…"
+    );
+    let uncached = load_get_territory(concurrency, duration, uncached_channels, ids).await;
+
+    print_table(
+        &["target", "requests/s", "p50 ms", "p99 ms", "errors"],
+        vec![
+            echo_stats.row("bare tonic echo (reference)"),
+            cached.row("GetTerritory, PostgreSQL, read cache on (default)"),
+            uncached.row("GetTerritory, PostgreSQL, read cache off"),
+        ],
+    );
+    for (what, stats) in [("cache on", &cached), ("cache off", &uncached)] {
+        println!(
+            "GetTerritory ({what}): {:.0} requests/s = {:.1}% of the echo (target ≥ 35%), p99 {:.2} ms (target ≤ 10 ms)",
+            stats.per_second(),
+            stats.per_second() / echo_stats.per_second() * 100.0,
+            stats.micros(0.99)
+        );
+    }
+    uncached_platform.shutdown().await?;
+    platform.shutdown().await?;
+    Ok(())
+}
+
+async fn load_get_territory(
+    concurrency: usize,
+    duration: Duration,
+    channels: Arc<Vec<Channel>>,
+    ids: Arc<Vec<String>>,
+) -> LoadStats {
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let get_stats = drive(concurrency, duration, move |w| {
-        let mut c = TerritoryServiceClient::new(tde_channels[w % tde_channels.len()].clone());
+    drive(concurrency, duration, move |w| {
+        let mut c = TerritoryServiceClient::new(channels[w % channels.len()].clone());
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = ids[n % ids.len()].clone();
         async move {
@@ -275,23 +321,7 @@ async fn get_territory(
                 .is_ok()
         }
     })
-    .await;
-
-    print_table(
-        &["target", "requests/s", "p50 ms", "p99 ms", "errors"],
-        vec![
-            echo_stats.row("bare tonic echo (reference)"),
-            get_stats.row("GetTerritory, PostgreSQL"),
-        ],
-    );
-    let ratio = get_stats.per_second() / echo_stats.per_second() * 100.0;
-    println!(
-        "GetTerritory: {:.0} requests/s = {ratio:.1}% of the echo (target ≥ 35%), p99 {:.2} ms (target ≤ 10 ms)",
-        get_stats.per_second(),
-        get_stats.micros(0.99)
-    );
-    platform.shutdown().await?;
-    Ok(())
+    .await
 }
 
 fn csv_field(s: &str) -> String {

@@ -52,12 +52,14 @@ impl ServiceModule for TerritoriesModule {
     fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
         let limit = ctx.max_message_bytes();
         let cache = api::territories::TerritoryCache::new(CACHE_CAPACITY);
-        tokio::spawn(tde_runtime::cache::keep_coherent(
-            ctx.db.clone(),
-            storage::CACHE_CHANNEL.to_string(),
-            cache.clone(),
-            ctx.shutdown.clone(),
-        ));
+        if ctx.settings.cache.enabled {
+            tokio::spawn(tde_runtime::cache::keep_coherent(
+                ctx.db.clone(),
+                storage::CACHE_CHANNEL.to_string(),
+                cache.clone(),
+                ctx.shutdown.clone(),
+            ));
+        }
         routes.add_service(
             TerritoryServiceServer::new(api::territories::Territories::new(
                 ctx.clone(),
