@@ -98,6 +98,23 @@ impl<V> ReadCache<V> {
         entries.map.clear();
     }
 
+    /// Evicts `key` when the returned guard is dropped: arm it before committing a write, so
+    /// that the eviction happens even if the request is cancelled during the commit.
+    pub fn evict_on_drop(&self, key: &str) -> EvictOnDrop<V> {
+        EvictOnDrop {
+            cache: self.clone(),
+            key: Some(key.to_string()),
+        }
+    }
+
+    /// Empties the cache when the returned guard is dropped.
+    pub fn clear_on_drop(&self) -> EvictOnDrop<V> {
+        EvictOnDrop {
+            cache: self.clone(),
+            key: None,
+        }
+    }
+
     pub fn enable(&self) {
         self.clear();
         self.enabled.store(true, Ordering::Release);
@@ -114,6 +131,22 @@ impl<V> ReadCache<V> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// See `ReadCache::evict_on_drop`.
+pub struct EvictOnDrop<V> {
+    cache: ReadCache<V>,
+    /// None: the whole cache.
+    key: Option<String>,
+}
+
+impl<V> Drop for EvictOnDrop<V> {
+    fn drop(&mut self) {
+        match &self.key {
+            Some(key) => self.cache.evict(key),
+            None => self.cache.clear(),
+        }
     }
 }
 
@@ -208,6 +241,19 @@ mod tests {
         let now = cache.generation();
         cache.insert("a", Arc::new(2), now);
         assert_eq!(cache.get("a").as_deref(), Some(&2));
+    }
+
+    #[test]
+    fn guards_evict_when_dropped() {
+        let cache = ReadCache::new(10);
+        cache.enable();
+        cache.insert("a", Arc::new(1), cache.generation());
+        cache.insert("b", Arc::new(2), cache.generation());
+        drop(cache.evict_on_drop("a"));
+        assert!(cache.get("a").is_none());
+        assert!(cache.get("b").is_some());
+        drop(cache.clear_on_drop());
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -321,6 +321,21 @@ impl Settings {
         if self.outbox.poll_interval_ms == 0 {
             return invalid("outbox.poll_interval_ms", "must be positive");
         }
+        if self.outbox.publish_timeout_ms == 0 {
+            return invalid("outbox.publish_timeout_ms", "must be positive");
+        }
+        if !(10..=600_000).contains(&self.outbox.max_backoff_ms) {
+            return invalid(
+                "outbox.max_backoff_ms",
+                "must be between 10 ms and 10 minutes",
+            );
+        }
+        if !(1..=60_000).contains(&self.bus.retry_backoff_ms) {
+            return invalid("bus.retry_backoff_ms", "must be between 1 ms and 1 minute");
+        }
+        if self.bus.ack_wait_ms < 100 {
+            return invalid("bus.ack_wait_ms", "must be at least 100 ms");
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return invalid("telemetry.log_level", "is not a valid log filter");
         }

@@ -162,10 +162,22 @@ async fn handle_delivery(db: &DatabaseConnection, task: &ConsumerTask, delivery:
             delivery.term().await
         }
         Err(HandlerError::Transient(e)) => {
-            let attempt = delivery.delivery_count.min(6) as u32;
-            let delay = task.retry_backoff * 2u32.pow(attempt.saturating_sub(1));
-            tracing::warn!(consumer = name, event_id, error = format!("{e:#}"), retry_in = ?delay, "event processing failed");
-            delivery.nak(delay).await
+            if delivery.delivery_count as i64 >= task.spec.max_deliver {
+                // The bus will not deliver it again: say so loudly.
+                tracing::error!(
+                    consumer = name,
+                    event_id,
+                    deliveries = delivery.delivery_count,
+                    error = format!("{e:#}"),
+                    "event given up after its last delivery"
+                );
+                delivery.term().await
+            } else {
+                let attempt = delivery.delivery_count.clamp(1, 6) as u32;
+                let delay = task.retry_backoff.saturating_mul(2u32.pow(attempt - 1));
+                tracing::warn!(consumer = name, event_id, error = format!("{e:#}"), retry_in = ?delay, "event processing failed");
+                delivery.nak(delay).await
+            }
         }
     };
     if let Err(e) = result {

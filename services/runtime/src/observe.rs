@@ -65,6 +65,8 @@ where
                         .unwrap_or_else(|| "Ok".into()),
                     Err(_) => "Transport".into(),
                 };
+                // Unknown paths share one label: callers cannot grow the metric series.
+                let method = if code == "Unimplemented" { "unknown".to_string() } else { method };
                 let elapsed = started.elapsed().as_secs_f64();
                 metrics::counter!(metric::GRPC_REQUESTS, "method" => method.clone(), "code" => code.clone())
                     .increment(1);

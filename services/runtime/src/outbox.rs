@@ -196,7 +196,7 @@ impl OutboxRelay {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let max_backoff = Duration::from_millis(self.settings.max_backoff_ms);
         let mut backoff = Duration::from_millis(50);
-        let mut last_gauge = Instant::now() - Duration::from_secs(10);
+        let mut last_gauge: Option<Instant> = None;
         loop {
             let wait = match self.publish_batch().await {
                 Ok(n) if n as u64 >= self.settings.batch_size => Duration::ZERO,
@@ -211,8 +211,8 @@ impl OutboxRelay {
                     wait
                 }
             };
-            if last_gauge.elapsed() >= Duration::from_secs(1) {
-                last_gauge = Instant::now();
+            if last_gauge.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_gauge = Some(Instant::now());
                 if let Ok(b) = backlog(&self.db).await {
                     metrics::gauge!(metric::OUTBOX_BACKLOG, "service" => self.service)
                         .set(b.events as f64);
@@ -314,10 +314,9 @@ impl OutboxRelay {
                 .increment(published as u64);
         }
         if let Some(error) = error {
-            if matches!(error, BusError::Other(_)) {
-                // The stream may have been deleted or changed: ensure it again next time.
-                self.stream_ready.store(false, Ordering::Release);
-            }
+            // The stream may have been lost (NATS restarted without storage, stream deleted):
+            // ensure it again before the next attempt.
+            self.stream_ready.store(false, Ordering::Release);
             return Err(error.into());
         }
         Ok(published)

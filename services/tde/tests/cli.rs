@@ -130,3 +130,30 @@ fn dev_server_and_operator_commands() {
     }
     assert!(dir.path().join("data/territories.db").exists());
 }
+
+#[test]
+fn migrate_applies_the_migrations_and_bad_configuration_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/{{service}}.db?mode=rwc", dir.path().display());
+    let out = tde()
+        .args(["migrate", "territories"])
+        .env("TDE_DATABASE__URL", &url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("territories.db").exists());
+
+    let out = tde()
+        .args(["serve", "territories"])
+        .env("TDE_SERVER__MAX_DEADLINE_MS", "soon")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.max_deadline_ms"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! event id (JetStream drops a duplicate within its window), durable pull consumers with
 //! explicit acknowledgement and a bounded number of deliveries.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -91,6 +92,28 @@ fn envelope_of(message: &async_nats::Message) -> Result<Envelope, BusError> {
     })
 }
 
+impl JetStreamBus {
+    /// Waits for acknowledgements in order; returns how many events are acknowledged in all.
+    async fn await_acks(
+        &self,
+        mut acked: usize,
+        pending: Vec<jetstream::context::PublishAckFuture>,
+    ) -> Result<usize, PublishError> {
+        for ack in pending {
+            let source = match tokio::time::timeout(self.publish_timeout, ack).await {
+                Ok(Ok(_)) => {
+                    acked += 1;
+                    continue;
+                }
+                Ok(Err(e)) => unavailable(e),
+                Err(_) => BusError::Unavailable("acknowledgement timed out".into()),
+            };
+            return Err(PublishError { acked, source });
+        }
+        Ok(acked)
+    }
+}
+
 #[async_trait]
 impl EventBus for JetStreamBus {
     async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
@@ -110,11 +133,19 @@ impl EventBus for JetStreamBus {
     }
 
     async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
-        // Send every message first, then collect the acknowledgements in order: one round
-        // trip per batch rather than per event, and the order on the wire is kept.
-        let mut pending = Vec::with_capacity(events.len());
-        let mut send_error = None;
+        // Events of different aggregates go out back to back and their acknowledgements are
+        // collected together: one round trip for many events. A second event of the same
+        // aggregate waits until the first is acknowledged, so that a message lost in a
+        // reconnection can never be overtaken by a later event of its aggregate.
+        let mut acked = 0;
+        let mut pending = Vec::new();
+        let mut in_flight: HashSet<&str> = HashSet::new();
         for event in events {
+            if !in_flight.insert(event.aggregate_id.as_str()) {
+                acked = self.await_acks(acked, std::mem::take(&mut pending)).await?;
+                in_flight.clear();
+                in_flight.insert(event.aggregate_id.as_str());
+            }
             match self
                 .context
                 .publish_with_headers(
@@ -126,27 +157,16 @@ impl EventBus for JetStreamBus {
             {
                 Ok(ack) => pending.push(ack),
                 Err(e) => {
-                    send_error = Some(unavailable(e));
-                    break;
+                    let acked = self.await_acks(acked, pending).await?;
+                    return Err(PublishError {
+                        acked,
+                        source: unavailable(e),
+                    });
                 }
             }
         }
-        let sent = pending.len();
-        for (acked, ack) in pending.into_iter().enumerate() {
-            let source = match tokio::time::timeout(self.publish_timeout, ack).await {
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => unavailable(e),
-                Err(_) => BusError::Unavailable("acknowledgement timed out".into()),
-            };
-            return Err(PublishError { acked, source });
-        }
-        match send_error {
-            None => Ok(()),
-            Some(source) => Err(PublishError {
-                acked: sent,
-                source,
-            }),
-        }
+        self.await_acks(acked, pending).await?;
+        Ok(())
     }
 
     async fn subscribe(&self, spec: &ConsumerSpec) -> Result<Box<dyn Subscription>, BusError> {

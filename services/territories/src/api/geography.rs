@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use futures::StreamExt as _;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait as _, DatabaseConnection, TransactionTrait};
 use tonic::{Request, Response, Status, Streaming};
 
 use tde_proto::territories::v1 as pb;
@@ -49,7 +49,13 @@ pub async fn import(
     waker: &OutboxWaker,
     g: &Geography,
 ) -> Result<ImportOutcome, ApiError> {
-    if let Some(current) = geography::current_vintage(db).await? {
+    let txn = db.begin().await?;
+    // One import at a time: the vintage check below holds until this one commits.
+    if tde_runtime::db::is_postgres(&txn) {
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(hashtext('tde_geography_import'))")
+            .await?;
+    }
+    if let Some(current) = geography::current_vintage(&txn).await? {
         if current.vintage == g.vintage && current.content_hash == g.content_hash {
             return Ok(ImportOutcome {
                 changed: false,
@@ -68,7 +74,6 @@ pub async fn import(
         }
     }
     let now = tde_runtime::api::now();
-    let txn = db.begin().await?;
     geography::replace(&txn, g, now).await?;
 
     let former = g.former_codes();
@@ -89,7 +94,13 @@ pub async fn import(
             }
             let expected = territory.version;
             territory.recode(new_code, &g.vintage, now);
-            storage::update(&txn, &territory, expected).await?;
+            // The rows are locked (find_by_codes): a concurrent change cannot slip in.
+            if !storage::update(&txn, &territory, expected).await? {
+                return Err(ApiError::Aborted {
+                    resource_type: "territory",
+                    name: territory.id.clone(),
+                });
+            }
             outbox::enqueue(&txn, vec![events::code_changed(&territory)]).await?;
             recoded += 1;
         }
@@ -114,17 +125,21 @@ impl GeographyApi {
         Self { ctx, territories }
     }
 
+    /// Gathers the streamed files. Transport, cancellation and size errors keep their own
+    /// status; bad content is INVALID_ARGUMENT.
     async fn receive(
         &self,
         mut stream: Streaming<pb::ImportGeographyRequest>,
-    ) -> Result<Geography, ApiError> {
+    ) -> Result<Geography, Status> {
+        let invalid =
+            |field: &str, description: String| Status::from(ApiError::invalid(field, description));
         let mut vintage = String::new();
         let mut files: [Vec<u8>; 4] = Default::default();
         while let Some(message) = stream.next().await {
-            let m = message.map_err(|s| ApiError::invalid("stream", s.message().to_string()))?;
+            let m = message?;
             if !m.vintage.is_empty() {
                 if !vintage.is_empty() && vintage != m.vintage {
-                    return Err(ApiError::invalid("vintage", "changed during the import"));
+                    return Err(invalid("vintage", "changed during the import".into()));
                 }
                 vintage = m.vintage;
             }
@@ -135,14 +150,14 @@ impl GeographyApi {
                 Ok(pb::GeographyFile::Epci) => 3,
                 _ if m.data.is_empty() => continue,
                 _ => {
-                    return Err(ApiError::invalid(
+                    return Err(invalid(
                         "file",
-                        "name the file this chunk belongs to",
+                        "name the file this chunk belongs to".into(),
                     ));
                 }
             };
             if files[index].len() + m.data.len() > MAX_FILE_BYTES {
-                return Err(ApiError::invalid(
+                return Err(invalid(
                     "data",
                     format!("{} is larger than {MAX_FILE_BYTES} bytes", FILES[index]),
                 ));
@@ -150,7 +165,7 @@ impl GeographyApi {
             files[index].extend_from_slice(&m.data);
         }
         if vintage.is_empty() {
-            return Err(ApiError::invalid("vintage", "is required"));
+            return Err(invalid("vintage", "is required".into()));
         }
         let missing: Vec<_> = files
             .iter()
@@ -161,10 +176,10 @@ impl GeographyApi {
             })
             .collect();
         if !missing.is_empty() {
-            return Err(ApiError::InvalidArgument(missing));
+            return Err(ApiError::InvalidArgument(missing).into());
         }
         let [r, d, c, e] = &files;
-        Ok(Geography::parse(&vintage, r, d, c, e)?)
+        Geography::parse(&vintage, r, d, c, e).map_err(|e| ApiError::from(e).into())
     }
 }
 
@@ -183,10 +198,10 @@ impl GeographyService for GeographyApi {
         request: Request<Streaming<pb::ImportGeographyRequest>>,
     ) -> Result<Response<pb::ImportGeographyResponse>, Status> {
         let g = self.receive(request.into_inner()).await?;
+        // Recoded territories must not be served from the cache, even if this call is
+        // cancelled while the import commits.
+        let _clear = self.territories.clear_on_drop();
         let outcome = import(&self.ctx.db, &self.ctx.outbox, &g).await?;
-        if outcome.territories_recoded > 0 {
-            self.territories.clear();
-        }
         Ok(Response::new(pb::ImportGeographyResponse {
             vintage: g.vintage.clone(),
             changed: outcome.changed,

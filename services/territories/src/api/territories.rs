@@ -160,8 +160,8 @@ impl Territories {
             });
         }
         outbox::enqueue(&txn, events).await?;
+        let _evict = self.cache.evict_on_drop(id);
         txn.commit().await?;
-        self.cache.evict(id);
         self.ctx.outbox.wake();
         Ok(territory)
     }

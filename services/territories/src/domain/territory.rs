@@ -502,11 +502,17 @@ impl Territory {
             });
         }
         let mut changed = Changed::default();
-        if let Some(d) = changes.diagnostic
-            && d != self.diagnostic
-        {
-            self.diagnostic = d;
-            changed.diagnostic = true;
+        if let Some(d) = changes.diagnostic {
+            // The same themes and text again are not a new diagnostic (its time would differ).
+            let same = match (&d, &self.diagnostic) {
+                (Some(new), Some(old)) => new.themes == old.themes && new.text == old.text,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                self.diagnostic = d;
+                changed.diagnostic = true;
+            }
         }
         if let Some(c) = changes.privileged_contact
             && c != self.privileged_contact
@@ -665,6 +671,40 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_same_diagnostic_again_changes_nothing() {
+        let now = Utc::now();
+        let facts = AuthorityFacts {
+            name: "Aboën".into(),
+            population: 100,
+            departement_code: "42".into(),
+            region_code: "84".into(),
+            zone: Zone::Metro,
+        };
+        let mut t = Territory::register(
+            "id".into(),
+            AuthorityKind::Commune,
+            "42001".into(),
+            facts,
+            "a",
+            now,
+        );
+        let d = || Diagnostic::new(vec![EngagementTheme::Youth], "texte", Utc::now()).unwrap();
+        let first = TerritoryChanges {
+            diagnostic: Some(Some(d())),
+            ..Default::default()
+        };
+        assert!(t.apply(first, now).unwrap().diagnostic);
+        let version = t.version;
+        let again = TerritoryChanges {
+            diagnostic: Some(Some(d())),
+            ..Default::default()
+        };
+        let changed = t.apply(again, now).unwrap();
+        assert!(!changed.any);
+        assert_eq!(t.version, version, "no new version, no event");
     }
 
     #[test]

@@ -33,8 +33,19 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
     serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("encoding: {e}")))
 }
 
+/// The error names the position only: the text may hold personal data.
 fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, DbErr> {
-    serde_json::from_str(raw).map_err(|e| corrupt(what, e))
+    serde_json::from_str(raw).map_err(|e| {
+        corrupt(
+            what,
+            format!(
+                "{:?} at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 fn from_json_opt<T: serde::de::DeserializeOwned>(
@@ -141,19 +152,20 @@ pub async fn find_by_code(
         .transpose()
 }
 
+/// Territories of `kind` holding one of `codes`, rows locked until the transaction ends
+/// (PostgreSQL).
 pub async fn find_by_codes(
     db: &impl ConnectionTrait,
     kind: AuthorityKind,
     codes: Vec<String>,
 ) -> Result<Vec<Territory>, DbErr> {
-    Entity::find()
+    let mut query = Entity::find()
         .filter(Column::Kind.eq(kind.as_str()))
-        .filter(Column::OfficialCode.is_in(codes))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(to_domain)
-        .collect()
+        .filter(Column::OfficialCode.is_in(codes));
+    if tde_runtime::db::is_postgres(db) {
+        query = query.lock_exclusive();
+    }
+    query.all(db).await?.into_iter().map(to_domain).collect()
 }
 
 pub async fn insert(
