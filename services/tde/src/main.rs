@@ -136,6 +136,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `tde territory list | head`: end quietly when the reader goes away, as Unix tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any other thread writes.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
