@@ -169,15 +169,17 @@ async fn a_relay_that_dies_before_marking_causes_a_duplicate_that_jetstream_drop
         .await
         .unwrap();
     let js = async_nats::jetstream::new(nats);
-    let stored_before = js
-        .get_stream(&stream_name)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
+    let stored = |js: async_nats::jetstream::Context, name: String| async move {
+        js.get_stream(&name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages
+    };
+    let stored_before = stored(js.clone(), stream_name.clone()).await;
 
     // As if the relay had published and died before marking: everything is pending again.
     let db = &app.ctx().db;
@@ -193,15 +195,7 @@ async fn a_relay_that_dies_before_marking_causes_a_duplicate_that_jetstream_drop
         assert!(tokio::time::Instant::now() < deadline, "republished");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let stored_after = js
-        .get_stream(&stream_name)
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .state
-        .messages;
+    let stored_after = stored(js, stream_name).await;
     assert_eq!(
         stored_after, stored_before,
         "JetStream dropped every duplicate"

@@ -590,16 +590,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn moves_are_recorded_with_actor_and_time() {
-        let now = Utc::now();
-        let facts = AuthorityFacts {
-            name: "Saint-Étienne".into(),
+    fn loire_commune(name: &str) -> AuthorityFacts {
+        AuthorityFacts {
+            name: name.into(),
             population: 172_000,
             departement_code: "42".into(),
             region_code: "84".into(),
             zone: Zone::Metro,
-        };
+        }
+    }
+
+    #[test]
+    fn moves_are_recorded_with_actor_and_time() {
+        let now = Utc::now();
+        let facts = loire_commune("Saint-Étienne");
         let mut t = Territory::register(
             "id".into(),
             AuthorityKind::Commune,
@@ -676,13 +680,7 @@ mod tests {
     #[test]
     fn the_same_diagnostic_again_changes_nothing() {
         let now = Utc::now();
-        let facts = AuthorityFacts {
-            name: "Aboën".into(),
-            population: 100,
-            departement_code: "42".into(),
-            region_code: "84".into(),
-            zone: Zone::Metro,
-        };
+        let facts = loire_commune("Aboën");
         let mut t = Territory::register(
             "id".into(),
             AuthorityKind::Commune,
