@@ -17,7 +17,14 @@ pub mod territories {
             pub const DIAGNOSTIC_RECORDED: &str = "territory.diagnostic_recorded";
             pub const STEERING_BODY_CHANGED: &str = "territory.steering_body_changed";
             pub const TERRITORY_WITHDRAWN: &str = "territory.withdrawn";
+            pub const PERSONAL_DATA_ERASED: &str = "personal_data.erased";
         }
+    }
+}
+
+pub mod audit {
+    pub mod v1 {
+        tonic::include_proto!("tde.audit.v1");
     }
 }
 

@@ -9,7 +9,6 @@ use tde::platform::{self, Role};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::config::Settings;
-use tde_runtime::testing::channel;
 
 fn dev(data_dir: &std::path::Path) -> Settings {
     platform::dev_settings(
@@ -24,7 +23,7 @@ fn dev(data_dir: &std::path::Path) -> Settings {
 async fn the_quickstart_works_and_survives_a_restart() {
     let dir = tempfile_dir();
     let running = platform::start(dev(dir.path()), Role::ALL).await.unwrap();
-    let t = common::quickstart(channel(running.local_addr).await).await;
+    let t = common::quickstart(common::dev_channel(running.local_addr, dir.path()).await).await;
     assert_eq!(t.stage, pb::Stage::Diagnostic as i32);
     let body = t.steering_body.clone().unwrap();
     assert_eq!(body.members[0].phone, common::PHONE_E164);
@@ -35,7 +34,8 @@ async fn the_quickstart_works_and_survives_a_restart() {
     );
 
     let running = platform::start(dev(dir.path()), Role::ALL).await.unwrap();
-    let mut client = TerritoryServiceClient::new(channel(running.local_addr).await);
+    let mut client =
+        TerritoryServiceClient::new(common::dev_channel(running.local_addr, dir.path()).await);
     let again = client
         .get_territory(pb::GetTerritoryRequest { id: t.id.clone() })
         .await
@@ -58,7 +58,7 @@ async fn shutdown_reports_not_serving_before_stopping() {
     let mut settings = dev(dir.path());
     settings.server.shutdown_drain_ms = 1_500;
     let running = platform::start(settings, Role::ALL).await.unwrap();
-    let ch = channel(running.local_addr).await;
+    let ch = common::dev_channel(running.local_addr, dir.path()).await;
     assert_eq!(
         common::health(ch.clone(), "tde.territories.v1.TerritoryService").await,
         Some(common::SERVING)
@@ -86,7 +86,7 @@ async fn reflection_lists_the_services() {
     use tonic_reflection_client::list_services;
     let dir = tempfile_dir();
     let running = platform::start(dev(dir.path()), Role::ALL).await.unwrap();
-    let services = list_services(channel(running.local_addr).await).await;
+    let services = list_services(common::dev_channel(running.local_addr, dir.path()).await).await;
     for expected in [
         "tde.territories.v1.TerritoryService",
         "tde.territories.v1.GeographyService",
@@ -105,7 +105,7 @@ fn tempfile_dir() -> tempfile::TempDir {
 }
 
 mod tonic_reflection_client {
-    use tonic::transport::Channel;
+    use tde_runtime::auth::AuthChannel as Channel;
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;

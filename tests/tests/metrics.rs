@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tde::platform::{self, Role};
 use tde_runtime::config::Settings;
-use tde_runtime::testing::{channel, free_port};
+use tde_runtime::testing::free_port;
 
 fn scrape(port: u16) -> String {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -31,7 +31,7 @@ async fn metrics_per_method_and_outbox() {
     let port = free_port();
     settings.telemetry.metrics_listen = Some(([127, 0, 0, 1], port).into());
     let running = platform::start(settings, Role::ALL).await.unwrap();
-    common::quickstart(channel(running.local_addr).await).await;
+    common::quickstart(common::dev_channel(running.local_addr, dir.path()).await).await;
     // The outbox gauges are refreshed about once a second.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     let text = tokio::task::spawn_blocking(move || scrape(port))

@@ -7,8 +7,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use tde::platform::{self, Role};
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::personal_data_service_client::PersonalDataServiceClient;
+use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::config::Settings;
-use tde_runtime::testing::channel;
 use tracing_subscriber::fmt::MakeWriter;
 
 #[derive(Clone, Default)]
@@ -51,8 +53,40 @@ async fn no_personal_data_in_logs_at_trace_level() {
     )
     .unwrap();
     let running = platform::start(settings, Role::ALL).await.unwrap();
-    let t = common::quickstart(channel(running.local_addr).await).await;
+    let ch = common::dev_channel(running.local_addr, dir.path()).await;
+    let t = common::quickstart(ch.clone()).await;
     assert!(!t.id.is_empty());
+    // Refused calls, the right of access and the right to erasure, on the same person.
+    let mut rgpd = PersonalDataServiceClient::new(ch.clone());
+    let bad = rgpd
+        .export_personal_data(pb::ExportPersonalDataRequest {
+            email: format!("{}@", common::EMAIL),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let export = rgpd
+        .export_personal_data(pb::ExportPersonalDataRequest {
+            email: common::EMAIL.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(export.records.len(), 1);
+    let mut stranger = TerritoryServiceClient::new(tde_runtime::testing::with_token(
+        tde_runtime::testing::raw_channel(running.local_addr).await,
+        "forged.token.value",
+    ));
+    let refused = stranger
+        .get_territory(pb::GetTerritoryRequest { id: t.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    rgpd.erase_personal_data(pb::ErasePersonalDataRequest {
+        email: common::EMAIL.into(),
+    })
+    .await
+    .unwrap();
     running.shutdown().await.unwrap();
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -13,7 +13,9 @@ use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::bus::{ConsumerSpec, EventBus, JetStreamBus, Namespace};
 use tde_runtime::config::Settings;
-use tde_runtime::testing::{TestDatabase, channel, nats_url, unique_name};
+use tde_runtime::testing::{
+    KeySetServer, TestDatabase, channel, nats_url, test_issuer, unique_name,
+};
 
 fn config_file() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/territories.toml")
@@ -24,7 +26,12 @@ async fn serve_territories_from_the_shipped_configuration() {
     let db = TestDatabase::create().await;
     let namespace = unique_name("e");
     let metrics = format!("127.0.0.1:{}", tde_runtime::testing::free_port());
+    // The identity provider's key set endpoint.
+    let idp = KeySetServer::start(test_issuer().jwks_json()).await;
     let env: HashMap<String, String> = [
+        ("TDE_AUTH__JWKS_URL", idp.url.as_str()),
+        ("TDE_AUTH__ISSUER", tde_runtime::auth::DEV_ISSUER),
+        ("TDE_AUTH__AUDIENCE", tde_runtime::auth::DEV_AUDIENCE),
         ("TDE_DATABASE__URL", db.url.as_str()),
         ("TDE_BUS__NATS_URL", nats_url()),
         ("TDE_BUS__NAMESPACE", namespace.as_str()),

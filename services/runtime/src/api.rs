@@ -5,29 +5,64 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
+use crate::audit::AuditNote;
+use crate::auth::Principal;
+use crate::auth::layer::RequestId;
 use crate::error::ApiError;
 
-/// Metadata naming the caller until authentication (issue "Security") replaces it with the
-/// token's subject.
-pub const ACTOR_HEADER: &str = "x-tde-actor";
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Who is calling, for history and audit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who is calling, as the auth layer established it, for access checks, history and audit.
+#[derive(Debug, Clone)]
 pub struct Caller {
+    pub principal: Arc<Principal>,
+    /// What histories record as the author of a change: the token's subject.
     pub actor: String,
+    pub request_id: String,
+    audit: Option<AuditNote>,
 }
 
 impl Caller {
+    /// The caller of `request`. A request that did not pass the auth layer has no right.
     pub fn of<T>(request: &tonic::Request<T>) -> Self {
-        let actor = request
-            .metadata()
-            .get(ACTOR_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .unwrap_or("anonymous")
-            .to_string();
-        Self { actor }
+        let extensions = request.extensions();
+        let principal = extensions
+            .get::<Arc<Principal>>()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Principal::nobody()));
+        Self {
+            actor: principal.subject.clone(),
+            principal,
+            request_id: extensions
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default(),
+            audit: extensions.get::<AuditNote>().cloned(),
+        }
+    }
+
+    /// Names the resource the call concerns, for the audit trail (e.g. `territories/0192…`).
+    pub fn concerns(&self, resource: impl Into<String>) {
+        if let Some(note) = &self.audit {
+            note.set_resource(resource.into());
+        }
+    }
+
+    /// Records that the call returns personal data: it goes on the audit trail.
+    pub fn reads_personal_data(&self) {
+        if let Some(note) = &self.audit {
+            note.mark_personal_data_read();
+        }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.principal.has_scope(scope)
+    }
+
+    pub fn may_see(&self, territory_id: &str, region_code: &str) -> bool {
+        self.principal.may_see(territory_id, region_code)
     }
 }
 

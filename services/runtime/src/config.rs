@@ -33,6 +33,67 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub outbox: OutboxSettings,
     pub cache: CacheSettings,
+    pub auth: AuthSettings,
+}
+
+/// Authentication of callers: OAuth2 / OIDC access tokens (JWT) verified locally against a key
+/// set, as French state APIs do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Off only for measurements: every call then acts with every right. Never in production.
+    pub enabled: bool,
+    /// Expected `iss` of tokens.
+    pub issuer: String,
+    /// Expected `aud` of tokens.
+    pub audience: String,
+    /// The key set (JWKS) as a file (the default: the local key set of `tde dev`).
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// The key set (JWKS) of the identity provider, at an https URL (http only on the
+    /// loopback interface); when set, `jwks_file` is not used.
+    pub jwks_url: Option<String>,
+    /// Clock skew tolerated on `exp` and `nbf` (seconds).
+    pub leeway_s: u64,
+    /// Shortest time between two fetches of the key set when a token names an unknown key
+    /// (milliseconds): unknown `kid`s cannot make tde hammer the identity provider.
+    pub jwks_refresh_min_interval_ms: u64,
+    /// Verified tokens remembered, so that a token reused until it expires is checked once.
+    pub token_cache_entries: usize,
+    /// Calls per second allowed to one client (the token's client_id, else its subject).
+    pub rate_limit_per_second: u32,
+    /// Calls one client may make at once above that rate.
+    pub rate_limit_burst: u32,
+}
+
+impl Default for AuthSettings {
+    /// The local key set that `tde dev` creates; production configures its identity provider.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            issuer: crate::auth::DEV_ISSUER.into(),
+            audience: crate::auth::DEV_AUDIENCE.into(),
+            jwks_file: Some("./data/keys/jwks.json".into()),
+            jwks_url: None,
+            leeway_s: 30,
+            jwks_refresh_min_interval_ms: 10_000,
+            token_cache_entries: 10_000,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+        }
+    }
+}
+
+/// Mutual TLS of the gRPC listener (rustls).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain of the server.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key of the server.
+    pub key_file: std::path::PathBuf,
+    /// PEM certificates of the CAs whose client certificates are accepted; every client must
+    /// present one.
+    pub client_ca_file: std::path::PathBuf,
 }
 
 /// Read caches of hot resources (see `tde_runtime::cache`).
@@ -67,6 +128,10 @@ pub struct ServerSettings {
     pub shutdown_drain_ms: u64,
     /// How long in-flight calls may take to finish during shutdown (milliseconds).
     pub shutdown_grace_ms: u64,
+    /// Mutual TLS on the listener; plaintext when unset.
+    pub tls: Option<TlsSettings>,
+    /// Plaintext listener serving only health, for Kubernetes probes; required with `tls`.
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -76,9 +141,11 @@ impl Default for ServerSettings {
             max_message_bytes: 4 * 1024 * 1024,
             max_deadline_ms: 30_000,
             max_concurrent_streams: 256,
-            reflection: true,
+            reflection: false,
             shutdown_drain_ms: 0,
             shutdown_grace_ms: 10_000,
+            tls: None,
+            health_listen: None,
         }
     }
 }
@@ -335,6 +402,42 @@ impl Settings {
         }
         if self.bus.ack_wait_ms < 100 {
             return invalid("bus.ack_wait_ms", "must be at least 100 ms");
+        }
+        if self.server.tls.is_some() && self.server.health_listen.is_none() {
+            return invalid(
+                "server.health_listen",
+                "is required with server.tls: probes need a plaintext health port",
+            );
+        }
+        let auth = &self.auth;
+        if auth.enabled {
+            if auth.issuer.trim().is_empty() {
+                return invalid("auth.issuer", "is required");
+            }
+            if auth.audience.trim().is_empty() {
+                return invalid("auth.audience", "is required");
+            }
+            match (&auth.jwks_file, &auth.jwks_url) {
+                (None, None) => {
+                    return invalid("auth.jwks_url", "set jwks_url (or jwks_file)");
+                }
+                (_, Some(url)) if !crate::auth::keys::acceptable_url(url) => {
+                    return invalid(
+                        "auth.jwks_url",
+                        "must be an https URL (http only for localhost)",
+                    );
+                }
+                _ => {}
+            }
+            if auth.leeway_s > 300 {
+                return invalid("auth.leeway_s", "must be at most 300 seconds");
+            }
+        }
+        if auth.rate_limit_per_second == 0 {
+            return invalid("auth.rate_limit_per_second", "must be positive");
+        }
+        if auth.rate_limit_burst == 0 {
+            return invalid("auth.rate_limit_burst", "must be positive");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_level).is_err() {
             return invalid("telemetry.log_level", "is not a valid log filter");

@@ -3,6 +3,8 @@
 //! mapping, event bus, transactional outbox and inbox, and the test harness.
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod bus;
 pub mod cache;
 pub mod config;

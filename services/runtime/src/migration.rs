@@ -74,3 +74,80 @@ impl MigrationTrait for CreateOutboxAndInbox {
             .await
     }
 }
+
+/// The audit trail (see `tde_runtime::audit`), append-only: triggers refuse any UPDATE or
+/// DELETE, so that not even a bug in tde can rewrite it.
+pub struct CreateAuditTrail;
+
+impl MigrationName for CreateAuditTrail {
+    fn name(&self) -> &str {
+        "m20261129_100000_audit_trail"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAuditTrail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let table = Alias::new("audit_events");
+        manager
+            .create_table(
+                Table::create()
+                    .table(table.clone())
+                    .if_not_exists()
+                    // Time-ordered (UUID v7): the primary key is also the listing order.
+                    .col(string(Alias::new("id")).primary_key())
+                    .col(timestamp_with_time_zone(Alias::new("at")))
+                    .col(string(Alias::new("service")))
+                    .col(string(Alias::new("method")))
+                    .col(string(Alias::new("resource")))
+                    .col(string(Alias::new("subject")))
+                    .col(string(Alias::new("client_id")))
+                    .col(string(Alias::new("role")))
+                    .col(string(Alias::new("request_id")))
+                    .col(string(Alias::new("outcome")))
+                    .col(string(Alias::new("kind")))
+                    .to_owned(),
+            )
+            .await?;
+        for column in ["subject", "resource"] {
+            manager
+                .create_index(
+                    Index::create()
+                        .name(format!("audit_events_{column}"))
+                        .table(table.clone())
+                        .col(Alias::new(column))
+                        .col(Alias::new("id"))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        let db = manager.get_connection();
+        let statements: &[&str] = if manager.get_database_backend()
+            == sea_orm::DatabaseBackend::Postgres
+        {
+            &[
+                "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger AS $$ \
+                 BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events \
+                 FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+            ]
+        } else {
+            &[
+                "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+                "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events \
+                 BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+            ]
+        };
+        for sql in statements {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Alias::new("audit_events")).to_owned())
+            .await
+    }
+}

@@ -16,6 +16,10 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::audit::AuditApi;
+use crate::auth::layer::{AuthState, Route};
+use crate::auth::policy::RUNTIME_POLICIES;
+use crate::auth::{AuthLayer, MethodPolicy, Verifier};
 use crate::bus::{EventBus, JetStreamBus, MemoryBus, Namespace};
 use crate::config::{BusKind, Settings};
 use crate::inbox::{ConsumerTask, run_consumer};
@@ -38,6 +42,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("authentication: {0}")]
+    Auth(#[from] crate::auth::keys::KeySetError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("reflection: {0}")]
     Reflection(String),
     #[error(transparent)]
@@ -75,6 +83,10 @@ pub trait ServiceModule: Send + Sync + 'static {
 
     /// Fully-qualified names of its gRPC services, reported by health.
     fn grpc_services(&self) -> &'static [&'static str];
+
+    /// The access policy of every method of its gRPC services (see `auth::policy`); a method
+    /// missing here is refused to everyone.
+    fn policies(&self) -> &'static [MethodPolicy];
 
     /// Applies pending migrations.
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr>;
@@ -198,7 +210,7 @@ pub async fn start(
     }
 
     let mut routes = RoutesBuilder::default();
-    routes.add_service(health_service);
+    routes.add_service(health_service.clone());
     if settings.server.reflection {
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tde_proto::FILE_DESCRIPTOR_SET)
@@ -207,10 +219,18 @@ pub async fn start(
             .map_err(|e| StartError::Reflection(e.to_string()))?;
         routes.add_service(reflection);
     }
+    let limit = settings.server.max_message_bytes;
+    routes.add_service(
+        tde_proto::audit::v1::audit_service_server::AuditServiceServer::new(AuditApi::new(
+            contexts.iter().map(|c| (c.service, c.db.clone())).collect(),
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit),
+    );
     for (module, ctx) in modules.iter().zip(&contexts) {
         module.add_routes(ctx, &mut routes);
     }
-
+    let auth = auth_layer(&settings, &modules, &contexts).await?;
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(settings.server.listen)
@@ -248,16 +268,41 @@ pub async fn start(
     }
 
     let server_stop = CancellationToken::new();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.server.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let server = builder
         .timeout(settings.max_deadline())
         .max_concurrent_streams(settings.server.max_concurrent_streams)
         .layer(ObserveLayer)
+        .layer(auth)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             server_stop.clone().cancelled_owned(),
         );
     let mut server = tokio::spawn(server);
+    // With TLS on, probes get health alone on a plaintext port.
+    let health_server = match settings.server.health_listen {
+        Some(addr) if settings.server.tls.is_some() => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen { addr, source })?;
+            tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "health served in plaintext");
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health_service)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        server_stop.clone().cancelled_owned(),
+                    ),
+            ))
+        }
+        _ => None,
+    };
 
     for module in &modules {
         for name in module.grpc_services() {
@@ -305,6 +350,9 @@ pub async fn start(
                     Ok(())
                 }
             };
+            if let Some(h) = health_server {
+                let _ = h.await;
+            }
             for c in consumers {
                 let _ = c.await;
             }
@@ -323,6 +371,58 @@ pub async fn start(
         shutdown,
         supervisor,
     })
+}
+
+/// The auth layer of a process: its verifier and the policy of every method it serves.
+async fn auth_layer(
+    settings: &Settings,
+    modules: &[Arc<dyn ServiceModule>],
+    contexts: &[ServiceContext],
+) -> Result<AuthLayer, StartError> {
+    let verifier = if settings.auth.enabled {
+        Some(Verifier::new(&settings.auth).await?)
+    } else {
+        tracing::warn!(
+            "authentication is OFF: every call acts with every right (measurements only)"
+        );
+        None
+    };
+    let mut routes: Vec<Route> = RUNTIME_POLICIES
+        .iter()
+        .map(|policy| Route {
+            policy: *policy,
+            service: "runtime",
+            trail: None,
+        })
+        .collect();
+    for (module, ctx) in modules.iter().zip(contexts) {
+        routes.extend(module.policies().iter().map(|policy| Route {
+            policy: *policy,
+            service: ctx.service,
+            trail: Some(ctx.db.clone()),
+        }));
+    }
+    Ok(AuthLayer::new(Arc::new(AuthState::new(
+        verifier,
+        routes,
+        &settings.auth,
+    ))))
+}
+
+fn tls_config(
+    tls: &crate::config::TlsSettings,
+) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| StartError::Tls(format!("{}: {e}", path.display())))
+    };
+    Ok(tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(
+            read(&tls.cert_file)?,
+            read(&tls.key_file)?,
+        ))
+        .client_ca_root(tonic::transport::Certificate::from_pem(read(
+            &tls.client_ca_file,
+        )?)))
 }
 
 async fn set_all(

@@ -18,6 +18,9 @@ pub mod metric {
     pub const OUTBOX_PUBLISHED: &str = "tde_outbox_published_events_total";
     pub const CONSUMER_LAG: &str = "tde_consumer_lag_events";
     pub const CONSUMER_PROCESSED: &str = "tde_consumer_processed_events_total";
+    /// Calls refused before any handler, by reason (unauthenticated, scope, rate, no_policy).
+    pub const AUTH_REFUSED: &str = "tde_auth_refused_calls_total";
+    pub const AUDIT_FAILURES: &str = "tde_audit_write_failures_total";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ use rand::Rng as _;
 use sea_orm::{ConnectionTrait, Database};
 use tokio::net::TcpListener;
 
+use crate::auth::{AuthChannel, Bearer, DEV_AUDIENCE, DEV_ISSUER, LocalIssuer, Role, TokenSpec};
 use crate::bus::{EventBus, JetStreamBus, MemoryBus};
 use crate::config::{BusKind, LogFormat, Settings};
 use crate::server::{RunningPlatform, ServiceModule, StartError};
@@ -372,9 +373,44 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Settings for a test process: port 0, quick polling, a unique namespace.
+fn test_keys() -> &'static (LocalIssuer, tempfile::TempDir) {
+    static KEYS: OnceLock<(LocalIssuer, tempfile::TempDir)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let issuer = LocalIssuer::ensure_in(dir.path(), DEV_ISSUER, DEV_AUDIENCE)
+            .expect("create the test signing key");
+        (issuer, dir)
+    })
+}
+
+/// The token issuer of the tests, created as `tde dev` creates its own (a key and its key
+/// set in a folder); every test server trusts it.
+pub fn test_issuer() -> &'static LocalIssuer {
+    &test_keys().0
+}
+
+/// The key set file of `test_issuer`.
+pub fn test_key_set() -> PathBuf {
+    LocalIssuer::key_set_path(test_keys().1.path())
+}
+
+/// A token of `spec` from the test issuer.
+pub fn token(spec: &TokenSpec) -> String {
+    test_issuer().mint(spec).expect("mint a test token")
+}
+
+/// A token of the national team with every scope.
+pub fn national_token() -> String {
+    token(&TokenSpec::new(Role::National, "test-national").client("tde-tests"))
+}
+
+/// Settings for a test process: port 0, quick polling, a unique namespace, the test issuer
+/// trusted, and a rate limit no ordinary test reaches.
 pub fn test_settings(database_url: &str, bus: BusKind, nats_url: &str) -> Settings {
     let mut s = Settings::default();
+    s.auth.jwks_file = Some(test_key_set());
+    s.auth.rate_limit_per_second = 100_000;
+    s.auth.rate_limit_burst = 100_000;
     s.server.listen = "127.0.0.1:0".parse().expect("valid address");
     s.server.shutdown_grace_ms = 5_000;
     s.database.url = database_url.to_string();
@@ -479,11 +515,82 @@ impl TestEnv {
     }
 }
 
-/// A gRPC channel to a test server.
-pub async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
+/// A gRPC channel to a test server, without credentials.
+pub async fn raw_channel(addr: SocketAddr) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .expect("valid endpoint")
         .connect()
         .await
         .expect("connect to the test server")
+}
+
+/// A gRPC channel to a test server, calling as the national team with every scope.
+pub async fn channel(addr: SocketAddr) -> AuthChannel {
+    with_token(raw_channel(addr).await, &national_token())
+}
+
+/// A gRPC channel to a test server, calling with a token of `spec`.
+pub async fn channel_as(addr: SocketAddr, spec: &TokenSpec) -> AuthChannel {
+    with_token(raw_channel(addr).await, &token(spec))
+}
+
+/// `channel` with `token` on every call.
+pub fn with_token(channel: tonic::transport::Channel, token: &str) -> AuthChannel {
+    crate::auth::client::with_token(channel, Bearer::new(token).expect("a header-safe token"))
+}
+
+/// A minimal HTTP server on the loopback interface answering every GET with the current
+/// `body` (an identity provider's key set endpoint, for tests). Counts the requests.
+pub struct KeySetServer {
+    pub url: String,
+    pub body: Arc<std::sync::Mutex<String>>,
+    pub requests: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeySetServer {
+    pub async fn start(body: String) -> Self {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let url = format!(
+            "http://{}/jwks.json",
+            listener.local_addr().expect("local address")
+        );
+        let body = Arc::new(std::sync::Mutex::new(body));
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (served, count) = (body.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (served, count) = (served.clone(), count.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body = served.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Self {
+            url,
+            body,
+            requests,
+            task,
+        }
+    }
+
+    pub fn set_body(&self, body: String) {
+        *self.body.lock().unwrap_or_else(|p| p.into_inner()) = body;
+    }
+}
+
+impl Drop for KeySetServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

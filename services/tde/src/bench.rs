@@ -23,9 +23,11 @@ use sea_orm::ConnectionTrait;
 use tde_proto::bench::v1 as echo;
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tde_runtime::auth::{AuthChannel, Bearer, TokenSpec};
 use tde_runtime::bus::{ConsumerSpec, Envelope, EventBus, JetStreamBus, Namespace};
-use tde_runtime::testing::{TestEnv, Topology, channel, nats_url, unique_name};
-use tonic::transport::Channel;
+use tde_runtime::testing::{
+    TestEnv, Topology, channel, nats_url, raw_channel, token, unique_name, with_token,
+};
 
 use crate::platform::Role;
 
@@ -192,12 +194,32 @@ pub async fn start_echo() -> anyhow::Result<std::net::SocketAddr> {
     Ok(addr)
 }
 
-async fn channels(addr: std::net::SocketAddr, n: usize) -> Vec<Channel> {
+/// `n` connections to `addr`, each sending `token` (none: no credentials).
+async fn channels(addr: std::net::SocketAddr, n: usize, token: Option<&str>) -> Vec<AuthChannel> {
     let mut out = Vec::new();
     for _ in 0..n.max(1) {
-        out.push(channel(addr).await);
+        let raw = raw_channel(addr).await;
+        out.push(match token {
+            Some(token) => with_token(raw, token),
+            None => tde_runtime::auth::client::with_token(raw, Bearer::none()),
+        });
     }
     out
+}
+
+/// A second server of territories on the database of `env`, with `settings`.
+async fn replica(
+    env: &TestEnv,
+    settings: tde_runtime::config::Settings,
+) -> anyhow::Result<tde_runtime::server::RunningPlatform> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    Ok(tde_runtime::server::start(
+        settings,
+        crate::platform::modules(&[Role::Territories]),
+        Some(env.bus.clone()),
+        Some(listener),
+    )
+    .await?)
 }
 
 fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
@@ -228,9 +250,8 @@ async fn get_territory(
     tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tde_channels = channels(platform.local_addr, connections).await;
     let mut ids = Vec::new();
-    let mut client = TerritoryServiceClient::new(tde_channels[0].clone());
+    let mut client = TerritoryServiceClient::new(channel(platform.local_addr).await);
     for commune in g.communes.iter().take(200) {
         let t = client
             .register_territory(pb::RegisterTerritoryRequest {
@@ -243,8 +264,14 @@ async fn get_territory(
         ids.push(t.territory.context("territory")?.id);
     }
     let ids = Arc::new(ids);
+    // A dashboard's token: reads only, reused until it expires as clients do.
+    let read_token = token(
+        &TokenSpec::new(tde_runtime::auth::Role::National, "bench-dashboard")
+            .client("bench")
+            .scopes(&[tde_runtime::auth::scope::TERRITORIES_READ]),
+    );
 
-    let echo_channels = Arc::new(channels(start_echo().await?, connections).await);
+    let echo_channels = Arc::new(channels(start_echo().await?, connections, None).await);
     println!("echo: {concurrency} in flight over {connections} connections for {duration:?}…");
     let echo_stats = drive(concurrency, duration, move |w| {
         let mut c = echo::echo_service_client::EchoServiceClient::new(
@@ -260,46 +287,72 @@ async fn get_territory(
     })
     .await;
 
-    let tde_channels = Arc::new(tde_channels);
     println!(
-        "GetTerritory on PostgreSQL, read cache on: {concurrency} in flight over {connections} connections for {duration:?}…"
+        "GetTerritory on PostgreSQL, read cache on, authentication on: {concurrency} in flight over {connections} connections for {duration:?}…"
     );
-    let cached = load_get_territory(concurrency, duration, tde_channels, ids.clone()).await;
+    let authenticated = load_get_territory(
+        concurrency,
+        duration,
+        Arc::new(channels(platform.local_addr, connections, Some(&read_token)).await),
+        ids.clone(),
+    )
+    .await;
 
-    // A second replica on the same database with its cache off: every read is a query.
+    // A second server on the same database with authentication off: the same calls, without
+    // token checks, policy, rate limit or audit.
+    let mut open_settings = env.settings.clone();
+    open_settings.auth.enabled = false;
+    let open_platform = replica(&env, open_settings).await?;
+    println!(
+        "GetTerritory on PostgreSQL, read cache on, authentication off: {concurrency} in flight over {connections} connections for {duration:?}…"
+    );
+    let open = load_get_territory(
+        concurrency,
+        duration,
+        Arc::new(channels(open_platform.local_addr, connections, None).await),
+        ids.clone(),
+    )
+    .await;
+
+    // A third on the same database with its cache off: every read is a query.
     let mut uncached_settings = env.settings.clone();
     uncached_settings.cache.enabled = false;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let uncached_platform = tde_runtime::server::start(
-        uncached_settings,
-        crate::platform::modules(&[Role::Territories]),
-        Some(env.bus.clone()),
-        Some(listener),
-    )
-    .await?;
-    let uncached_channels = Arc::new(channels(uncached_platform.local_addr, connections).await);
+    let uncached_platform = replica(&env, uncached_settings).await?;
     println!(
-        "GetTerritory on PostgreSQL, read cache off: {concurrency} in flight over {connections} connections for {duration:?}…"
+        "GetTerritory on PostgreSQL, read cache off, authentication on: {concurrency} in flight over {connections} connections for {duration:?}…"
     );
-    let uncached = load_get_territory(concurrency, duration, uncached_channels, ids).await;
+    let uncached = load_get_territory(
+        concurrency,
+        duration,
+        Arc::new(channels(uncached_platform.local_addr, connections, Some(&read_token)).await),
+        ids,
+    )
+    .await;
 
     print_table(
         &["target", "requests/s", "p50 ms", "p99 ms", "errors"],
         vec![
             echo_stats.row("bare tonic echo (reference)"),
-            cached.row("GetTerritory, PostgreSQL, read cache on (default)"),
-            uncached.row("GetTerritory, PostgreSQL, read cache off"),
+            open.row("GetTerritory, cache on, authentication off (reference)"),
+            authenticated.row("GetTerritory, cache on, authentication on (default)"),
+            uncached.row("GetTerritory, cache off, authentication on"),
         ],
     );
-    for (what, stats) in [("cache on", &cached), ("cache off", &uncached)] {
+    println!(
+        "GetTerritory with authentication: {:.0} requests/s = {:.1}% of the same without (target ≥ 85%)",
+        authenticated.per_second(),
+        authenticated.per_second() / open.per_second() * 100.0,
+    );
+    for (what, stats) in [("cache on", &authenticated), ("cache off", &uncached)] {
         println!(
-            "GetTerritory ({what}): {:.0} requests/s = {:.1}% of the echo (target ≥ 35%), p99 {:.2} ms (target ≤ 10 ms)",
+            "GetTerritory ({what}, authenticated): {:.0} requests/s = {:.1}% of the echo (target ≥ 35%), p99 {:.2} ms (target ≤ 10 ms)",
             stats.per_second(),
             stats.per_second() / echo_stats.per_second() * 100.0,
             stats.micros(0.99)
         );
     }
     uncached_platform.shutdown().await?;
+    open_platform.shutdown().await?;
     platform.shutdown().await?;
     Ok(())
 }
@@ -307,7 +360,7 @@ async fn get_territory(
 async fn load_get_territory(
     concurrency: usize,
     duration: Duration,
-    channels: Arc<Vec<Channel>>,
+    channels: Arc<Vec<AuthChannel>>,
     ids: Arc<Vec<String>>,
 ) -> LoadStats {
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));

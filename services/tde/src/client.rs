@@ -1,14 +1,13 @@
 //! Operator commands: gRPC calls to a running tde (`--server`), printed as tables or JSON.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::geography_service_client::GeographyServiceClient;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
-use tonic::transport::Channel;
+use tde_runtime::auth::client::{self as auth_client, AuthChannel, Bearer, ClientTls};
 
 use crate::output::{Format, table, to_json};
 
@@ -128,21 +127,27 @@ pub enum TerritoryCommand {
     },
 }
 
-pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    tonic::transport::Endpoint::from_shared(server.to_string())
-        .with_context(|| format!("bad server address {server}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach tde at {server}: is `tde dev` running?"))
+/// The server the operator commands call, and how they authenticate.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub server: String,
+    /// Bearer token (`tde token` mints one for `tde dev`).
+    pub token: Option<String>,
+    /// Mutual TLS, for a server that requires it.
+    pub tls: Option<ClientTls>,
 }
 
-fn request<T>(message: T, actor: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    if let Ok(v) = actor.parse() {
-        r.metadata_mut().insert(tde_runtime::api::ACTOR_HEADER, v);
+impl Target {
+    pub async fn channel(&self) -> anyhow::Result<AuthChannel> {
+        let channel = auth_client::connect(&self.server, self.tls.as_ref())
+            .await
+            .with_context(|| format!("is tde running at {}?", self.server))?;
+        let bearer = match &self.token {
+            Some(token) => Bearer::new(token)?,
+            None => Bearer::none(),
+        };
+        Ok(auth_client::with_token(channel, bearer))
     }
-    r
 }
 
 fn status(e: tonic::Status) -> anyhow::Error {
@@ -238,12 +243,11 @@ fn print_territory(t: &pb::Territory, format: Format) -> anyhow::Result<()> {
 }
 
 pub async fn territory(
-    server: &str,
-    actor: &str,
+    target: &Target,
     format: Format,
     command: TerritoryCommand,
 ) -> anyhow::Result<()> {
-    let mut client = TerritoryServiceClient::new(connect(server).await?);
+    let mut client = TerritoryServiceClient::new(target.channel().await?);
     match command {
         TerritoryCommand::Register {
             kind,
@@ -251,14 +255,11 @@ pub async fn territory(
             request_id,
         } => {
             let r = client
-                .register_territory(request(
-                    pb::RegisterTerritoryRequest {
-                        kind: pb::AuthorityKind::from(kind) as i32,
-                        official_code: code,
-                        request_id,
-                    },
-                    actor,
-                ))
+                .register_territory(tonic::Request::new(pb::RegisterTerritoryRequest {
+                    kind: pb::AuthorityKind::from(kind) as i32,
+                    official_code: code,
+                    request_id,
+                }))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -266,7 +267,7 @@ pub async fn territory(
         }
         TerritoryCommand::Get { id } => {
             let r = client
-                .get_territory(request(pb::GetTerritoryRequest { id }, actor))
+                .get_territory(tonic::Request::new(pb::GetTerritoryRequest { id }))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -282,18 +283,15 @@ pub async fn territory(
             page_token,
         } => {
             let r = client
-                .list_territories(request(
-                    pb::ListTerritoriesRequest {
-                        stage: stage.map(|s| pb::Stage::from(s) as i32).unwrap_or(0),
-                        kind: kind.map(|k| pb::AuthorityKind::from(k) as i32).unwrap_or(0),
-                        region_code: region.unwrap_or_default(),
-                        departement_code: departement.unwrap_or_default(),
-                        name_query: name.unwrap_or_default(),
-                        page_size,
-                        page_token,
-                    },
-                    actor,
-                ))
+                .list_territories(tonic::Request::new(pb::ListTerritoriesRequest {
+                    stage: stage.map(|s| pb::Stage::from(s) as i32).unwrap_or(0),
+                    kind: kind.map(|k| pb::AuthorityKind::from(k) as i32).unwrap_or(0),
+                    region_code: region.unwrap_or_default(),
+                    departement_code: departement.unwrap_or_default(),
+                    name_query: name.unwrap_or_default(),
+                    page_size,
+                    page_token,
+                }))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -318,15 +316,12 @@ pub async fn territory(
             etag,
         } => {
             let r = client
-                .advance_territory_stage(request(
-                    pb::AdvanceTerritoryStageRequest {
-                        id,
-                        stage: pb::Stage::from(to) as i32,
-                        etag,
-                        reason,
-                    },
-                    actor,
-                ))
+                .advance_territory_stage(tonic::Request::new(pb::AdvanceTerritoryStageRequest {
+                    id,
+                    stage: pb::Stage::from(to) as i32,
+                    etag,
+                    reason,
+                }))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -334,14 +329,11 @@ pub async fn territory(
         }
         TerritoryCommand::Withdraw { id, reason } => {
             let r = client
-                .withdraw_territory(request(
-                    pb::WithdrawTerritoryRequest {
-                        id,
-                        reason,
-                        etag: String::new(),
-                    },
-                    actor,
-                ))
+                .withdraw_territory(tonic::Request::new(pb::WithdrawTerritoryRequest {
+                    id,
+                    reason,
+                    etag: String::new(),
+                }))
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -354,7 +346,7 @@ const CHUNK: usize = 1024 * 1024;
 
 /// Streams the four files of a vintage, with a progress bar over the bytes sent.
 pub async fn import_geography(
-    client: &mut GeographyServiceClient<Channel>,
+    client: &mut GeographyServiceClient<AuthChannel>,
     dir: &Path,
     vintage: &str,
     show_progress: bool,
@@ -412,11 +404,11 @@ pub async fn import_geography(
 }
 
 pub async fn geography(
-    server: &str,
+    target: &Target,
     format: Format,
     command: GeographyCommand,
 ) -> anyhow::Result<()> {
-    let mut client = GeographyServiceClient::new(connect(server).await?)
+    let mut client = GeographyServiceClient::new(target.channel().await?)
         .max_decoding_message_size(64 * 1024 * 1024);
     match command {
         GeographyCommand::Import { dir, vintage } => {

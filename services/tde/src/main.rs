@@ -33,9 +33,18 @@ struct Cli {
     /// Output of the operator commands.
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     output: Format,
-    /// Who is acting, recorded in histories (until tokens carry it).
-    #[arg(long, global = true, default_value = "operator")]
-    actor: String,
+    /// Bearer token of the operator commands (`tde token` mints one for `tde dev`).
+    #[arg(long, global = true, env = "TDE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// CA certificate (PEM) of a server with mutual TLS (use an https:// --server).
+    #[arg(long, global = true, env = "TDE_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "TDE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "TDE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,6 +83,32 @@ enum Command {
         #[command(subcommand)]
         command: TerritoryCommand,
     },
+    /// Mints an access token with the local key of `tde dev` (for local use only).
+    Token {
+        /// Folder of `tde dev` (its key is under keys/).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = RoleArg::National)]
+        role: RoleArg,
+        /// Who the token is for (`sub`).
+        #[arg(long, default_value = "dev-operator")]
+        subject: String,
+        /// The application acting (`client_id`); the rate limit counts by it.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// A scope, e.g. territories:read (repeatable); the role's scopes when none.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// A territory id the caller may see (repeatable; project leads, members).
+        #[arg(long = "territory")]
+        territories: Vec<String>,
+        /// A région code whose territories the caller may see (repeatable; project leads).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// Lifetime: 90s, 30m, 8h, 2d.
+        #[arg(long, default_value = "8h", value_parser = parse_lifetime)]
+        lifetime: std::time::Duration,
+    },
     /// Benchmarks (see the README).
     Bench {
         #[command(subcommand)]
@@ -81,11 +116,66 @@ enum Command {
     },
 }
 
+/// A caller's role (`tde_role` claim).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    National,
+    ProjectLead,
+    TerritoryMember,
+    Agency,
+    Provider,
+}
+
+impl From<RoleArg> for tde_runtime::auth::Role {
+    fn from(r: RoleArg) -> Self {
+        use tde_runtime::auth::Role;
+        match r {
+            RoleArg::National => Role::National,
+            RoleArg::ProjectLead => Role::ProjectLead,
+            RoleArg::TerritoryMember => Role::TerritoryMember,
+            RoleArg::Agency => Role::Agency,
+            RoleArg::Provider => Role::Provider,
+        }
+    }
+}
+
+fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number and a unit, e.g. 30m"))?;
+    let seconds = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{s:?}: the unit is one of s, m, h, d")),
+    };
+    if seconds == 0 || seconds > 30 * 86_400 {
+        return Err("a lifetime is between 1 s and 30 days".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
     Ok(Settings::load_from_process(path)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let target = client::Target {
+        server: cli.server.clone(),
+        token: cli.token.clone(),
+        tls: (cli.tls_ca.is_some() || cli.tls_cert.is_some()).then(|| {
+            tde_runtime::auth::client::ClientTls {
+                ca_file: cli.tls_ca.clone(),
+                cert_file: cli.tls_cert.clone(),
+                key_file: cli.tls_key.clone(),
+                domain: None,
+            }
+        }),
+    };
     match cli.command {
         Command::Dev {
             data_dir,
@@ -123,11 +213,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             platform::migrate(&settings, service).await?;
             println!("{service:?}: migrations applied");
         }
-        Command::Geography { command } => {
-            client::geography(&cli.server, cli.output, command).await?
-        }
-        Command::Territory { command } => {
-            client::territory(&cli.server, &cli.actor, cli.output, command).await?
+        Command::Geography { command } => client::geography(&target, cli.output, command).await?,
+        Command::Territory { command } => client::territory(&target, cli.output, command).await?,
+        Command::Token {
+            data_dir,
+            role,
+            subject,
+            client_id,
+            scopes,
+            territories,
+            regions,
+            lifetime,
+        } => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let issuer = platform::dev_issuer(&settings, &data_dir)?;
+            let role = tde_runtime::auth::Role::from(role);
+            let mut spec = tde_runtime::auth::TokenSpec::new(role, subject);
+            if !scopes.is_empty() {
+                spec = spec.scopes(&scopes);
+            }
+            spec.client_id = client_id;
+            spec.territories = territories;
+            spec.regions = regions;
+            spec.lifetime = lifetime;
+            println!("{}", issuer.mint(&spec)?);
         }
         Command::Bench { command } => tde::bench::run(command).await?,
     }

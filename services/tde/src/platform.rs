@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use tde_runtime::auth::LocalIssuer;
 use tde_runtime::config::{BusKind, Settings};
 use tde_runtime::server::{self, RunningPlatform, ServiceModule};
 
@@ -46,8 +47,24 @@ pub fn dev_settings(
     settings.bus.kind = BusKind::Memory;
     settings.server.listen = listen;
     settings.server.reflection = true;
+    // Tokens minted by `tde token` with the local key, created on first start.
+    let issuer = dev_issuer(&settings, &dir)?;
+    settings.auth.jwks_file = Some(LocalIssuer::key_set_path(&keys_dir(&dir)));
+    tracing::debug!(kid = issuer.kid(), "local signing key ready");
     settings.validate()?;
     Ok(settings)
+}
+
+fn keys_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keys")
+}
+
+/// The local token issuer of `tde dev` in `data_dir` (created on first use), minting for the
+/// configured issuer and audience.
+pub fn dev_issuer(settings: &Settings, data_dir: &Path) -> anyhow::Result<LocalIssuer> {
+    let dir = keys_dir(data_dir);
+    LocalIssuer::ensure_in(&dir, &settings.auth.issuer, &settings.auth.audience)
+        .with_context(|| format!("the local signing key in {}", dir.display()))
 }
 
 /// Starts `roles` with `settings`.

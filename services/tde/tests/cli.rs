@@ -13,12 +13,16 @@ fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../territories/tests/fixtures/geo2026")
 }
 
-fn run(server: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tde()
+fn run_with(server: &str, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut command = tde();
+    command
         .args(["--server", server])
         .args(args)
-        .output()
-        .expect("tde runs");
+        .env_remove("TDE_TOKEN");
+    if let Some(token) = token {
+        command.env("TDE_TOKEN", token);
+    }
+    let out = command.output().expect("tde runs");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -40,6 +44,25 @@ fn dev_server_and_operator_commands() {
         .stderr(Stdio::null())
         .spawn()
         .expect("tde dev starts");
+
+    // `tde token` mints with the key `tde dev` keeps in its data dir, as the README says.
+    let data_dir = dir.path().join("data");
+    let mint = |args: &[&str]| {
+        let out = tde()
+            .args(["token", "--data-dir"])
+            .arg(&data_dir)
+            .args(args)
+            .output()
+            .expect("tde token runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let operator = mint(&["--subject", "anct-equipe"]);
+    let run = |server: &str, args: &[&str]| run_with(server, Some(&operator), args);
 
     // Ready when the operator commands get an answer (no fixed sleep).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -82,15 +105,7 @@ fn dev_server_and_operator_commands() {
 
     let (ok, out, err) = run(
         &server,
-        &[
-            "--actor",
-            "anct-equipe",
-            "territory",
-            "advance",
-            &id,
-            "--to",
-            "diagnostic",
-        ],
+        &["territory", "advance", &id, "--to", "diagnostic"],
     );
     assert!(ok, "{err}");
     assert!(
@@ -115,6 +130,20 @@ fn dev_server_and_operator_commands() {
     let (ok, out, err) = run(&server, &["territory", "list", "--departement", "42"]);
     assert!(ok, "{err}");
     assert!(out.contains("Saint-Étienne"), "{out}");
+
+    // Without a token: refused. With a member's token of another territory: nothing to see.
+    let (ok, _, err) = run_with(&server, None, &["territory", "list"]);
+    assert!(!ok);
+    assert!(err.contains("Unauthenticated"), "{err}");
+    let member = mint(&[
+        "--role",
+        "territory-member",
+        "--territory",
+        "0192f000-0000-7000-8000-000000000000",
+    ]);
+    let (ok, _, err) = run_with(&server, Some(&member), &["territory", "get", &id]);
+    assert!(!ok);
+    assert!(err.contains("NotFound"), "{err}");
 
     // SIGTERM: graceful stop, exit status 0.
     // SAFETY: kill has no memory effects; the pid is our own child's.

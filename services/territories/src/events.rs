@@ -119,6 +119,27 @@ pub fn steering_body_changed(t: &Territory) -> NewEvent {
             time_zone: t.time_zone.clone(),
             steering_body: t.steering_body.as_ref().map(steering_body_to_pb),
             privileged_contact: t.privileged_contact.as_ref().map(person_to_pb),
+            operational_team: t.operational_team.iter().map(person_to_pb).collect(),
+        },
+    )
+}
+
+/// A person's data was erased from `territory_ids` (see `PersonalDataErased`).
+pub fn personal_data_erased(
+    email_sha256: String,
+    territory_ids: Vec<String>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> NewEvent {
+    NewEvent::new(
+        SERVICE,
+        "person",
+        email_sha256.clone(),
+        subjects::PERSONAL_DATA_ERASED,
+        "tde.territories.v1.PersonalDataErased",
+        &pb::PersonalDataErased {
+            email_sha256,
+            territory_ids,
+            erase_time: Some(timestamp(at)),
         },
     )
 }

@@ -18,11 +18,20 @@ use sea_orm_migration::MigratorTrait as _;
 use tonic::service::RoutesBuilder;
 
 use tde_proto::territories::v1::geography_service_server::GeographyServiceServer;
+use tde_proto::territories::v1::personal_data_service_server::PersonalDataServiceServer;
 use tde_proto::territories::v1::territory_service_server::TerritoryServiceServer;
+use tde_runtime::auth::MethodPolicy;
 use tde_runtime::{ServiceContext, ServiceModule};
 
 /// The service's name: database, stream `TDE_TERRITORIES` and subjects `tde.territories.>`.
 pub const SERVICE: &str = "territories";
+
+/// Its gRPC services.
+pub const GRPC_SERVICES: &[&str] = &[
+    "tde.territories.v1.TerritoryService",
+    "tde.territories.v1.GeographyService",
+    "tde.territories.v1.PersonalDataService",
+];
 
 /// Territories held by each replica's read cache: every French authority fits.
 const CACHE_CAPACITY: usize = 40_000;
@@ -38,10 +47,11 @@ impl ServiceModule for TerritoriesModule {
     }
 
     fn grpc_services(&self) -> &'static [&'static str] {
-        &[
-            "tde.territories.v1.TerritoryService",
-            "tde.territories.v1.GeographyService",
-        ]
+        GRPC_SERVICES
+    }
+
+    fn policies(&self) -> &'static [MethodPolicy] {
+        api::policy::POLICIES
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -62,6 +72,14 @@ impl ServiceModule for TerritoriesModule {
         }
         routes.add_service(
             TerritoryServiceServer::new(api::territories::Territories::new(
+                ctx.clone(),
+                cache.clone(),
+            ))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        );
+        routes.add_service(
+            PersonalDataServiceServer::new(api::personal_data::PersonalDataApi::new(
                 ctx.clone(),
                 cache.clone(),
             ))

@@ -6,6 +6,7 @@ mod common;
 use common::App;
 use prost_types::FieldMask;
 use tde_proto::territories::v1 as pb;
+use tde_runtime::auth::{Role, TokenSpec};
 use tde_runtime::testing::Topology;
 use tonic::Code;
 use tonic_types::StatusExt as _;
@@ -216,19 +217,20 @@ async fn listing_filters_and_pages_in_a_stable_order(topology: Topology) {
 async fn the_path_is_a_state_machine(topology: Topology) {
     let app = App::with_geography(topology).await;
     let t = app.register(Kind::Commune, "42218").await;
-    let mut client = app.territories();
+    // The history names the token's subject.
+    let mut client = app
+        .territories_as(
+            &TokenSpec::new(Role::ProjectLead, "chef-de-projet").territory(t.id.clone()),
+        )
+        .await;
     let advance = |stage: pb::Stage| pb::AdvanceTerritoryStageRequest {
         id: t.id.clone(),
         stage: stage as i32,
         etag: String::new(),
         reason: "comité".into(),
     };
-    let mut request = tonic::Request::new(advance(pb::Stage::Diagnostic));
-    request
-        .metadata_mut()
-        .insert("x-tde-actor", "chef-de-projet".parse().unwrap());
     let moved = client
-        .advance_territory_stage(request)
+        .advance_territory_stage(advance(pb::Stage::Diagnostic))
         .await
         .unwrap()
         .into_inner()
@@ -266,6 +268,8 @@ async fn the_path_is_a_state_machine(topology: Topology) {
             .await
             .unwrap();
     }
+    // Withdrawing needs territories:admin: the national team's.
+    let mut client = app.territories();
     let e = client
         .withdraw_territory(pb::WithdrawTerritoryRequest {
             id: t.id.clone(),

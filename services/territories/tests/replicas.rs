@@ -14,7 +14,7 @@ use tde_runtime::testing::{Topology, channel};
 use tde_territories::TerritoriesModule;
 
 async fn get(
-    client: &mut TerritoryServiceClient<tonic::transport::Channel>,
+    client: &mut TerritoryServiceClient<tde_runtime::auth::AuthChannel>,
     id: &str,
 ) -> pb::Territory {
     client

@@ -7,12 +7,26 @@ use prost_types::FieldMask;
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::geography_service_client::GeographyServiceClient;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
-use tonic::transport::Channel;
+use tde_runtime::auth::AuthChannel as Channel;
 
 pub fn fixture(vintage: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!(
         "../services/territories/tests/fixtures/geo{vintage}"
     ))
+}
+
+/// A channel to a `tde dev` whose data dir is `data_dir`, with a national token minted by its
+/// local key, as `tde token` does.
+pub async fn dev_channel(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> Channel {
+    let issuer =
+        tde::platform::dev_issuer(&tde_runtime::config::Settings::default(), data_dir).unwrap();
+    let token = issuer
+        .mint(&tde_runtime::auth::TokenSpec::new(
+            tde_runtime::auth::Role::National,
+            "e2e-operator",
+        ))
+        .unwrap();
+    tde_runtime::testing::with_token(tde_runtime::testing::raw_channel(addr).await, &token)
 }
 
 pub const EMAIL: &str = "delphine.martin@mairie-exemple.fr";

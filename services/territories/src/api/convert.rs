@@ -2,7 +2,8 @@
 //! the request's fields.
 
 use tde_proto::territories::v1 as pb;
-use tde_runtime::api::timestamp;
+use tde_runtime::api::{Caller, timestamp};
+use tde_runtime::auth::scope::CONTACTS_READ;
 
 use crate::domain::contact::{Person, SteeringBody};
 use crate::domain::geography::{Commune, Departement, Epci, Region};
@@ -212,6 +213,7 @@ pub fn territory_to_pb(t: &Territory) -> pb::Territory {
         etag: t.etag(),
         create_time: Some(timestamp(t.created_at)),
         update_time: Some(timestamp(t.updated_at)),
+        personal_data_withheld: false,
     }
 }
 
@@ -256,4 +258,29 @@ pub fn region_to_pb(r: &Region) -> pb::Region {
         name: r.name.clone(),
         zone: zone_to_pb(r.zone) as i32,
     }
+}
+
+/// A territory as `caller` may receive it: contacts' personal data only with the scope
+/// contacts:read (and then the read goes on the audit trail); without it, they are left out
+/// and the response says so.
+pub fn for_caller(mut t: pb::Territory, caller: &Caller) -> pb::Territory {
+    let holds_personal_data = t.privileged_contact.is_some()
+        || !t.operational_team.is_empty()
+        || t.steering_body
+            .as_ref()
+            .is_some_and(|b| !b.members.is_empty());
+    if !holds_personal_data {
+        return t;
+    }
+    if caller.has_scope(CONTACTS_READ) {
+        caller.reads_personal_data();
+        return t;
+    }
+    t.privileged_contact = None;
+    t.operational_team.clear();
+    if let Some(body) = &mut t.steering_body {
+        body.members.clear();
+    }
+    t.personal_data_withheld = true;
+    t
 }

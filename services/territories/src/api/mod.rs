@@ -3,6 +3,8 @@
 
 pub mod convert;
 pub mod geography;
+pub mod personal_data;
+pub mod policy;
 pub mod territories;
 
 use tde_runtime::ApiError;

@@ -6,6 +6,7 @@ use tonic::{Request, Response, Status};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_server::TerritoryService;
 use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::auth::Visibility;
 use tde_runtime::cache::ReadCache;
 use tde_runtime::outbox::{self, NewEvent};
 use tde_runtime::{ApiError, ServiceContext};
@@ -21,6 +22,11 @@ pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 500;
 const MAX_REQUEST_ID: usize = 128;
 const MAX_REASON: usize = 2_000;
+
+/// How the audit trail names a territory.
+pub fn resource_name(id: &str) -> String {
+    format!("territories/{id}")
+}
 
 /// Territories by id, as returned by GetTerritory (see `tde_runtime::cache`).
 pub type TerritoryCache = ReadCache<pb::Territory>;
@@ -62,6 +68,7 @@ impl Territories {
         let Some(kind) = kind else {
             return Err(ApiError::invalid("kind", "is required"));
         };
+        caller.concerns(format!("{}/{code}", kind.as_str()));
         let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         let db = &self.ctx.db;
 
@@ -110,6 +117,7 @@ impl Territories {
             &caller.actor,
             now,
         );
+        caller.concerns(resource_name(&territory.id));
         let txn = db.begin().await?;
         if let Err(e) = storage::insert(&txn, &territory, request_id).await {
             drop(txn);
@@ -131,14 +139,25 @@ impl Territories {
         Ok(territory)
     }
 
-    /// Loads a territory for change (row locked on PostgreSQL), checks its etag, applies
-    /// `change`, and writes it with the events `change` returns, in one transaction.
-    async fn mutate<F>(&self, id: &str, etag: &str, change: F) -> Result<Territory, ApiError>
+    /// Loads a territory for change (row locked on PostgreSQL), checks that the caller may
+    /// see it and its etag, applies `change`, and writes it with the events `change` returns,
+    /// in one transaction. A territory the caller may not see does not exist for them.
+    async fn mutate<F>(
+        &self,
+        caller: &Caller,
+        id: &str,
+        etag: &str,
+        change: F,
+    ) -> Result<Territory, ApiError>
     where
         F: FnOnce(&mut Territory) -> Result<Vec<NewEvent>, ApiError>,
     {
+        caller.concerns(resource_name(id));
         let txn = self.ctx.db.begin().await?;
-        let Some(mut territory) = storage::find_for_update(&txn, id).await? else {
+        let Some(mut territory) = storage::find_for_update(&txn, id)
+            .await?
+            .filter(|t| caller.may_see(&t.id, &t.region_code))
+        else {
             return Err(Self::not_found(id));
         };
         if !etag.is_empty() && etag != territory.etag() {
@@ -166,7 +185,11 @@ impl Territories {
         Ok(territory)
     }
 
-    async fn update(&self, r: pb::UpdateTerritoryRequest) -> Result<Territory, ApiError> {
+    async fn update(
+        &self,
+        caller: &Caller,
+        r: pb::UpdateTerritoryRequest,
+    ) -> Result<Territory, ApiError> {
         let input = r
             .territory
             .ok_or_else(|| ApiError::invalid("territory", "is required"))?;
@@ -210,7 +233,7 @@ impl Territories {
         v.into_result()?;
 
         let territory = self
-            .mutate(&id, &input.etag, |t| {
+            .mutate(caller, &id, &input.etag, |t| {
                 let changed = t.apply(changes, tde_runtime::api::now())?;
                 let mut events = Vec::new();
                 if changed.diagnostic {
@@ -241,7 +264,7 @@ impl Territories {
             ));
         }
         let territory = self
-            .mutate(id, etag, |t| {
+            .mutate(&caller, id, etag, |t| {
                 let from = t.move_to(target, &caller.actor, reason, tde_runtime::api::now())?;
                 let mut events = vec![events::stage_changed(t, from)];
                 if target == Stage::Withdrawn {
@@ -256,6 +279,7 @@ impl Territories {
 
     async fn list(
         &self,
+        caller: &Caller,
         r: pb::ListTerritoriesRequest,
     ) -> Result<pb::ListTerritoriesResponse, ApiError> {
         let mut v = Violations::default();
@@ -278,7 +302,15 @@ impl Territories {
             region_code: non_empty(r.region_code),
             departement_code: non_empty(r.departement_code),
             name_query: non_empty(names::normalize(&r.name_query)),
+            visible_to: match caller.principal.visibility() {
+                Visibility::All => None,
+                Visibility::Only {
+                    territories,
+                    regions,
+                } => Some((territories.to_vec(), regions.to_vec())),
+            },
         };
+        caller.concerns("territories");
         // One more than asked tells whether another page follows.
         let mut page = storage::list(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
         let next_page_token = if page.len() as u64 > size {
@@ -290,7 +322,10 @@ impl Territories {
             String::new()
         };
         Ok(pb::ListTerritoriesResponse {
-            territories: page.iter().map(convert::territory_to_pb).collect(),
+            territories: page
+                .iter()
+                .map(|t| convert::for_caller(convert::territory_to_pb(t), caller))
+                .collect(),
             next_page_token,
         })
     }
@@ -303,9 +338,12 @@ impl TerritoryService for Territories {
         request: Request<pb::RegisterTerritoryRequest>,
     ) -> Result<Response<pb::RegisterTerritoryResponse>, Status> {
         let caller = Caller::of(&request);
-        let territory = self.register(caller, request.into_inner()).await?;
+        let territory = self.register(caller.clone(), request.into_inner()).await?;
         Ok(Response::new(pb::RegisterTerritoryResponse {
-            territory: Some(convert::territory_to_pb(&territory)),
+            territory: Some(convert::for_caller(
+                convert::territory_to_pb(&territory),
+                &caller,
+            )),
         }))
     }
 
@@ -313,10 +351,16 @@ impl TerritoryService for Territories {
         &self,
         request: Request<pb::GetTerritoryRequest>,
     ) -> Result<Response<pb::GetTerritoryResponse>, Status> {
+        let caller = Caller::of(&request);
         let id = parse_id("id", &request.get_ref().id)?.to_string();
+        caller.concerns(resource_name(&id));
+        let visible = |t: &pb::Territory| caller.may_see(&t.id, &t.region_code);
         if let Some(cached) = self.cache.get(&id) {
+            if !visible(&cached) {
+                return Err(Self::not_found(&id).into());
+            }
             return Ok(Response::new(pb::GetTerritoryResponse {
-                territory: Some((*cached).clone()),
+                territory: Some(convert::for_caller((*cached).clone(), &caller)),
             }));
         }
         let read_started = self.cache.generation();
@@ -327,8 +371,11 @@ impl TerritoryService for Territories {
         let territory = convert::territory_to_pb(&territory);
         self.cache
             .insert(&id, std::sync::Arc::new(territory.clone()), read_started);
+        if !visible(&territory) {
+            return Err(Self::not_found(&id).into());
+        }
         Ok(Response::new(pb::GetTerritoryResponse {
-            territory: Some(territory),
+            territory: Some(convert::for_caller(territory, &caller)),
         }))
     }
 
@@ -336,16 +383,23 @@ impl TerritoryService for Territories {
         &self,
         request: Request<pb::ListTerritoriesRequest>,
     ) -> Result<Response<pb::ListTerritoriesResponse>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            self.list(&caller, request.into_inner()).await?,
+        ))
     }
 
     async fn update_territory(
         &self,
         request: Request<pb::UpdateTerritoryRequest>,
     ) -> Result<Response<pb::UpdateTerritoryResponse>, Status> {
-        let territory = self.update(request.into_inner()).await?;
+        let caller = Caller::of(&request);
+        let territory = self.update(&caller, request.into_inner()).await?;
         Ok(Response::new(pb::UpdateTerritoryResponse {
-            territory: Some(convert::territory_to_pb(&territory)),
+            territory: Some(convert::for_caller(
+                convert::territory_to_pb(&territory),
+                &caller,
+            )),
         }))
     }
 
@@ -370,10 +424,13 @@ impl TerritoryService for Territories {
             Some(s) => s,
         };
         let territory = self
-            .change_stage(caller, &id, &r.etag, target, &r.reason)
+            .change_stage(caller.clone(), &id, &r.etag, target, &r.reason)
             .await?;
         Ok(Response::new(pb::AdvanceTerritoryStageResponse {
-            territory: Some(convert::territory_to_pb(&territory)),
+            territory: Some(convert::for_caller(
+                convert::territory_to_pb(&territory),
+                &caller,
+            )),
         }))
     }
 
@@ -385,10 +442,13 @@ impl TerritoryService for Territories {
         let r = request.into_inner();
         let id = parse_id("id", &r.id)?.to_string();
         let territory = self
-            .change_stage(caller, &id, &r.etag, Stage::Withdrawn, &r.reason)
+            .change_stage(caller.clone(), &id, &r.etag, Stage::Withdrawn, &r.reason)
             .await?;
         Ok(Response::new(pb::WithdrawTerritoryResponse {
-            territory: Some(convert::territory_to_pb(&territory)),
+            territory: Some(convert::for_caller(
+                convert::territory_to_pb(&territory),
+                &caller,
+            )),
         }))
     }
 }

@@ -25,6 +25,16 @@ impl EmailAddress {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Lowercase hex SHA-256 of the normalised address: how events name a person without
+    /// republishing the address.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl fmt::Debug for EmailAddress {

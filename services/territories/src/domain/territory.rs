@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::contact::{Person, SteeringBody};
+use super::contact::{EmailAddress, Person, SteeringBody};
 use super::{DomainError, Violations, nest};
 
 /// The kind of local authority (collectivité).
@@ -410,6 +410,50 @@ impl Territory {
         self.touch(now);
     }
 
+    /// Where the person with `email` appears: privileged_contact, operational_team or
+    /// steering_body.
+    pub fn appearances(&self, email: &EmailAddress) -> Vec<(&'static str, &Person)> {
+        let mut found = Vec::new();
+        if let Some(p) = self
+            .privileged_contact
+            .as_ref()
+            .filter(|p| &p.email == email)
+        {
+            found.push(("privileged_contact", p));
+        }
+        for p in self.operational_team.iter().filter(|p| &p.email == email) {
+            found.push(("operational_team", p));
+        }
+        if let Some(body) = &self.steering_body {
+            for p in body.members.iter().filter(|p| &p.email == email) {
+                found.push(("steering_body", p));
+            }
+        }
+        found
+    }
+
+    /// Removes every appearance of the person with `email` (right to erasure), whatever the
+    /// stage: the law applies to withdrawn territories too. Returns how many were removed.
+    pub fn erase_person(&mut self, email: &EmailAddress, now: DateTime<Utc>) -> usize {
+        let before = self.appearances(email).len();
+        if before == 0 {
+            return 0;
+        }
+        if self
+            .privileged_contact
+            .as_ref()
+            .is_some_and(|p| &p.email == email)
+        {
+            self.privileged_contact = None;
+        }
+        self.operational_team.retain(|p| &p.email != email);
+        if let Some(body) = &mut self.steering_body {
+            body.members.retain(|p| &p.email != email);
+        }
+        self.touch(now);
+        before
+    }
+
     pub fn touch(&mut self, now: DateTime<Utc>) {
         self.version += 1;
         self.updated_at = now;
@@ -523,8 +567,9 @@ impl Territory {
         if let Some(t) = changes.operational_team
             && t != self.operational_team
         {
+            // The operational team is among the recipients of steering-meeting invitations.
             self.operational_team = t;
-            changed.any = true;
+            changed.roster = true;
         }
         if let Some(s) = changes.steering_body
             && s != self.steering_body

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tde_runtime::migration::CreateOutboxAndInbox),
             Box::new(CreateTerritoriesAndGeography),
+            Box::new(tde_runtime::migration::CreateAuditTrail),
         ]
     }
 }

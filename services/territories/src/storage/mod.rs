@@ -23,6 +23,8 @@ pub struct TerritoryFilter {
     pub departement_code: Option<String>,
     /// Normalised (see `domain::names`).
     pub name_query: Option<String>,
+    /// Only these territory ids and the territories of these régions (the caller's).
+    pub visible_to: Option<(Vec<String>, Vec<String>)>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
@@ -126,6 +128,29 @@ pub async fn find_for_update(
     query.one(db).await?.map(to_domain).transpose()
 }
 
+/// Territories whose contacts may mention `email` (lowercase): a coarse match on the stored
+/// documents, which the caller refines on the domain objects. Rows are locked until the
+/// transaction ends (PostgreSQL) when `lock`.
+pub async fn find_mentioning(
+    db: &impl ConnectionTrait,
+    email: &str,
+    lock: bool,
+) -> Result<Vec<Territory>, DbErr> {
+    let pattern = format!("%{email}%");
+    let mut query = Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(Column::PrivilegedContact.like(pattern.clone()))
+                .add(Column::OperationalTeam.like(pattern.clone()))
+                .add(Column::SteeringBody.like(pattern)),
+        )
+        .order_by_asc(Column::Id);
+    if lock && tde_runtime::db::is_postgres(db) {
+        query = query.lock_exclusive();
+    }
+    query.all(db).await?.into_iter().map(to_domain).collect()
+}
+
 pub async fn find_by_request_id(
     db: &impl ConnectionTrait,
     request_id: &str,
@@ -212,6 +237,16 @@ pub async fn list(
     limit: u64,
 ) -> Result<Vec<Territory>, DbErr> {
     let mut query = Entity::find();
+    if let Some((ids, regions)) = &filter.visible_to {
+        if ids.is_empty() && regions.is_empty() {
+            return Ok(Vec::new());
+        }
+        query = query.filter(
+            sea_orm::Condition::any()
+                .add(Column::Id.is_in(ids.clone()))
+                .add(Column::RegionCode.is_in(regions.clone())),
+        );
+    }
     if let Some(s) = filter.stage {
         query = query.filter(Column::Stage.eq(s.as_str()));
     }

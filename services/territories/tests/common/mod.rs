@@ -9,11 +9,12 @@ use std::time::Duration;
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::geography_service_client::GeographyServiceClient;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tde_runtime::auth::AuthChannel as Channel;
+use tde_runtime::auth::TokenSpec;
 use tde_runtime::bus::{ConsumerSpec, Delivery, Subscription};
 use tde_runtime::server::RunningPlatform;
-use tde_runtime::testing::{TestEnv, Topology, channel, unique_name};
+use tde_runtime::testing::{TestEnv, Topology, channel, channel_as, unique_name};
 use tde_territories::TerritoriesModule;
-use tonic::transport::Channel;
 
 pub fn fixture(vintage: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/geo{vintage}"))
@@ -71,6 +72,11 @@ impl App {
 
     pub fn territories(&self) -> TerritoryServiceClient<Channel> {
         TerritoryServiceClient::new(self.channel.clone())
+    }
+
+    /// The territories service as the caller of `spec` sees it.
+    pub async fn territories_as(&self, spec: &TokenSpec) -> TerritoryServiceClient<Channel> {
+        TerritoryServiceClient::new(channel_as(self.platform.local_addr, spec).await)
     }
 
     pub fn geography(&self) -> GeographyServiceClient<Channel> {
