@@ -559,6 +559,32 @@ async fn a_territory_member_sees_only_their_territory() {
             .any(|e| e.method.ends_with("/WithdrawTerritory") && e.outcome == "PERMISSION_DENIED"),
         "{by_member:#?}"
     );
+    // A successful write has exactly one record, committed with the change itself.
+    let updates = audit_client
+        .list_audit_events(audit::ListAuditEventsRequest {
+            subject: "test-national".into(),
+            method: "UpdateTerritory".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert_eq!(updates.len(), 1, "{updates:#?}");
+    assert_eq!(updates[0].outcome, "OK");
+    assert_eq!(updates[0].resource, format!("territories/{}", b.id));
+    assert_eq!(updates[0].client_id, "tde-tests");
+    let registrations = audit_client
+        .list_audit_events(audit::ListAuditEventsRequest {
+            method: "/tde.territories.v1.TerritoryService/RegisterTerritory".into(),
+            outcome: "ok".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert_eq!(registrations.len(), 3, "{registrations:#?}");
     let reads = audit_client
         .list_audit_events(list("dpo-app"))
         .await

@@ -24,6 +24,68 @@ impl FieldViolation {
     }
 }
 
+/// Bad fields of a request, all of them (so that callers fix them at once).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct InvalidFields(pub Vec<FieldViolation>);
+
+impl InvalidFields {
+    /// Prefixes every field, e.g. `members[2].` + `email`.
+    pub fn nest(self, prefix: &str) -> Self {
+        Self(
+            self.0
+                .into_iter()
+                .map(|f| FieldViolation::new(format!("{prefix}{}", f.field), f.description))
+                .collect(),
+        )
+    }
+}
+
+/// A service's domain error, as field violations (its own for bad input, one without field
+/// otherwise).
+pub trait IntoFieldViolations {
+    fn into_field_violations(self) -> Vec<FieldViolation>;
+}
+
+/// Collects every violation of a request before refusing it.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Runs a check, keeping its violations.
+    pub fn check<T, E: IntoFieldViolations>(&mut self, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.extend(e.into_field_violations());
+                None
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<(), InvalidFields> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidFields(self.0))
+        }
+    }
+}
+
+impl From<InvalidFields> for ApiError {
+    fn from(e: InvalidFields) -> Self {
+        ApiError::InvalidArgument(e.0)
+    }
+}
+
 /// What a request can fail with, as a service says it; converted to a Status only here.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -19,5 +19,5 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use error::{ApiError, FieldViolation};
+pub use error::{ApiError, FieldViolation, IntoFieldViolations, InvalidFields, Violations};
 pub use server::{ServiceContext, ServiceModule};

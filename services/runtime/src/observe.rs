@@ -2,8 +2,10 @@
 //! opens a span named after the method, and records request count and latency per method and
 //! status code for Prometheus.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -11,20 +13,36 @@ use tracing::Instrument as _;
 
 use crate::telemetry::{TRACEPARENT, TraceContext, metric};
 
-#[derive(Clone, Copy, Default)]
-pub struct ObserveLayer;
+/// Records every call; methods outside `known` share the label `unknown`, so that callers
+/// cannot grow the metric series with made-up paths.
+#[derive(Clone, Default)]
+pub struct ObserveLayer {
+    known: Arc<HashSet<String>>,
+}
+
+impl ObserveLayer {
+    pub fn new(known: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            known: Arc::new(known.into_iter().collect()),
+        }
+    }
+}
 
 impl<S> tower::Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Observe { inner }
+        Observe {
+            inner,
+            known: self.known.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct Observe<S> {
     inner: S,
+    known: Arc<HashSet<String>>,
 }
 
 impl<S, B, RB> tower::Service<http::Request<B>> for Observe<S>
@@ -42,7 +60,12 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_string();
+        let method = request.uri().path();
+        let method = if self.known.contains(method) {
+            method.to_string()
+        } else {
+            "unknown".to_string()
+        };
         let trace = TraceContext::continue_from(
             request
                 .headers()
@@ -65,8 +88,6 @@ where
                         .unwrap_or_else(|| "Ok".into()),
                     Err(_) => "Transport".into(),
                 };
-                // Unknown paths share one label: callers cannot grow the metric series.
-                let method = if code == "Unimplemented" { "unknown".to_string() } else { method };
                 let elapsed = started.elapsed().as_secs_f64();
                 metrics::counter!(metric::GRPC_REQUESTS, "method" => method.clone(), "code" => code.clone())
                     .increment(1);

@@ -85,6 +85,8 @@ pub async fn enqueue(
     db: &impl ConnectionTrait,
     events: Vec<NewEvent>,
 ) -> Result<Vec<String>, DbErr> {
+    // The call's audit record commits with its change.
+    crate::audit::record_in(db).await?;
     if events.is_empty() {
         return Ok(Vec::new());
     }

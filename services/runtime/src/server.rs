@@ -16,7 +16,7 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::audit::AuditApi;
+use crate::audit::{AuditApi, AuditWriter};
 use crate::auth::layer::{AuthState, Route};
 use crate::auth::policy::RUNTIME_POLICIES;
 use crate::auth::{AuthLayer, MethodPolicy, Verifier};
@@ -231,6 +231,11 @@ pub async fn start(
         module.add_routes(ctx, &mut routes);
     }
     let auth = auth_layer(&settings, &modules, &contexts).await?;
+    let known_methods = RUNTIME_POLICIES
+        .iter()
+        .chain(modules.iter().flat_map(|m| m.policies().iter()))
+        .map(|p| p.method.to_string())
+        .chain(["Check", "Watch"].map(|m| format!("/grpc.health.v1.Health/{m}")));
     let listener = match listener {
         Some(l) => l,
         None => TcpListener::bind(settings.server.listen)
@@ -277,7 +282,7 @@ pub async fn start(
     let server = builder
         .timeout(settings.max_deadline())
         .max_concurrent_streams(settings.server.max_concurrent_streams)
-        .layer(ObserveLayer)
+        .layer(ObserveLayer::new(known_methods))
         .layer(auth)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(
@@ -396,17 +401,16 @@ async fn auth_layer(
         })
         .collect();
     for (module, ctx) in modules.iter().zip(contexts) {
+        let trail = AuditWriter::start(ctx.db.clone());
         routes.extend(module.policies().iter().map(|policy| Route {
             policy: *policy,
             service: ctx.service,
-            trail: Some(ctx.db.clone()),
+            trail: Some(trail.clone()),
         }));
     }
-    Ok(AuthLayer::new(Arc::new(AuthState::new(
-        verifier,
-        routes,
-        &settings.auth,
-    ))))
+    let state = Arc::new(AuthState::new(verifier, routes, &settings.auth));
+    AuthState::forget_idle_clients(&state);
+    Ok(AuthLayer::new(state))
 }
 
 fn tls_config(

@@ -98,6 +98,15 @@ impl LoadStats {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Adds another measurement of the same target.
+    fn merge(mut self, other: LoadStats) -> Self {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.elapsed += other.elapsed;
+        let _ = self.latency.add(&other.latency);
+        self
+    }
+
     fn micros(&self, q: f64) -> f64 {
         self.latency.value_at_quantile(q) as f64 / 1000.0
     }
@@ -287,32 +296,37 @@ async fn get_territory(
     })
     .await;
 
-    println!(
-        "GetTerritory on PostgreSQL, read cache on, authentication on: {concurrency} in flight over {connections} connections for {duration:?}…"
-    );
-    let authenticated = load_get_territory(
-        concurrency,
-        duration,
-        Arc::new(channels(platform.local_addr, connections, Some(&read_token)).await),
-        ids.clone(),
-    )
-    .await;
-
     // A second server on the same database with authentication off: the same calls, without
-    // token checks, policy, rate limit or audit.
+    // token checks, policy, rate limit or audit. The two are measured in alternating rounds,
+    // so that drifts of the machine (CPU steal, caches) weigh on both alike.
     let mut open_settings = env.settings.clone();
     open_settings.auth.enabled = false;
     let open_platform = replica(&env, open_settings).await?;
+    let secured_channels =
+        Arc::new(channels(platform.local_addr, connections, Some(&read_token)).await);
+    let open_channels = Arc::new(channels(open_platform.local_addr, connections, None).await);
+    const ROUNDS: u32 = 4;
+    let slice = duration / ROUNDS;
     println!(
-        "GetTerritory on PostgreSQL, read cache on, authentication off: {concurrency} in flight over {connections} connections for {duration:?}…"
+        "GetTerritory on PostgreSQL, read cache on, authentication on and off in {ROUNDS} alternating rounds: {concurrency} in flight over {connections} connections for {duration:?} each…"
     );
-    let open = load_get_territory(
-        concurrency,
-        duration,
-        Arc::new(channels(open_platform.local_addr, connections, None).await),
-        ids.clone(),
-    )
-    .await;
+    let (mut secured, mut open): (Option<LoadStats>, Option<LoadStats>) = (None, None);
+    for round in 0..ROUNDS {
+        for auth in [round % 2 == 0, round % 2 == 1] {
+            let (target, chans) = if auth {
+                (&mut secured, secured_channels.clone())
+            } else {
+                (&mut open, open_channels.clone())
+            };
+            let stats = load_get_territory(concurrency, slice, chans, ids.clone()).await;
+            *target = Some(match target.take() {
+                Some(before) => before.merge(stats),
+                None => stats,
+            });
+        }
+    }
+    let authenticated = secured.context("measured")?;
+    let open = open.context("measured")?;
 
     // A third on the same database with its cache off: every read is a query.
     let mut uncached_settings = env.settings.clone();

@@ -537,3 +537,157 @@ pub async fn geography(
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Lists the audit trail, newest first (needs the scope audit:read).
+    List {
+        /// Only this service, e.g. territories.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only calls of this token subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Only this method, e.g. UpdateTerritory.
+        #[arg(long)]
+        method: Option<String>,
+        /// Only this resource, e.g. territories/<ID>.
+        #[arg(long)]
+        resource: Option<String>,
+        /// Only this outcome, e.g. PERMISSION_DENIED.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        page_size: i32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+}
+
+pub async fn audit(target: &Target, format: Format, command: AuditCommand) -> anyhow::Result<()> {
+    use tde_proto::audit::v1 as audit;
+    let mut client = audit::audit_service_client::AuditServiceClient::new(target.channel().await?);
+    let AuditCommand::List {
+        service,
+        subject,
+        method,
+        resource,
+        outcome,
+        page_size,
+        page_token,
+    } = command;
+    let r = client
+        .list_audit_events(audit::ListAuditEventsRequest {
+            service: service.unwrap_or_default(),
+            subject: subject.unwrap_or_default(),
+            method: method.unwrap_or_default(),
+            resource: resource.unwrap_or_default(),
+            outcome: outcome.unwrap_or_default(),
+            page_size,
+            page_token,
+            ..Default::default()
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    match format {
+        Format::Json => println!("{}", to_json(&r, "tde.audit.v1.ListAuditEventsResponse")?),
+        Format::Table => {
+            println!(
+                "{}",
+                table(
+                    &[
+                        "time", "subject", "client", "role", "method", "resource", "outcome"
+                    ],
+                    r.audit_events
+                        .iter()
+                        .map(|e| vec![
+                            e.event_time
+                                .as_ref()
+                                .and_then(tde_runtime::api::from_timestamp)
+                                .map(|t| t.to_rfc3339())
+                                .unwrap_or_default(),
+                            e.subject.clone(),
+                            e.client_id.clone(),
+                            e.role.clone(),
+                            e.method.rsplit('/').next().unwrap_or_default().to_string(),
+                            e.resource.clone(),
+                            e.outcome.clone(),
+                        ])
+                        .collect(),
+                )
+            );
+            if !r.next_page_token.is_empty() {
+                println!("next page: --page-token {}", r.next_page_token);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PersonalDataCommand {
+    /// Everything held on a person (right of access); needs contacts:admin.
+    Export { email: String },
+    /// Removes a person from every territory and tells every service (right to erasure).
+    Erase { email: String },
+}
+
+pub async fn personal_data(
+    target: &Target,
+    format: Format,
+    command: PersonalDataCommand,
+) -> anyhow::Result<()> {
+    use tde_proto::territories::v1::personal_data_service_client::PersonalDataServiceClient;
+    let mut client = PersonalDataServiceClient::new(target.channel().await?);
+    match command {
+        PersonalDataCommand::Export { email } => {
+            let r = client
+                .export_personal_data(pb::ExportPersonalDataRequest { email })
+                .await
+                .map_err(status)?
+                .into_inner();
+            match format {
+                Format::Json => {
+                    println!(
+                        "{}",
+                        to_json(&r, "tde.territories.v1.ExportPersonalDataResponse")?
+                    )
+                }
+                Format::Table => println!(
+                    "{}",
+                    table(
+                        &["territory", "name", "as", "person", "phone", "role"],
+                        r.records
+                            .iter()
+                            .map(|x| {
+                                let p = x.person.clone().unwrap_or_default();
+                                vec![
+                                    x.territory_id.clone(),
+                                    x.territory_name.clone(),
+                                    x.capacity.clone(),
+                                    p.name,
+                                    p.phone,
+                                    p.role,
+                                ]
+                            })
+                            .collect(),
+                    )
+                ),
+            }
+        }
+        PersonalDataCommand::Erase { email } => {
+            let r = client
+                .erase_personal_data(pb::ErasePersonalDataRequest { email })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "{} appearance(s) erased from {} territory(ies)",
+                r.erased_records,
+                r.territory_ids.len()
+            );
+        }
+    }
+    Ok(())
+}

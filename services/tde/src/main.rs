@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tde::bench::BenchCommand;
-use tde::client::{self, GeographyCommand, TerritoryCommand};
+use tde::client::{self, AuditCommand, GeographyCommand, PersonalDataCommand, TerritoryCommand};
 use tde::output::Format;
 use tde::platform::{self, Role};
 use tde_runtime::config::Settings;
@@ -82,6 +82,16 @@ enum Command {
     Territory {
         #[command(subcommand)]
         command: TerritoryCommand,
+    },
+    /// The audit trail of writes and personal-data reads.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Contacts' personal data: export and erasure (RGPD).
+    PersonalData {
+        #[command(subcommand)]
+        command: PersonalDataCommand,
     },
     /// Mints an access token with the local key of `tde dev` (for local use only).
     Token {
@@ -215,6 +225,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Geography { command } => client::geography(&target, cli.output, command).await?,
         Command::Territory { command } => client::territory(&target, cli.output, command).await?,
+        Command::Audit { command } => client::audit(&target, cli.output, command).await?,
+        Command::PersonalData { command } => {
+            client::personal_data(&target, cli.output, command).await?
+        }
         Command::Token {
             data_dir,
             role,

@@ -131,6 +131,13 @@ fn dev_server_and_operator_commands() {
     assert!(ok, "{err}");
     assert!(out.contains("Saint-Étienne"), "{out}");
 
+    let (ok, out, err) = run(&server, &["audit", "list", "--subject", "anct-equipe"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("RegisterTerritory") && out.contains("OK"),
+        "{out}"
+    );
+
     // Without a token: refused. With a member's token of another territory: nothing to see.
     let (ok, _, err) = run_with(&server, None, &["territory", "list"]);
     assert!(!ok);

@@ -7,17 +7,15 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sea_orm::DatabaseConnection;
 
 use super::policy::{MethodPolicy, is_public};
 use super::{Principal, Verifier};
 use crate::api::REQUEST_ID_HEADER;
-use crate::audit::{self, AuditKind, AuditNote, AuditRecord};
+use crate::audit::{self, AuditKind, AuditNote, AuditRecord, AuditWriter};
 use crate::config::AuthSettings;
 use crate::error::ApiError;
 use crate::telemetry::metric;
@@ -30,16 +28,15 @@ pub struct RequestId(pub String);
 pub struct Route {
     pub policy: MethodPolicy,
     pub service: &'static str,
-    pub trail: Option<DatabaseConnection>,
+    pub trail: Option<AuditWriter>,
 }
 
 /// Everything the layer needs, shared by every connection.
 pub struct AuthState {
     /// None when authentication is off (measurements only).
     verifier: Option<Verifier>,
-    routes: HashMap<&'static str, Route>,
+    routes: HashMap<&'static str, Route, foldhash::fast::RandomState>,
     limiter: DefaultKeyedRateLimiter<String>,
-    calls: AtomicU64,
     unrestricted: Arc<Principal>,
 }
 
@@ -51,16 +48,30 @@ impl AuthState {
             verifier,
             routes: routes.into_iter().map(|r| (r.policy.method, r)).collect(),
             limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)),
-            calls: AtomicU64::new(0),
             unrestricted: Arc::new(Principal::unrestricted()),
         }
+    }
+
+    /// Forgets, once a minute, the clients idle long enough to be back at a full burst; ends
+    /// when the state is dropped.
+    pub fn forget_idle_clients(state: &Arc<AuthState>) {
+        let state = Arc::downgrade(state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                let Some(state) = state.upgrade() else { return };
+                state.limiter.retain_recent();
+                state.limiter.shrink_to_fit();
+            }
+        });
     }
 
     async fn authenticate(&self, authorization: Option<&str>) -> Option<Arc<Principal>> {
         let Some(verifier) = &self.verifier else {
             return Some(self.unrestricted.clone());
         };
-        match verifier.verify(authorization).await {
+        let outcome = verifier.verify(authorization).await;
+        match outcome {
             Ok(principal) => Some(principal),
             Err(reason) => {
                 tracing::warn!(%reason, "call refused: unauthenticated");
@@ -86,19 +97,15 @@ impl AuthState {
                 "this call needs the scope {scope}"
             )));
         }
-        if self.verifier.is_some() {
-            if self.calls.fetch_add(1, Ordering::Relaxed) % 65_536 == 65_535 {
-                // Forget clients idle long enough to be back at a full burst.
-                self.limiter.retain_recent();
-            }
-            if let Err(not_until) = self.limiter.check_key(&principal.rate_key().to_string()) {
-                metrics::counter!(metric::AUTH_REFUSED, "reason" => "rate").increment(1);
-                let retry_after = not_until.wait_time_from(DefaultClock::default().now());
-                return Err(ApiError::ResourceExhausted {
-                    message: "too many calls from this client: slow down".into(),
-                    retry_after,
-                });
-            }
+        if self.verifier.is_some()
+            && let Err(not_until) = self.limiter.check_key(&principal.rate_key)
+        {
+            metrics::counter!(metric::AUTH_REFUSED, "reason" => "rate").increment(1);
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::ResourceExhausted {
+                message: "too many calls from this client: slow down".into(),
+                retry_after,
+            });
         }
         Ok(())
     }
@@ -202,13 +209,30 @@ where
             };
             let route = state.routes.get(request.uri().path());
             let note = AuditNote::default();
+            let method = request.uri().path().to_string();
+            let record = |kind, code| AuditRecord {
+                service: route.map(|r| r.service).unwrap_or("runtime"),
+                method: method.clone(),
+                resource: note.resource().unwrap_or_default(),
+                subject: principal.subject.clone(),
+                client_id: principal.client_id.clone().unwrap_or_default(),
+                role: principal.role.as_str().to_string(),
+                request_id: request_id.clone(),
+                outcome: audit::code_name(code),
+                kind,
+                at: crate::api::now(),
+            };
+            let audited = route.is_some_and(|r| r.policy.audited && r.trail.is_some());
+            if audited {
+                note.expect_write(record(AuditKind::Write, tonic::Code::Ok));
+            }
             let outcome = match state.authorise(route, &principal) {
                 Ok(()) => {
                     let extensions = request.extensions_mut();
                     extensions.insert(principal.clone());
                     extensions.insert(RequestId(request_id.clone()));
                     extensions.insert(note.clone());
-                    Ok(inner.call(request).await?)
+                    Ok(audit::scope(note.clone(), inner.call(request)).await?)
                 }
                 Err(refusal) => Err(refusal),
             };
@@ -216,33 +240,23 @@ where
                 Ok(response) => outcome_of(response),
                 Err(refusal) => refusal.code(),
             };
-            if let Some(route) = route {
-                let kind = if route.policy.audited {
-                    Some(AuditKind::Write)
-                } else if note.personal_data_read() && code == tonic::Code::Ok {
-                    Some(AuditKind::PersonalDataRead)
-                } else {
-                    None
-                };
-                if let (Some(kind), Some(trail)) = (kind, &route.trail) {
-                    let record = AuditRecord {
-                        service: route.service,
-                        method: route.policy.method.to_string(),
-                        resource: note.resource().unwrap_or_default(),
-                        subject: principal.subject.clone(),
-                        client_id: principal.client_id.clone().unwrap_or_default(),
-                        role: principal.role.as_str().to_string(),
-                        request_id: request_id.clone(),
-                        outcome: audit::code_name(code),
-                        kind,
-                        at: crate::api::now(),
-                    };
-                    // Written before the caller hears back, so that an answered call is on
-                    // the trail.
-                    if let Err(e) = audit::append(trail, &record).await {
-                        metrics::counter!(metric::AUDIT_FAILURES).increment(1);
-                        tracing::error!(error = %e, method = %record.method, "the audit record could not be written");
-                    }
+            let kind = if audited {
+                // A successful write whose transaction holds its record is done; anything
+                // else (refused, failed, rolled back, or no transaction) is appended now.
+                (code != tonic::Code::Ok || !note.written_in_transaction())
+                    .then_some(AuditKind::Write)
+            } else if note.personal_data_read() && code == tonic::Code::Ok {
+                Some(AuditKind::PersonalDataRead)
+            } else {
+                None
+            };
+            if let (Some(kind), Some(trail)) = (kind, route.and_then(|r| r.trail.as_ref())) {
+                let entry = record(kind, code);
+                // Written before the caller hears back, so that an answered call is on the
+                // trail.
+                if let Err(error) = trail.append(entry).await {
+                    metrics::counter!(metric::AUDIT_FAILURES).increment(1);
+                    tracing::error!(%error, "the audit record could not be written");
                 }
             }
             let response = match outcome {

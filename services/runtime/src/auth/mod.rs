@@ -146,6 +146,8 @@ pub struct Principal {
     pub territories: Vec<String>,
     /// Région codes (project leads).
     pub regions: Vec<String>,
+    /// What the rate limit counts calls by: the client application, else the subject.
+    pub rate_key: String,
 }
 
 impl Principal {
@@ -161,6 +163,7 @@ impl Principal {
         scopes.sort();
         scopes.dedup();
         Self {
+            rate_key: client_id.clone().unwrap_or_else(|| subject.clone()),
             subject,
             client_id,
             role,
@@ -186,6 +189,7 @@ impl Principal {
     /// principal reached it.
     pub fn nobody() -> Self {
         Self {
+            rate_key: "anonymous".into(),
             subject: "anonymous".into(),
             client_id: None,
             role: Role::TerritoryMember,
@@ -223,11 +227,6 @@ impl Principal {
                 regions,
             } => territories.iter().any(|t| t == id) || regions.iter().any(|r| r == region_code),
         }
-    }
-
-    /// What the rate limit counts calls by: the client application, else the subject.
-    pub fn rate_key(&self) -> &str {
-        self.client_id.as_deref().unwrap_or(&self.subject)
     }
 }
 
@@ -267,7 +266,7 @@ mod tests {
                 scope::TERRITORIES_READ.to_string()
             ]
         );
-        assert_eq!(agency.rate_key(), "dgcl");
+        assert_eq!(agency.rate_key, "dgcl");
     }
 
     #[test]

@@ -61,8 +61,25 @@ struct Claims {
     tde_regions: Vec<String>,
 }
 
-struct Remembered {
-    principal: Arc<Principal>,
+/// Verified tokens a worker thread saw last, by verifier: checked before the shared cache,
+/// so that the common case (a client reusing its token) writes to no memory shared between
+/// threads.
+const RECENT_PER_THREAD: usize = 32;
+
+/// (verifier id, token hash, token, what it verified to).
+type RecentEntry = (u64, u64, Box<str>, Verified);
+
+thread_local! {
+    static RECENT: std::cell::RefCell<Vec<RecentEntry>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+static NEXT_VERIFIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A verified token's caller and validity.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub principal: Arc<Principal>,
     not_before: i64,
     expires: i64,
     key_generation: u64,
@@ -70,11 +87,16 @@ struct Remembered {
 
 /// Verifies tokens against the configured key set.
 pub struct Verifier {
+    /// Tells this verifier's entries apart in the per-thread cache.
+    id: u64,
+    hasher: foldhash::fast::RandomState,
     keys: KeySet,
     issuer: String,
     audience: String,
     leeway: u64,
-    remembered: RwLock<HashMap<Box<str>, Remembered>>,
+    /// Keyed by the whole token; foldhash is seeded per process, so callers cannot aim
+    /// collisions.
+    remembered: RwLock<HashMap<Box<str>, Verified, foldhash::fast::RandomState>>,
     capacity: usize,
 }
 
@@ -93,34 +115,64 @@ impl Verifier {
         )
         .await?;
         Ok(Self {
+            id: NEXT_VERIFIER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            hasher: foldhash::fast::RandomState::default(),
             keys,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             leeway: settings.leeway_s,
-            remembered: RwLock::new(HashMap::new()),
+            remembered: RwLock::new(HashMap::default()),
             capacity: settings.token_cache_entries,
         })
     }
 
     /// Verifies the value of an `authorization` header.
     pub async fn verify(&self, authorization: Option<&str>) -> Result<Arc<Principal>, Rejection> {
-        let token = bearer(authorization)?;
+        Ok(self.verify_token(bearer(authorization)?).await?.principal)
+    }
+
+    /// Whether a token verified before is still valid at `now` (unix seconds): within its
+    /// times, and its key still in the set.
+    pub fn still_valid(&self, verified: &Verified, now: i64) -> Result<(), Rejection> {
+        let leeway = self.leeway as i64;
+        if verified.key_generation != self.keys.generation() {
+            return Err(Rejection::Invalid("key set changed".into()));
+        }
+        if now > verified.expires + leeway {
+            return Err(Rejection::Invalid("ExpiredSignature".into()));
+        }
+        if now + leeway < verified.not_before {
+            return Err(Rejection::Invalid("ImmatureSignature".into()));
+        }
+        Ok(())
+    }
+
+    /// Verifies a bearer token (the part after `Bearer `).
+    pub async fn verify_token(&self, token: &str) -> Result<Verified, Rejection> {
         let now = chrono::Utc::now().timestamp();
         let leeway = self.leeway as i64;
-        if let Some(hit) = self
+        let hash = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        let recent = RECENT.with_borrow(|recent| {
+            recent
+                .iter()
+                .find(|(id, h, t, _)| *id == self.id && *h == hash && &**t == token)
+                .map(|(.., v)| v.clone())
+        });
+        if let Some(hit) = recent {
+            self.still_valid(&hit, now)?;
+            return Ok(hit);
+        }
+        let shared = self
             .remembered
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
             .filter(|r| r.key_generation == self.keys.generation())
-        {
-            if now > hit.expires + leeway {
-                return Err(Rejection::Invalid("ExpiredSignature".into()));
-            }
-            if now + leeway < hit.not_before {
-                return Err(Rejection::Invalid("ImmatureSignature".into()));
-            }
-            return Ok(hit.principal.clone());
+            .cloned();
+        if let Some(hit) = shared {
+            self.still_valid(&hit, now)?;
+            self.remember_here(hash, token, &hit);
+            return Ok(hit);
         }
 
         let generation = self.keys.generation();
@@ -135,7 +187,8 @@ impl Verifier {
                 .keys
                 .refresh_for(&kid)
                 .await
-                .ok_or_else(|| Rejection::UnknownKey(kid.clone()))?,
+                // The id comes from the caller: logged, so bounded.
+                .ok_or_else(|| Rejection::UnknownKey(kid.chars().take(64).collect()))?,
         };
         // The key decides the algorithm: a token cannot pick another one for this key.
         if key.algorithm != header.alg {
@@ -153,9 +206,12 @@ impl Verifier {
         let claims = decode::<Claims>(token, &key.key, &validation)
             .map_err(|e| Rejection::Invalid(format!("{:?}", e.kind())))?
             .claims;
-        let not_before = claims.nbf.unwrap_or(i64::MIN);
-        let expires = claims.exp;
-        let principal = Arc::new(principal_of(claims)?);
+        let verified = Verified {
+            not_before: claims.nbf.unwrap_or(i64::MIN),
+            expires: claims.exp,
+            key_generation: generation,
+            principal: Arc::new(principal_of(claims)?),
+        };
 
         let mut remembered = self.remembered.write().unwrap_or_else(|p| p.into_inner());
         if remembered.len() >= self.capacity {
@@ -166,21 +222,25 @@ impl Verifier {
             }
         }
         if self.capacity > 0 {
-            remembered.insert(
-                token.into(),
-                Remembered {
-                    principal: principal.clone(),
-                    not_before,
-                    expires,
-                    key_generation: generation,
-                },
-            );
+            remembered.insert(token.into(), verified.clone());
+            drop(remembered);
+            self.remember_here(hash, token, &verified);
         }
-        Ok(principal)
+        Ok(verified)
+    }
+
+    fn remember_here(&self, hash: u64, token: &str, verified: &Verified) {
+        RECENT.with_borrow_mut(|recent| {
+            if recent.len() >= RECENT_PER_THREAD {
+                recent.remove(0);
+            }
+            recent.push((self.id, hash, token.into(), verified.clone()));
+        });
     }
 }
 
-fn bearer(authorization: Option<&str>) -> Result<&str, Rejection> {
+/// The token of an `authorization: Bearer <token>` header value.
+pub fn bearer(authorization: Option<&str>) -> Result<&str, Rejection> {
     let value = authorization.ok_or(Rejection::Missing)?;
     if value.len() > MAX_TOKEN_BYTES + 7 {
         return Err(Rejection::TooLarge);
@@ -224,6 +284,70 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::{LocalIssuer, TokenSpec};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+
+    /// ES256 tokens verify against a P-256 key of the set, and an EdDSA key cannot be used
+    /// with another algorithm's token.
+    #[tokio::test]
+    async fn es256_and_eddsa_keys_each_verify_their_own_algorithm() {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let point = pair.public_key().as_ref();
+        let ed = LocalIssuer::generate("iss", "aud").unwrap();
+        let jwks = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "ec-1", "alg": "ES256",
+             "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])},
+            ed.jwk(),
+        ]});
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        let settings = AuthSettings {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            jwks_file: Some(path),
+            ..AuthSettings::default()
+        };
+        let verifier = Verifier::new(&settings).await.unwrap();
+
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({
+            "iss": "iss", "aud": "aud", "sub": "agency-app", "exp": now + 60, "nbf": now,
+            "tde_role": "agency", "scope": "territories:read territories:write",
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("ec-1".into());
+        let key = jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref());
+        let es256 = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        let principal = verifier
+            .verify(Some(&format!("Bearer {es256}")))
+            .await
+            .unwrap();
+        assert_eq!(principal.subject, "agency-app");
+        assert_eq!(principal.scopes(), &["territories:read".to_string()]);
+
+        // The EC-signed token presented under the Ed25519 key's id.
+        header.kid = Some(ed.kid().to_string());
+        let confused = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        assert!(matches!(
+            verifier.verify(Some(&format!("Bearer {confused}"))).await,
+            Err(Rejection::Algorithm(_))
+        ));
+        let eddsa = ed
+            .mint(&TokenSpec::new(crate::auth::Role::National, "n"))
+            .unwrap();
+        assert!(
+            verifier
+                .verify(Some(&format!("Bearer {eddsa}")))
+                .await
+                .is_ok()
+        );
+    }
 
     #[test]
     fn bearer_header_forms() {

@@ -27,47 +27,29 @@ impl DomainError {
     }
 }
 
-/// Collects every violation of a request before refusing it, so callers fix all at once.
-#[derive(Debug, Default)]
-pub struct Violations(Vec<FieldViolation>);
+pub use tde_runtime::Violations;
 
-impl Violations {
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push(FieldViolation::new(field, description));
-    }
-
-    /// Runs a check, recording its error under `prefix`.
-    pub fn check<T>(&mut self, result: Result<T, DomainError>) -> Option<T> {
-        match result {
-            Ok(v) => Some(v),
-            Err(DomainError::Invalid(v)) => {
-                self.0.extend(v);
-                None
-            }
-            Err(other) => {
-                self.0.push(FieldViolation::new("", other.to_string()));
-                None
-            }
+impl tde_runtime::IntoFieldViolations for DomainError {
+    fn into_field_violations(self) -> Vec<FieldViolation> {
+        match self {
+            DomainError::Invalid(v) => v,
+            other => vec![FieldViolation::new("", other.to_string())],
         }
     }
+}
 
-    pub fn into_result(self) -> Result<(), DomainError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(DomainError::Invalid(self.0))
-        }
+impl From<tde_runtime::InvalidFields> for DomainError {
+    fn from(e: tde_runtime::InvalidFields) -> Self {
+        DomainError::Invalid(e.0)
     }
 }
 
 /// Prefixes the field of every violation, e.g. `members[2].` + `email`.
 pub fn nest(prefix: &str, error: DomainError) -> DomainError {
     match error {
-        DomainError::Invalid(v) => DomainError::Invalid(
-            v.into_iter()
-                .map(|f| FieldViolation::new(format!("{prefix}{}", f.field), f.description))
-                .collect(),
-        ),
+        DomainError::Invalid(v) => {
+            DomainError::Invalid(tde_runtime::InvalidFields(v).nest(prefix).0)
+        }
         other => other,
     }
 }
