@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Environment variables with this prefix configure tde.
 pub const ENV_PREFIX: &str = "TDE";
 
-/// Environment variables under `TDE_` that are not configuration keys (test harness, file path).
-const NON_CONFIG_ENV: &[&str] = &["TDE_TEST_", "TDE_CONFIG"];
+/// Environment variables under `TDE_` that are not configuration keys: test harness, file
+/// path, and the credentials of the operator commands.
+const NON_CONFIG_ENV: &[&str] = &["TDE_TEST_", "TDE_CONFIG", "TDE_TOKEN", "TDE_TLS_"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -477,6 +478,8 @@ mod tests {
                 ("TDE_BUS__KIND", "nats"),
                 ("TDE_DATABASE__RUN_MIGRATIONS", "false"),
                 ("TDE_TEST_POSTGRES_URL", "ignored"),
+                ("TDE_TOKEN", "ignored: the operator commands' token"),
+                ("TDE_TLS_CA", "ignored"),
                 ("OTHER", "ignored"),
             ]),
         )

@@ -142,6 +142,19 @@ fn dev_server_and_operator_commands() {
     let (ok, _, err) = run_with(&server, None, &["territory", "list"]);
     assert!(!ok);
     assert!(err.contains("Unauthenticated"), "{err}");
+    // `tde token` and the server ignore TDE_TOKEN set by an earlier `export` (it is no
+    // configuration key).
+    let out = tde()
+        .args(["token", "--data-dir"])
+        .arg(&data_dir)
+        .env("TDE_TOKEN", &operator)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let member = mint(&[
         "--role",
         "territory-member",
