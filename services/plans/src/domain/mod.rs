@@ -1,0 +1,48 @@
+//! The rules of the plans service, without I/O: plan years and local meeting times
+//! (`calendar`), the plan and its charter (`plan`), actions and the yearly programme submitted
+//! for funding (`action`), steering meetings (`meeting`), reviews and celebrations
+//! (`review`).
+
+pub mod action;
+pub mod calendar;
+pub mod meeting;
+pub mod plan;
+pub mod review;
+
+use tde_runtime::FieldViolation;
+pub use tde_runtime::Violations;
+
+/// What the rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("{}", tde_runtime::error::describe(.0))]
+    Invalid(Vec<FieldViolation>),
+    /// The thing is in a state where the action is not possible (FAILED_PRECONDITION).
+    #[error("the {what} is {current}: cannot {action}")]
+    WrongState {
+        what: &'static str,
+        current: String,
+        action: &'static str,
+    },
+}
+
+impl DomainError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl tde_runtime::IntoFieldViolations for DomainError {
+    fn into_field_violations(self) -> Vec<FieldViolation> {
+        match self {
+            DomainError::Invalid(v) => v,
+            other => vec![FieldViolation::new("", other.to_string())],
+        }
+    }
+}
+
+impl From<tde_runtime::InvalidFields> for DomainError {
+    fn from(e: tde_runtime::InvalidFields) -> Self {
+        DomainError::Invalid(e.0)
+    }
+}
