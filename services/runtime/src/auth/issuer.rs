@@ -148,13 +148,29 @@ impl LocalIssuer {
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
                     .map_err(|e| IssuerError::Key(e.to_string()))?;
-                write_private(&key_path, pkcs8.as_ref()).map_err(io(&key_path))?;
-                Self::from_pkcs8(pkcs8.as_ref(), issuer, audience)?
+                // `tde dev` and `tde token` may both create it at once: the key is written
+                // aside, then linked into place, which only one of them can do; the other
+                // reads the winner's key.
+                let aside = dir.join(format!(".{SIGNING_KEY_FILE}.{}", uuid::Uuid::new_v4()));
+                write_private(&aside, pkcs8.as_ref()).map_err(io(&aside))?;
+                let linked = std::fs::hard_link(&aside, &key_path);
+                let _ = std::fs::remove_file(&aside);
+                match linked {
+                    Ok(()) => Self::from_pkcs8(pkcs8.as_ref(), issuer, audience)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        let existing = std::fs::read(&key_path).map_err(io(&key_path))?;
+                        Self::from_pkcs8(&existing, issuer, audience)?
+                    }
+                    Err(e) => return Err(io(&key_path)(e)),
+                }
             }
             Err(e) => return Err(io(&key_path)(e)),
         };
+        // Written aside and renamed: a server reading it never sees half a file.
         let jwks_path = Self::key_set_path(dir);
-        std::fs::write(&jwks_path, this.jwks_json()).map_err(io(&jwks_path))?;
+        let aside = dir.join(format!(".{KEY_SET_FILE}.{}", uuid::Uuid::new_v4()));
+        std::fs::write(&aside, this.jwks_json()).map_err(io(&aside))?;
+        std::fs::rename(&aside, &jwks_path).map_err(io(&jwks_path))?;
         Ok(this)
     }
 
@@ -257,6 +273,34 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `tde dev` and `tde token` starting together agree on one key.
+    #[test]
+    fn concurrent_creations_agree_on_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        LocalIssuer::ensure_in(&path, "i", "a")
+                            .unwrap()
+                            .kid()
+                            .to_string()
+                    })
+                })
+                .collect();
+            let kids: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            assert!(kids.windows(2).all(|w| w[0] == w[1]), "{kids:?}");
+            let jwks = std::fs::read(LocalIssuer::key_set_path(&path)).unwrap();
+            assert!(
+                super::super::keys::parse_jwks(&jwks)
+                    .unwrap()
+                    .contains_key(&kids[0])
+            );
+        }
+    }
 
     #[test]
     fn keys_are_created_once_and_reused() {
