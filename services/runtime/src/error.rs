@@ -47,6 +47,28 @@ pub trait IntoFieldViolations {
     fn into_field_violations(self) -> Vec<FieldViolation>;
 }
 
+/// Connects a service's domain error to `Violations`: its `Invalid(Vec<FieldViolation>)`
+/// variant carries field violations both ways, any other variant becomes one without field.
+#[macro_export]
+macro_rules! field_violations_of {
+    ($error:ty) => {
+        impl $crate::IntoFieldViolations for $error {
+            fn into_field_violations(self) -> Vec<$crate::FieldViolation> {
+                match self {
+                    Self::Invalid(v) => v,
+                    other => vec![$crate::FieldViolation::new("", other.to_string())],
+                }
+            }
+        }
+
+        impl From<$crate::InvalidFields> for $error {
+            fn from(e: $crate::InvalidFields) -> Self {
+                Self::Invalid(e.0)
+            }
+        }
+    };
+}
+
 /// Collects every violation of a request before refusing it.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldViolation>);

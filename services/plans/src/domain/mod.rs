@@ -32,17 +32,4 @@ impl DomainError {
     }
 }
 
-impl tde_runtime::IntoFieldViolations for DomainError {
-    fn into_field_violations(self) -> Vec<FieldViolation> {
-        match self {
-            DomainError::Invalid(v) => v,
-            other => vec![FieldViolation::new("", other.to_string())],
-        }
-    }
-}
-
-impl From<tde_runtime::InvalidFields> for DomainError {
-    fn from(e: tde_runtime::InvalidFields) -> Self {
-        DomainError::Invalid(e.0)
-    }
-}
+tde_runtime::field_violations_of!(DomainError);
