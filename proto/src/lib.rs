@@ -22,6 +22,24 @@ pub mod territories {
     }
 }
 
+pub mod plans {
+    pub mod v1 {
+        tonic::include_proto!("tde.plans.v1");
+
+        /// Subject suffixes of the plans events, under `tde.plans.`.
+        pub mod subjects {
+            pub const CHARTER_SIGNED: &str = "plan.charter_signed";
+            pub const PLAN_STATUS_CHANGED: &str = "plan.status_changed";
+            pub const PLAN_YEAR_SUBMITTED: &str = "plan.year_submitted";
+            pub const REVIEW_RECORDED: &str = "plan.review_recorded";
+            pub const MEETING_SCHEDULED: &str = "meeting.scheduled";
+            pub const MEETING_RESCHEDULED: &str = "meeting.rescheduled";
+            pub const MEETING_CANCELLED: &str = "meeting.cancelled";
+            pub const MEETING_HELD: &str = "meeting.held";
+        }
+    }
+}
+
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("tde.audit.v1");

@@ -47,6 +47,12 @@ pub trait IntoFieldViolations {
     fn into_field_violations(self) -> Vec<FieldViolation>;
 }
 
+impl IntoFieldViolations for InvalidFields {
+    fn into_field_violations(self) -> Vec<FieldViolation> {
+        self.0
+    }
+}
+
 /// Connects a service's domain error to `Violations`: its `Invalid(Vec<FieldViolation>)`
 /// variant carries field violations both ways, any other variant becomes one without field.
 #[macro_export]

@@ -12,7 +12,8 @@ use sea_orm::{
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{ConsumerSpec, Delivery, Envelope, EventBus};
+use crate::bus::{ConsumerSpec, Delivery, Envelope, EventBus, StreamSpec};
+use crate::server::ServiceContext;
 use crate::telemetry::{TraceContext, metric};
 
 /// Records that `consumer` processed `event_id`; false when it already had.
@@ -67,6 +68,9 @@ impl From<prost::DecodeError> for HandlerError {
 pub trait EventHandler: Send + Sync + 'static {
     async fn handle(&self, txn: &DatabaseTransaction, event: &Envelope)
     -> Result<(), HandlerError>;
+
+    /// Runs once the effect of `event` committed (e.g. to evict a read cache).
+    async fn committed(&self, _event: &Envelope) {}
 }
 
 /// A durable consumer of a service.
@@ -75,6 +79,35 @@ pub struct ConsumerTask {
     pub spec: ConsumerSpec,
     pub handler: Arc<dyn EventHandler>,
     pub retry_backoff: Duration,
+    /// The stream to create if it does not exist yet, so that a consumer starting before the
+    /// producer's first event subscribes at once.
+    pub source: Option<StreamSpec>,
+}
+
+impl ConsumerTask {
+    /// The durable consumer `name` of `ctx`'s service on the whole stream of service
+    /// `source`, with the configured delivery settings.
+    pub fn following(
+        ctx: &ServiceContext,
+        source: &str,
+        name: &str,
+        handler: Arc<dyn EventHandler>,
+    ) -> Self {
+        let stream = ctx.namespace.stream(source);
+        let bus = &ctx.settings.bus;
+        Self {
+            spec: ConsumerSpec {
+                stream: stream.name.clone(),
+                durable_name: ctx.namespace.durable(&format!("{}_{name}", ctx.service)),
+                filter_subjects: Vec::new(),
+                max_deliver: bus.max_deliver,
+                ack_wait: Duration::from_millis(bus.ack_wait_ms),
+            },
+            handler,
+            retry_backoff: Duration::from_millis(bus.retry_backoff_ms),
+            source: Some(stream),
+        }
+    }
 }
 
 /// Processes one delivery exactly once through the inbox; returns whether it had an effect.
@@ -91,6 +124,7 @@ pub async fn process(
     }
     handler.handle(&txn, event).await?;
     txn.commit().await?;
+    handler.committed(event).await;
     Ok(true)
 }
 
@@ -104,7 +138,15 @@ pub async fn run_consumer(
     let name = task.spec.durable_name.clone();
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        let mut subscription = match bus.subscribe(&task.spec).await {
+        let ensured = match &task.source {
+            Some(stream) => bus.ensure_stream(stream).await,
+            None => Ok(()),
+        };
+        let subscribed = match ensured {
+            Ok(()) => bus.subscribe(&task.spec).await,
+            Err(e) => Err(e),
+        };
+        let mut subscription = match subscribed {
             Ok(s) => {
                 backoff = Duration::from_millis(200);
                 s

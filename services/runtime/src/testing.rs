@@ -594,3 +594,23 @@ impl Drop for KeySetServer {
         self.task.abort();
     }
 }
+
+/// Runs a test body on SQLite (dev topology) and on PostgreSQL with JetStream.
+#[macro_export]
+macro_rules! on_both_topologies {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(tde_runtime::testing::Topology::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(tde_runtime::testing::Topology::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -326,6 +326,7 @@ async fn a_consumer_retries_failures_and_applies_each_event_once(topology: Topol
         },
         handler: Arc::new(FlakyHandler(attempts.clone(), effects.clone())),
         retry_backoff: Duration::from_millis(20),
+        source: None,
     };
     let stop = CancellationToken::new();
     let consumer = tokio::spawn(inbox::run_consumer(

@@ -15,14 +15,16 @@ use tde_runtime::server::{self, RunningPlatform, ServiceModule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     Territories,
+    Plans,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[Role::Territories];
+    pub const ALL: &'static [Role] = &[Role::Territories, Role::Plans];
 
     pub fn module(self) -> Arc<dyn ServiceModule> {
         match self {
-            Role::Territories => Arc::new(tde_territories::TerritoriesModule),
+            Role::Territories => Arc::new(tde_territories::TerritoriesModule::default()),
+            Role::Plans => Arc::new(tde_plans::PlansModule),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The events the territories service publishes (through its outbox) on
-//! `tde.territories.territory.<event>`. It consumes none yet.
+//! `tde.territories.territory.<event>`, and its consumer of the plans events: a signed
+//! charter moves the territory to charter_signed.
 
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::subjects;
@@ -142,4 +143,84 @@ pub fn personal_data_erased(
             erase_time: Some(timestamp(at)),
         },
     )
+}
+
+/// The consumer of the plans events (stream `TDE_PLANS`), through the inbox.
+pub struct PlanEvents {
+    cache: crate::api::territories::TerritoryCache,
+}
+
+impl PlanEvents {
+    pub fn new(cache: crate::api::territories::TerritoryCache) -> Self {
+        Self { cache }
+    }
+}
+
+/// The actor of the moves the plans events cause, in stage histories.
+pub const PLANS_ACTOR: &str = "tde-plans";
+
+#[async_trait::async_trait]
+impl tde_runtime::inbox::EventHandler for PlanEvents {
+    async fn handle(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        event: &tde_runtime::bus::Envelope,
+    ) -> Result<(), tde_runtime::inbox::HandlerError> {
+        use tde_runtime::inbox::HandlerError;
+        if event.event_type != "tde.plans.v1.CharterSigned" {
+            return Ok(());
+        }
+        let signed =
+            <tde_proto::plans::v1::CharterSigned as prost::Message>::decode(event.payload.clone())?;
+        let Some(mut territory) =
+            crate::storage::find_for_update(txn, &signed.territory_id).await?
+        else {
+            // Plans are created only for registered territories: this one cannot exist.
+            return Err(HandlerError::Permanent(anyhow::anyhow!(
+                "charter signed for unknown territory {}",
+                signed.territory_id
+            )));
+        };
+        let expected = territory.version;
+        let reason = format!(
+            "charte d'accompagnement signée (version {}, le {})",
+            signed.charter_version, signed.signed_on
+        );
+        let steps = territory.record_charter_signed(PLANS_ACTOR, &reason, tde_runtime::api::now());
+        if steps.is_empty() {
+            tracing::info!(territory_id = %territory.id, stage = %territory.stage, "charter signed: territory already past that stage");
+            return Ok(());
+        }
+        // Each step is published as the API publishes it; the history keeps every step, the
+        // event of step n names the stage it left and the one it reached.
+        let mut events = Vec::new();
+        let final_stage = territory.stage;
+        for (i, from) in steps.iter().enumerate() {
+            let mut step = territory.clone();
+            step.stage = steps.get(i + 1).copied().unwrap_or(final_stage);
+            step.stage_history
+                .truncate(territory.stage_history.len() - (steps.len() - 1 - i));
+            events.push(stage_changed(&step, *from));
+        }
+        if !crate::storage::update(txn, &territory, expected).await? {
+            return Err(HandlerError::Transient(anyhow::anyhow!(
+                "territory {} changed concurrently",
+                territory.id
+            )));
+        }
+        tde_runtime::outbox::enqueue(txn, events).await?;
+        tracing::info!(territory_id = %territory.id, "charter signed: territory at stage charter_signed");
+        Ok(())
+    }
+
+    async fn committed(&self, event: &tde_runtime::bus::Envelope) {
+        // The aggregate of CharterSigned is the plan: evict by territory, decoded again.
+        if event.event_type == "tde.plans.v1.CharterSigned"
+            && let Ok(signed) = <tde_proto::plans::v1::CharterSigned as prost::Message>::decode(
+                event.payload.clone(),
+            )
+        {
+            self.cache.evict(&signed.territory_id);
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! - `domain`: the rules, without I/O;
 //! - `storage`: entities, migrations and queries;
 //! - `api`: the gRPC handlers;
-//! - `events`: what it publishes.
+//! - `events`: what it publishes, and its consumer of the plans events.
 
 pub mod api;
 pub mod domain;
@@ -21,6 +21,7 @@ use tde_proto::territories::v1::geography_service_server::GeographyServiceServer
 use tde_proto::territories::v1::personal_data_service_server::PersonalDataServiceServer;
 use tde_proto::territories::v1::territory_service_server::TerritoryServiceServer;
 use tde_runtime::auth::MethodPolicy;
+use tde_runtime::inbox::ConsumerTask;
 use tde_runtime::{ServiceContext, ServiceModule};
 
 /// The service's name: database, stream `TDE_TERRITORIES` and subjects `tde.territories.>`.
@@ -36,9 +37,20 @@ pub const GRPC_SERVICES: &[&str] = &[
 /// Territories held by each replica's read cache: every French authority fits.
 const CACHE_CAPACITY: usize = 40_000;
 
-/// The territories service as the runtime starts it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TerritoriesModule;
+/// The territories service as the runtime starts it, with its read cache of territories
+/// (shared by the handlers and the consumer of the plans events).
+#[derive(Clone)]
+pub struct TerritoriesModule {
+    cache: api::territories::TerritoryCache,
+}
+
+impl Default for TerritoriesModule {
+    fn default() -> Self {
+        Self {
+            cache: api::territories::TerritoryCache::new(CACHE_CAPACITY),
+        }
+    }
+}
 
 #[async_trait]
 impl ServiceModule for TerritoriesModule {
@@ -61,7 +73,7 @@ impl ServiceModule for TerritoriesModule {
     /// Also starts what keeps the read cache of territories coherent across replicas.
     fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
         let limit = ctx.max_message_bytes();
-        let cache = api::territories::TerritoryCache::new(CACHE_CAPACITY);
+        let cache = self.cache.clone();
         if ctx.settings.cache.enabled {
             tokio::spawn(tde_runtime::cache::keep_coherent(
                 ctx.db.clone(),
@@ -91,5 +103,15 @@ impl ServiceModule for TerritoriesModule {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         );
+    }
+
+    /// The plans events move territories along their path (CharterSigned).
+    fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
+        vec![ConsumerTask::following(
+            ctx,
+            "plans",
+            "plans",
+            std::sync::Arc::new(events::PlanEvents::new(self.cache.clone())),
+        )]
     }
 }

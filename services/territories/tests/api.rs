@@ -982,7 +982,7 @@ async fn health_and_reflection_are_served(topology: Topology) {
     app.platform.shutdown().await.unwrap();
 }
 
-on_both_topologies!(
+tde_runtime::on_both_topologies!(
     registration_fills_from_the_reference_geography,
     retried_registration_creates_one,
     listing_filters_and_pages_in_a_stable_order,

@@ -31,7 +31,7 @@ async fn a_write_on_one_replica_is_read_on_the_other() {
     let a = App::with_geography(Topology::Postgres).await;
     let b = a
         .env
-        .start(vec![Arc::new(TerritoriesModule)])
+        .start(vec![Arc::new(TerritoriesModule::default())])
         .await
         .unwrap();
     let mut on_a = a.territories();

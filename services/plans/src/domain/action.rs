@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::DomainError;
@@ -23,6 +24,50 @@ pub enum Audience {
     Agents,
     Partners,
     Inhabitants,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 4] = [
+        Self::Training,
+        Self::ChangeManagement,
+        Self::EngagementProject,
+        Self::FieldSupport,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Training => "training",
+            Self::ChangeManagement => "change_management",
+            Self::EngagementProject => "engagement_project",
+            Self::FieldSupport => "field_support",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl Audience {
+    pub const ALL: [Audience; 4] = [
+        Self::ElectedOfficials,
+        Self::Agents,
+        Self::Partners,
+        Self::Inhabitants,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ElectedOfficials => "elected_officials",
+            Self::Agents => "agents",
+            Self::Partners => "partners",
+            Self::Inhabitants => "inhabitants",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
 }
 
 /// Where an action stands.
@@ -145,7 +190,7 @@ pub fn programme_fingerprint<'a>(actions: impl IntoIterator<Item = &'a Action>) 
 }
 
 /// A year's programme as submitted for funding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Submission {
     /// 1 for the first submission, 2 for the first amendment…
     pub number: u32,

@@ -33,3 +33,13 @@ impl DomainError {
 }
 
 tde_runtime::field_violations_of!(DomainError);
+
+/// Prefixes the fields of an `Invalid` error, e.g. `plan.` + `title`.
+pub fn nest(prefix: &str, e: DomainError) -> DomainError {
+    match e {
+        DomainError::Invalid(v) => {
+            DomainError::Invalid(tde_runtime::InvalidFields(v).nest(prefix).0)
+        }
+        other => other,
+    }
+}

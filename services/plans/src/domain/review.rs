@@ -1,11 +1,12 @@
 //! Reviews (bilans) of a plan year or of the whole plan, and celebrations.
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 
 use super::DomainError;
 
 /// What a review covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReviewScope {
     /// One plan year (1 to 3): the subsidies service pays its balance only after it.
     Year(u8),
@@ -14,7 +15,7 @@ pub enum ReviewScope {
 }
 
 /// A measured indicator, e.g. "habitants associés aux décisions", 340, "personnes".
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Indicator {
     pub name: String,
     pub value: f64,
@@ -24,7 +25,7 @@ pub struct Indicator {
 }
 
 /// A review: indicators and a narrative.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
     pub scope: ReviewScope,
     pub indicators: Vec<Indicator>,
@@ -75,7 +76,7 @@ impl Review {
 }
 
 /// A celebration (célébration) of the territory's engagement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Celebration {
     pub date: NaiveDate,
     pub title: String,

@@ -41,12 +41,20 @@ pub mod scope {
     /// Export and erasure of a person's data (RGPD requests).
     pub const CONTACTS_ADMIN: &str = "contacts:admin";
     pub const AUDIT_READ: &str = "audit:read";
+    /// Accompaniment plans: charters, actions, steering meetings, reviews.
+    pub const PLANS_READ: &str = "plans:read";
+    pub const PLANS_WRITE: &str = "plans:write";
+    /// Stopping a plan, assigning providers: programme decisions.
+    pub const PLANS_ADMIN: &str = "plans:admin";
 
     /// Every scope, for the national team's tokens.
     pub const ALL: &[&str] = &[
         TERRITORIES_READ,
         TERRITORIES_WRITE,
         TERRITORIES_ADMIN,
+        PLANS_READ,
+        PLANS_WRITE,
+        PLANS_ADMIN,
         CONTACTS_READ,
         CONTACTS_ADMIN,
         AUDIT_READ,
@@ -101,7 +109,10 @@ impl Role {
             Role::National => true,
             Role::ProjectLead | Role::TerritoryMember => !admin && scope != scope::AUDIT_READ,
             Role::Agency => read && scope != scope::AUDIT_READ,
-            Role::Provider => read && scope == scope::TERRITORIES_READ,
+            // Providers read the territories and plans they work for.
+            Role::Provider => {
+                read && (scope == scope::TERRITORIES_READ || scope == scope::PLANS_READ)
+            }
         }
     }
 
@@ -263,6 +274,7 @@ mod tests {
             agency.scopes(),
             &[
                 scope::CONTACTS_READ.to_string(),
+                scope::PLANS_READ.to_string(),
                 scope::TERRITORIES_READ.to_string()
             ]
         );

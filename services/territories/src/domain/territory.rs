@@ -398,6 +398,27 @@ impl Territory {
         Ok(from)
     }
 
+    /// Follows the signature of the territory's charter (the plans service's CharterSigned):
+    /// moves the territory along its path up to charter_signed, one recorded step at a time.
+    /// Returns the stage of each step's start; none when the territory is already there or
+    /// further (a redelivered event has no second effect), or withdrawn.
+    pub fn record_charter_signed(
+        &mut self,
+        actor: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<Stage> {
+        let mut steps = Vec::new();
+        while matches!(self.stage, Stage::Prospect | Stage::Diagnostic) {
+            let Some(next) = self.stage.next() else { break };
+            match self.move_to(next, actor, reason, now) {
+                Ok(from) => steps.push(from),
+                Err(_) => break,
+            }
+        }
+        steps
+    }
+
     /// Follows a commune merger: the territory takes the new code, the old one goes to history.
     pub fn recode(&mut self, new_code: &str, vintage: &str, now: DateTime<Utc>) {
         self.code_history.push(CodeChange {
@@ -668,6 +689,29 @@ mod tests {
         assert!(t.move_to(Stage::Completed, "bob", "", now).is_err());
         assert_eq!(t.stage, Stage::Diagnostic, "a refused move changes nothing");
         assert_eq!(t.version, 2);
+    }
+
+    #[test]
+    fn a_signed_charter_moves_the_territory_once() {
+        let now = Utc::now();
+        let mut t = Territory::register(
+            "id".into(),
+            AuthorityKind::Commune,
+            "42218".into(),
+            loire_commune("Saint-Étienne"),
+            "alice",
+            now,
+        );
+        assert_eq!(t.stage, Stage::Prospect);
+        let steps = t.record_charter_signed("tde-plans", "charte signée", now);
+        assert_eq!(steps, vec![Stage::Prospect, Stage::Diagnostic]);
+        assert_eq!(t.stage, Stage::CharterSigned);
+        let version = t.version;
+        assert!(t.record_charter_signed("tde-plans", "", now).is_empty());
+        assert_eq!(t.version, version, "no second effect");
+        t.move_to(Stage::Withdrawn, "n", "", now).unwrap();
+        assert!(t.record_charter_signed("tde-plans", "", now).is_empty());
+        assert_eq!(t.stage, Stage::Withdrawn);
     }
 
     #[test]

@@ -37,7 +37,7 @@ impl App {
 
     pub async fn start_in(env: TestEnv) -> Self {
         let platform = env
-            .start(vec![Arc::new(TerritoriesModule)])
+            .start(vec![Arc::new(TerritoriesModule::default())])
             .await
             .expect("server starts");
         let channel = channel(platform.local_addr).await;
@@ -154,24 +154,4 @@ pub async fn collect_events(
         );
     }
     events
-}
-
-/// Runs a test body on SQLite (dev topology) and on PostgreSQL with JetStream.
-#[macro_export]
-macro_rules! on_both_topologies {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test]
-                async fn sqlite() {
-                    super::$name(tde_runtime::testing::Topology::Sqlite).await
-                }
-
-                #[tokio::test]
-                async fn postgres() {
-                    super::$name(tde_runtime::testing::Topology::Postgres).await
-                }
-            }
-        )*
-    };
 }

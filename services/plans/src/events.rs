@@ -1,0 +1,455 @@
+//! What the plans service publishes (through its outbox) on `tde.plans.<aggregate>.<event>`,
+//! and what it consumes: the territory events, which feed its read model of territories,
+//! stop the plan of a withdrawn territory and erase personal data on request.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
+
+use tde_proto::plans::v1 as pb;
+use tde_proto::plans::v1::subjects;
+use tde_proto::territories::v1 as territories_pb;
+use tde_runtime::api::timestamp;
+use tde_runtime::bus::Envelope;
+use tde_runtime::inbox::{EventHandler, HandlerError};
+use tde_runtime::outbox::{self, NewEvent};
+
+use crate::SERVICE;
+use crate::api::convert::{kind_to_pb, plan_status_to_pb};
+use crate::domain::action::Action;
+use crate::domain::action::Submission;
+use crate::domain::meeting::{MeetingStatus, SteeringMeeting};
+use crate::domain::plan::{Plan, PlanStatus};
+use crate::domain::review::ReviewScope;
+use crate::storage::{self, LOCAL_FORMAT, TerritoryView};
+
+fn plan_event(
+    plan: &Plan,
+    suffix: &str,
+    event_type: &'static str,
+    message: &impl prost::Message,
+) -> NewEvent {
+    NewEvent::new(
+        SERVICE,
+        "plan",
+        plan.id.clone(),
+        suffix,
+        event_type,
+        message,
+    )
+}
+
+pub fn charter_signed(plan: &Plan, actor: &str, at: DateTime<Utc>) -> NewEvent {
+    let current = plan.charter.current();
+    plan_event(
+        plan,
+        subjects::CHARTER_SIGNED,
+        "tde.plans.v1.CharterSigned",
+        &pb::CharterSigned {
+            plan_id: plan.id.clone(),
+            territory_id: plan.territory_id.clone(),
+            charter_version: current.map_or(0, |v| v.number as i32),
+            content_sha256: current
+                .map(|v| v.content_sha256.clone())
+                .unwrap_or_default(),
+            signed_on: current
+                .and_then(|v| v.signatories.iter().filter_map(|s| s.signed_on).max())
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            plan_start_date: plan.start_date.to_string(),
+            sign_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn status_changed(plan: &Plan, from: PlanStatus, actor: &str, at: DateTime<Utc>) -> NewEvent {
+    plan_event(
+        plan,
+        subjects::PLAN_STATUS_CHANGED,
+        "tde.plans.v1.PlanStatusChanged",
+        &pb::PlanStatusChanged {
+            plan_id: plan.id.clone(),
+            territory_id: plan.territory_id.clone(),
+            from_status: plan_status_to_pb(from) as i32,
+            to_status: plan_status_to_pb(plan.status) as i32,
+            reason: plan.status_reason.clone(),
+            change_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn year_submitted<'a>(
+    plan: &Plan,
+    year: u8,
+    submission: &Submission,
+    actions: impl IntoIterator<Item = &'a Action>,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    let (start, end) = plan
+        .year(year)
+        .map(|(s, e)| (s.to_string(), e.to_string()))
+        .unwrap_or_default();
+    plan_event(
+        plan,
+        subjects::PLAN_YEAR_SUBMITTED,
+        "tde.plans.v1.PlanYearSubmitted",
+        &pb::PlanYearSubmitted {
+            plan_id: plan.id.clone(),
+            territory_id: plan.territory_id.clone(),
+            year: i32::from(year),
+            year_start_date: start,
+            year_end_date: end,
+            submission_number: submission.number as i32,
+            amendment: submission.number > 1,
+            budget_cents: submission.budget_cents,
+            actions: actions
+                .into_iter()
+                .filter(|a| a.counts())
+                .map(|a| pb::SubmittedAction {
+                    action_id: a.id.clone(),
+                    kind: kind_to_pb(a.kind) as i32,
+                    title: a.title.clone(),
+                    planned_start: a.planned_start.to_string(),
+                    planned_end: a.planned_end.to_string(),
+                    budget_cents: a.budget_cents,
+                })
+                .collect(),
+            fingerprint: submission.fingerprint.clone(),
+            submit_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn review_recorded(plan: &Plan, scope: ReviewScope, at: DateTime<Utc>) -> NewEvent {
+    let indicators = plan
+        .review(scope)
+        .map_or(0, |r| r.review.indicators.len() as i32);
+    plan_event(
+        plan,
+        subjects::REVIEW_RECORDED,
+        "tde.plans.v1.ReviewRecorded",
+        &pb::ReviewRecorded {
+            plan_id: plan.id.clone(),
+            territory_id: plan.territory_id.clone(),
+            year: match scope {
+                ReviewScope::Year(y) => i32::from(y),
+                ReviewScope::Final => 0,
+            },
+            r#final: scope == ReviewScope::Final,
+            indicators,
+            record_time: Some(timestamp(at)),
+        },
+    )
+}
+
+fn facts(m: &SteeringMeeting, territory_name: &str) -> pb::MeetingFacts {
+    pb::MeetingFacts {
+        meeting_id: m.id.clone(),
+        sequence: m.sequence as i32,
+        plan_id: m.plan_id.clone(),
+        territory_id: m.territory_id.clone(),
+        territory_name: territory_name.to_string(),
+        time_zone: m.time.start.zone.name().to_string(),
+        start_local: m.time.start.local.format(LOCAL_FORMAT).to_string(),
+        end_local: m.time.end.local.format(LOCAL_FORMAT).to_string(),
+        start_time: Some(timestamp(m.time.start.utc)),
+        end_time: Some(timestamp(m.time.end.utc)),
+        place: m.venue.place.clone(),
+        video_link: m.venue.video_link.clone(),
+        agenda: m.agenda.clone(),
+    }
+}
+
+fn meeting_event(
+    m: &SteeringMeeting,
+    suffix: &str,
+    event_type: &'static str,
+    message: &impl prost::Message,
+) -> NewEvent {
+    NewEvent::new(
+        SERVICE,
+        "meeting",
+        m.id.clone(),
+        suffix,
+        event_type,
+        message,
+    )
+}
+
+pub fn meeting_scheduled(m: &SteeringMeeting, territory_name: &str) -> NewEvent {
+    meeting_event(
+        m,
+        subjects::MEETING_SCHEDULED,
+        "tde.plans.v1.SteeringMeetingScheduled",
+        &pb::SteeringMeetingScheduled {
+            meeting: Some(facts(m, territory_name)),
+        },
+    )
+}
+
+pub fn meeting_rescheduled(
+    m: &SteeringMeeting,
+    territory_name: &str,
+    previous_start: DateTime<Utc>,
+) -> NewEvent {
+    meeting_event(
+        m,
+        subjects::MEETING_RESCHEDULED,
+        "tde.plans.v1.SteeringMeetingRescheduled",
+        &pb::SteeringMeetingRescheduled {
+            meeting: Some(facts(m, territory_name)),
+            previous_start_time: Some(timestamp(previous_start)),
+        },
+    )
+}
+
+pub fn meeting_cancelled(m: &SteeringMeeting, territory_name: &str) -> NewEvent {
+    meeting_event(
+        m,
+        subjects::MEETING_CANCELLED,
+        "tde.plans.v1.SteeringMeetingCancelled",
+        &pb::SteeringMeetingCancelled {
+            meeting: Some(facts(m, territory_name)),
+            reason: m.cancel_reason.clone(),
+        },
+    )
+}
+
+pub fn meeting_held(m: &SteeringMeeting, territory_name: &str) -> NewEvent {
+    meeting_event(
+        m,
+        subjects::MEETING_HELD,
+        "tde.plans.v1.SteeringMeetingHeld",
+        &pb::SteeringMeetingHeld {
+            meeting: Some(facts(m, territory_name)),
+            decisions: m.decisions.clone(),
+        },
+    )
+}
+
+/// Stops `plan` (locked by the caller's transaction) and cancels its coming meetings, with
+/// their events; used by StopPlan and when the territory is withdrawn.
+pub async fn stop_plan(
+    txn: &DatabaseTransaction,
+    plan: &mut Plan,
+    reason: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewEvent>, StopError> {
+    let from = plan.stop(reason, now)?;
+    let mut events = vec![status_changed(plan, from, actor, now)];
+    for mut record in storage::meetings_of_plan(txn, &plan.id).await? {
+        if record.meeting.status != MeetingStatus::Scheduled || record.meeting.time.start.utc < now
+        {
+            continue;
+        }
+        let expected = record.version;
+        record
+            .meeting
+            .cancel(&format!("Plan arrêté : {}", plan.status_reason))?;
+        record.touch(now);
+        if !storage::update_meeting(txn, &record, expected).await? {
+            return Err(StopError::Db(sea_orm::DbErr::Custom(format!(
+                "steering meeting {} changed during the stop",
+                record.meeting.id
+            ))));
+        }
+        events.push(meeting_cancelled(&record.meeting, &plan.territory_name));
+    }
+    Ok(events)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(transparent)]
+    Domain(#[from] crate::domain::DomainError),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+impl From<StopError> for tde_runtime::ApiError {
+    fn from(e: StopError) -> Self {
+        match e {
+            StopError::Domain(d) => d.into(),
+            StopError::Db(d) => d.into(),
+        }
+    }
+}
+
+/// The consumer of the territory events (stream `TDE_TERRITORIES`), through the inbox.
+pub struct TerritoryEvents;
+
+const STOPPED_BY: &str = "tde-plans";
+
+fn decode<M: prost::Message + Default>(event: &Envelope) -> Result<M, HandlerError> {
+    Ok(M::decode(event.payload.clone())?)
+}
+
+/// Applies a change to the view of a territory, unless a later event already did.
+async fn update_view(
+    txn: &DatabaseTransaction,
+    event: &Envelope,
+    id: &str,
+    change: impl FnOnce(&mut TerritoryView),
+) -> Result<Option<TerritoryView>, HandlerError> {
+    let Some(mut view) = storage::find_territory(txn, id).await? else {
+        // Its registration has not been processed yet: try again later.
+        return Err(HandlerError::Transient(anyhow::anyhow!(
+            "territory {id} is not known yet"
+        )));
+    };
+    if view.updated_at > event.time {
+        return Ok(None);
+    }
+    change(&mut view);
+    view.updated_at = event.time;
+    storage::save_territory(txn, &view).await?;
+    Ok(Some(view))
+}
+
+/// Keeps the plan's copy of the territory's name.
+async fn rename_plan(
+    txn: &DatabaseTransaction,
+    view: &TerritoryView,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    if let Some(mut plan) = storage::find_plan_of_territory(txn, &view.id, true).await?
+        && plan.territory_name != view.name
+    {
+        let expected = plan.version;
+        plan.territory_name = view.name.clone();
+        plan.version += 1;
+        plan.updated_at = now;
+        storage::update_plan(txn, &plan, expected).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EventHandler for TerritoryEvents {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let now = tde_runtime::api::now();
+        let stage_name = |raw: i32| {
+            territories_pb::Stage::try_from(raw)
+                .ok()
+                .and_then(|s| s.as_str_name().strip_prefix("STAGE_"))
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default()
+        };
+        let kind_name = |raw: i32| {
+            territories_pb::AuthorityKind::try_from(raw)
+                .ok()
+                .and_then(|s| s.as_str_name().strip_prefix("AUTHORITY_KIND_"))
+                .map(str::to_ascii_lowercase)
+                .unwrap_or_default()
+        };
+        match event.event_type.as_str() {
+            "tde.territories.v1.TerritoryRegistered" => {
+                let e: territories_pb::TerritoryRegistered = decode(event)?;
+                let t = e.territory.ok_or_else(|| {
+                    HandlerError::Permanent(anyhow::anyhow!("registration without territory"))
+                })?;
+                if let Some(existing) = storage::find_territory(txn, &t.id).await?
+                    && existing.updated_at > event.time
+                {
+                    return Ok(());
+                }
+                storage::save_territory(
+                    txn,
+                    &TerritoryView {
+                        id: t.id,
+                        name: t.name,
+                        kind: kind_name(t.kind),
+                        stage: stage_name(t.stage),
+                        time_zone: t.time_zone,
+                        region_code: t.region_code,
+                        updated_at: event.time,
+                    },
+                )
+                .await?;
+            }
+            "tde.territories.v1.TerritoryStageChanged" => {
+                let e: territories_pb::TerritoryStageChanged = decode(event)?;
+                let stage = stage_name(e.to_stage);
+                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
+                    v.stage = stage;
+                    v.name = e.territory_name.clone();
+                    v.time_zone = e.time_zone.clone();
+                })
+                .await?
+                {
+                    rename_plan(txn, &view, now).await?;
+                }
+            }
+            "tde.territories.v1.TerritoryCodeChanged" => {
+                let e: territories_pb::TerritoryCodeChanged = decode(event)?;
+                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
+                    v.name = e.territory_name.clone();
+                })
+                .await?
+                {
+                    rename_plan(txn, &view, now).await?;
+                }
+            }
+            "tde.territories.v1.SteeringBodyChanged" => {
+                // Only the name and time zone matter here: the roster is notifications' concern.
+                let e: territories_pb::SteeringBodyChanged = decode(event)?;
+                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
+                    v.name = e.territory_name.clone();
+                    v.time_zone = e.time_zone.clone();
+                })
+                .await?
+                {
+                    rename_plan(txn, &view, now).await?;
+                }
+            }
+            "tde.territories.v1.TerritoryWithdrawn" => {
+                let e: territories_pb::TerritoryWithdrawn = decode(event)?;
+                update_view(txn, event, &e.territory_id, |v| {
+                    v.stage = "withdrawn".into();
+                })
+                .await?;
+                if let Some(mut plan) =
+                    storage::find_plan_of_territory(txn, &e.territory_id, true).await?
+                    && !plan.status.is_final()
+                {
+                    let expected = plan.version;
+                    let reason = if e.reason.trim().is_empty() {
+                        "territoire retiré du programme".to_string()
+                    } else {
+                        format!("territoire retiré du programme : {}", e.reason.trim())
+                    };
+                    let events = stop_plan(txn, &mut plan, &reason, STOPPED_BY, now)
+                        .await
+                        .map_err(|e| HandlerError::Transient(e.into()))?;
+                    storage::update_plan(txn, &plan, expected).await?;
+                    outbox::enqueue(txn, events).await?;
+                    tracing::info!(plan_id = %plan.id, territory_id = %plan.territory_id, "plan stopped: its territory was withdrawn");
+                }
+            }
+            "tde.territories.v1.PersonalDataErased" => {
+                // Signatories need not be contacts of the territories named: every plan
+                // naming the person is looked up.
+                let e: territories_pb::PersonalDataErased = decode(event)?;
+                for mut plan in storage::plans_naming(txn, &e.email_sha256).await? {
+                    let expected = plan.version;
+                    if plan.erase_person(&e.email_sha256, now) {
+                        storage::update_plan(txn, &plan, expected).await?;
+                        tracing::info!(plan_id = %plan.id, "signatory's personal data erased");
+                    }
+                }
+            }
+            // Diagnostics and later event types are not this service's concern.
+            _ => {}
+        }
+        Ok(())
+    }
+}
