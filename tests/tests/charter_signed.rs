@@ -1,0 +1,233 @@
+//! The first flow across two services: a plan's charter signed in the plans service moves
+//! the territory to charter_signed in the territories service, once, however often the event
+//! is delivered. Run as two processes on PostgreSQL and JetStream (as on Kubernetes), and as
+//! one process with the in-process bus (as `tde dev`).
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Datelike as _;
+use tde::platform::{self, Role};
+use tde_proto::plans::v1 as plans_pb;
+use tde_proto::plans::v1::plan_service_client::PlanServiceClient;
+use tde_proto::territories::v1 as pb;
+use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
+use tde_runtime::auth::AuthChannel;
+use tde_runtime::bus::{ConsumerSpec, Envelope};
+use tde_runtime::server::RunningPlatform;
+use tde_runtime::testing::{TestEnv, channel, unique_name};
+
+struct Topology {
+    env: TestEnv,
+    platforms: Vec<RunningPlatform>,
+    territories: AuthChannel,
+    plans: AuthChannel,
+}
+
+/// `tde serve territories` and `tde serve plans`: two processes, one database each.
+async fn two_processes() -> Topology {
+    let env = TestEnv::postgres(&["territories", "plans"]).await;
+    let territories = env
+        .start(platform::modules(&[Role::Territories]))
+        .await
+        .expect("territories starts");
+    let plans = env
+        .start(platform::modules(&[Role::Plans]))
+        .await
+        .expect("plans starts");
+    Topology {
+        territories: channel(territories.local_addr).await,
+        plans: channel(plans.local_addr).await,
+        platforms: vec![territories, plans],
+        env,
+    }
+}
+
+/// `tde dev`: every service in one process.
+async fn one_process() -> Topology {
+    let env = TestEnv::sqlite().await;
+    let running = env
+        .start(platform::modules(Role::ALL))
+        .await
+        .expect("platform starts");
+    let ch = channel(running.local_addr).await;
+    Topology {
+        territories: ch.clone(),
+        plans: ch,
+        platforms: vec![running],
+        env,
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn the_signed_charter_moves_the_territory(topology: Topology) {
+    let territory = common::quickstart(topology.territories.clone()).await;
+    assert_eq!(territory.stage, pb::Stage::Diagnostic as i32);
+    let mut territories = TerritoryServiceClient::new(topology.territories.clone());
+    let mut plans = PlanServiceClient::new(topology.plans.clone());
+
+    // The plans service learns of the territory from its events.
+    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
+    let plan = eventually("the plans service knows the territory", || {
+        let mut plans = plans.clone();
+        let request = plans_pb::CreatePlanRequest {
+            territory_id: territory.id.clone(),
+            title: "Plan d'engagement de Saint-Étienne".into(),
+            start_date: start.clone(),
+            request_id: "e2e-plan".into(),
+        };
+        async move {
+            match plans.create_plan(request).await {
+                Ok(r) => r.into_inner().plan,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(plan.territory_name, "Saint-Étienne");
+
+    let plan = plans
+        .add_charter_version(plans_pb::AddCharterVersionRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            document_ref: "ged://chartes/42218/v1".into(),
+            content_sha256: "5e".repeat(32),
+            change_summary: String::new(),
+            signatories: vec![plans_pb::Signatory {
+                name: "Maire de Saint-Étienne".into(),
+                role: "maire".into(),
+                email: String::new(),
+                signed_on: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let signed = plans
+        .sign_charter(plans_pb::SignCharterRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            version_number: 1,
+            signatory_index: 0,
+            signed_on: chrono::Utc::now().date_naive().to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(signed.fully_signed);
+
+    let moved = eventually("the territory reaches charter_signed", || {
+        let mut territories = territories.clone();
+        let id = territory.id.clone();
+        async move {
+            let t = territories
+                .get_territory(pb::GetTerritoryRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+                .territory
+                .unwrap();
+            (t.stage == pb::Stage::CharterSigned as i32).then_some(t)
+        }
+    })
+    .await;
+    let last = moved.stage_history.last().unwrap();
+    assert_eq!(last.actor, tde_territories::events::PLANS_ACTOR);
+    assert!(last.reason.contains("charte"), "{}", last.reason);
+
+    // The same CharterSigned delivered again, to the territories consumer's own inbox and to
+    // a fresh one: no second move.
+    let event = charter_signed_event(&topology).await;
+    let ctx = topology
+        .platforms
+        .iter()
+        .find_map(|p| p.service("territories"))
+        .expect("territories runs");
+    let handler = tde_territories::events::PlanEvents::new(
+        tde_territories::api::territories::TerritoryCache::new(10),
+    );
+    let durable = ctx.namespace.durable("territories_plans");
+    for consumer in [durable.as_str(), "another_inbox"] {
+        tde_runtime::inbox::process(&ctx.db, consumer, &handler, &event)
+            .await
+            .expect("processed");
+    }
+    let after = territories
+        .get_territory(pb::GetTerritoryRequest {
+            id: territory.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .territory
+        .unwrap();
+    assert_eq!(after.stage, pb::Stage::CharterSigned as i32);
+    assert_eq!(after.etag, moved.etag, "unchanged");
+    assert_eq!(after.stage_history.len(), moved.stage_history.len());
+
+    for p in topology.platforms {
+        p.shutdown().await.unwrap();
+    }
+}
+
+/// The CharterSigned event as it travels on the plans stream.
+async fn charter_signed_event(topology: &Topology) -> Envelope {
+    let ns = &topology
+        .platforms
+        .iter()
+        .find_map(|p| p.service("plans"))
+        .expect("plans runs")
+        .namespace;
+    let stream = ns.stream("plans");
+    let mut sub = topology
+        .env
+        .bus
+        .subscribe(&ConsumerSpec {
+            stream: stream.name,
+            durable_name: ns.durable(&unique_name("e2e")),
+            filter_subjects: vec![ns.subject("plans", "plan.charter_signed")],
+            max_deliver: 5,
+            ack_wait: Duration::from_secs(30),
+        })
+        .await
+        .expect("subscribe");
+    let delivery = tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("no bus error");
+    let envelope = delivery.envelope.clone();
+    delivery.ack().await.expect("ack");
+    envelope
+}
+
+#[tokio::test]
+async fn across_two_processes_on_postgres_and_jetstream() {
+    the_signed_charter_moves_the_territory(two_processes().await).await;
+}
+
+#[tokio::test]
+async fn in_one_process_as_tde_dev() {
+    the_signed_charter_moves_the_territory(one_process().await).await;
+}
