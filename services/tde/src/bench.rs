@@ -6,7 +6,9 @@
 //! - `import`: the full reference geography into PostgreSQL, next to COPY of the same rows
 //!   into bare tables;
 //! - `events`: RegisterTerritory to event received by a JetStream consumer, next to bare
-//!   JetStream publish-to-consume of as many messages.
+//!   JetStream publish-to-consume of as many messages;
+//! - `meetings`: a 30-day window of the national calendar of steering meetings (420,000
+//!   seeded), page by page, next to the bare SQL of the same pages.
 //!
 //! They use the test harness for PostgreSQL and NATS (fresh database, unique namespace), so
 //! they run wherever the test suite runs. Build them in release mode (see the README).
@@ -30,6 +32,8 @@ use tde_runtime::testing::{
 };
 
 use crate::platform::Role;
+
+mod meetings;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -62,6 +66,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// ListSteeringMeetings over a 30-day window at national scale, next to bare SQL.
+    Meetings {
+        /// Territories seeded, each with 3 plan years of 4 meetings.
+        #[arg(long, default_value_t = 35_000)]
+        territories: u32,
+        /// Walks of the window; the first is a warm-up.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        #[arg(long, default_value_t = 100)]
+        page_size: i32,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -82,6 +97,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             registrations,
             concurrency,
         } => events(&dir, registrations, concurrency).await,
+        BenchCommand::Meetings {
+            territories,
+            rounds,
+            page_size,
+        } => meetings::run(territories, rounds.max(2), page_size).await,
     }
 }
 

@@ -776,14 +776,15 @@ pub async fn list_meetings(
         .filter(meeting::Column::StartUtc.gte(window.from))
         .filter(meeting::Column::StartUtc.lt(window.to));
     if let Some((start, id)) = after {
+        // A row comparison: the index seeks straight to the cursor instead of filtering
+        // every earlier meeting of the window.
+        use sea_orm::sea_query::{Expr, ExprTrait as _};
         query = query.filter(
-            Condition::any()
-                .add(meeting::Column::StartUtc.gt(start))
-                .add(
-                    Condition::all()
-                        .add(meeting::Column::StartUtc.eq(start))
-                        .add(meeting::Column::Id.gt(id)),
-                ),
+            Expr::tuple([
+                Expr::col(meeting::Column::StartUtc),
+                Expr::col(meeting::Column::Id),
+            ])
+            .gt(Expr::tuple([Expr::val(start), Expr::val(id)])),
         );
     }
     if let Some(c) = visible(
