@@ -1,5 +1,6 @@
-//! `tde serve territories` as on Kubernetes: the shipped configuration file, overridden by
-//! `TDE_` variables, PostgreSQL and NATS JetStream — through the same start-up as the binary.
+//! `tde serve territories` and `tde serve plans` as on Kubernetes: the shipped configuration
+//! files, overridden by `TDE_` variables, PostgreSQL and NATS JetStream — through the same
+//! start-up as the binary.
 
 mod common;
 
@@ -18,7 +19,75 @@ use tde_runtime::testing::{
 };
 
 fn config_file() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/territories.toml")
+    shipped("territories")
+}
+
+fn shipped(service: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../deploy/config/{service}.toml"))
+}
+
+/// What Kubernetes would set for one service's pod.
+fn pod_env(idp: &KeySetServer, db: &TestDatabase, namespace: &str) -> HashMap<String, String> {
+    [
+        ("TDE_AUTH__JWKS_URL", idp.url.as_str()),
+        ("TDE_AUTH__ISSUER", tde_runtime::auth::DEV_ISSUER),
+        ("TDE_AUTH__AUDIENCE", tde_runtime::auth::DEV_AUDIENCE),
+        ("TDE_DATABASE__URL", db.url.as_str()),
+        ("TDE_BUS__NATS_URL", nats_url()),
+        ("TDE_BUS__NAMESPACE", namespace),
+        ("TDE_SERVER__LISTEN", "127.0.0.1:0"),
+        ("TDE_SERVER__SHUTDOWN_DRAIN_MS", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test]
+async fn serve_plans_beside_territories_from_the_shipped_configuration() {
+    let (territories_db, plans_db) = (TestDatabase::create().await, TestDatabase::create().await);
+    let namespace = unique_name("e");
+    let idp = KeySetServer::start(test_issuer().jwks_json()).await;
+    let load = |service: &str, db: &TestDatabase| {
+        Settings::load(Some(&shipped(service)), &pod_env(&idp, db, &namespace))
+            .expect("the shipped file loads")
+    };
+    let territories = platform::start(load("territories", &territories_db), &[Role::Territories])
+        .await
+        .unwrap();
+    let plans = platform::start(load("plans", &plans_db), &[Role::Plans])
+        .await
+        .unwrap();
+    let t = common::quickstart(channel(territories.local_addr).await).await;
+    let mut client = tde_proto::plans::v1::plan_service_client::PlanServiceClient::new(
+        channel(plans.local_addr).await,
+    );
+    // The territory reaches the plans service through JetStream; then it gets a plan.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let plan = loop {
+        match client
+            .create_plan(tde_proto::plans::v1::CreatePlanRequest {
+                territory_id: t.id.clone(),
+                title: "Plan d'engagement".into(),
+                start_date: "2030-01-01".into(),
+                request_id: "k8s".into(),
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner().plan.expect("plan"),
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "territory never arrived"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    };
+    assert_eq!(plan.territory_name, "Saint-Étienne");
+    plans.shutdown().await.unwrap();
+    territories.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -28,20 +97,8 @@ async fn serve_territories_from_the_shipped_configuration() {
     let metrics = format!("127.0.0.1:{}", tde_runtime::testing::free_port());
     // The identity provider's key set endpoint.
     let idp = KeySetServer::start(test_issuer().jwks_json()).await;
-    let env: HashMap<String, String> = [
-        ("TDE_AUTH__JWKS_URL", idp.url.as_str()),
-        ("TDE_AUTH__ISSUER", tde_runtime::auth::DEV_ISSUER),
-        ("TDE_AUTH__AUDIENCE", tde_runtime::auth::DEV_AUDIENCE),
-        ("TDE_DATABASE__URL", db.url.as_str()),
-        ("TDE_BUS__NATS_URL", nats_url()),
-        ("TDE_BUS__NAMESPACE", namespace.as_str()),
-        ("TDE_SERVER__LISTEN", "127.0.0.1:0"),
-        ("TDE_SERVER__SHUTDOWN_DRAIN_MS", "0"),
-        ("TDE_TELEMETRY__METRICS_LISTEN", metrics.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut env = pod_env(&idp, &db, &namespace);
+    env.insert("TDE_TELEMETRY__METRICS_LISTEN".into(), metrics);
     let settings = Settings::load(Some(&config_file()), &env).expect("the shipped file loads");
     assert!(
         !settings.server.reflection,

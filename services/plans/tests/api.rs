@@ -729,3 +729,259 @@ async fn territory_members_see_only_their_plan(topology: Topology) {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+tde_runtime::on_both_topologies!(
+    a_held_meeting_records_decisions_that_change_actions,
+    a_plan_is_reviewed_then_completed,
+);
+
+async fn a_held_meeting_records_decisions_that_change_actions(topology: Topology) {
+    let app = App::start(topology).await;
+    let id = app.territory("Saint-Étienne", "84", "Europe/Paris").await;
+    // A plan that started last year, with a meeting that took place this morning: written
+    // directly, since the API schedules only ahead.
+    let this_year = Utc::now().year();
+    let plan = app
+        .active_plan(&id, &format!("{}-01-01", this_year - 1))
+        .await;
+    let y = this_year - 1;
+    let action = app
+        .actions()
+        .create_action(pb::CreateActionRequest {
+            action: Some(pb::Action {
+                plan_id: plan.id.clone(),
+                year: 2,
+                kind: pb::ActionKind::FieldSupport as i32,
+                title: "Accompagnement du conseil citoyen".into(),
+                audiences: vec![pb::Audience::Inhabitants as i32],
+                planned_start: format!("{this_year}-01-15"),
+                planned_end: format!("{this_year}-12-15"),
+                budget_cents: 300_000,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .action
+        .unwrap();
+    let now = tde_runtime::api::now();
+    let paris: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+    let local = |t: chrono::DateTime<Utc>| t.with_timezone(&paris).naive_local();
+    let start = now - chrono::Duration::hours(2);
+    let end = now - chrono::Duration::hours(1);
+    let meeting = tde_plans::domain::meeting::SteeringMeeting {
+        id: uuid::Uuid::now_v7().to_string(),
+        plan_id: plan.id.clone(),
+        territory_id: id.clone(),
+        year: 2,
+        sequence: 0,
+        status: tde_plans::domain::meeting::MeetingStatus::Scheduled,
+        time: tde_plans::domain::calendar::MeetingTime {
+            start: tde_plans::domain::calendar::LocalTime {
+                local: local(start),
+                zone: paris,
+                utc: start,
+            },
+            end: tde_plans::domain::calendar::LocalTime {
+                local: local(end),
+                zone: paris,
+                utc: end,
+            },
+        },
+        venue: tde_plans::domain::meeting::Venue {
+            place: "Mairie".into(),
+            video_link: String::new(),
+        },
+        agenda: "Bilan d'étape".into(),
+        cancel_reason: String::new(),
+        minutes: String::new(),
+        decisions: Vec::new(),
+    };
+    tde_plans::storage::insert_meeting(
+        &app.ctx().db,
+        &tde_plans::storage::MeetingRecord {
+            meeting: meeting.clone(),
+            region_code: "84".into(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let decisions = vec![
+        pb::Decision {
+            text: "Lancer l'accompagnement du conseil citoyen".into(),
+            action_id: action.id.clone(),
+            action_status: pb::ActionStatus::InProgress as i32,
+            ..Default::default()
+        },
+        pb::Decision {
+            text: "Former les agents d'accueil".into(),
+            create_action: Some(pb::Action {
+                year: 2,
+                kind: pb::ActionKind::Training as i32,
+                title: "Formation des agents d'accueil".into(),
+                audiences: vec![pb::Audience::Agents as i32],
+                skills: vec![pb::Skill::AgentsTraining as i32],
+                planned_start: format!("{this_year}-09-01"),
+                planned_end: format!("{this_year}-10-31"),
+                budget_cents: 450_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        pb::Decision {
+            text: "Sans effet sur les actions".into(),
+            ..Default::default()
+        },
+    ];
+    // A decision naming an action of another plan is refused, and nothing is written.
+    let other = app.territory("Lyon", "84", "Europe/Paris").await;
+    let other_plan = app.create_plan(&other, &format!("{y}-01-01")).await;
+    let err = app
+        .meetings()
+        .record_steering_meeting_held(pb::RecordSteeringMeetingHeldRequest {
+            id: meeting.id.clone(),
+            etag: String::new(),
+            minutes: "Compte rendu".into(),
+            decisions: vec![pb::Decision {
+                text: "x".into(),
+                action_id: other_plan.id.clone(),
+                action_status: pb::ActionStatus::Done as i32,
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&err), ["decisions[0].action_id"]);
+    let held = app
+        .meetings()
+        .record_steering_meeting_held(pb::RecordSteeringMeetingHeldRequest {
+            id: meeting.id.clone(),
+            etag: "1".into(),
+            minutes: "Compte rendu du comité".into(),
+            decisions,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let m = held.meeting.unwrap();
+    assert_eq!(m.status, pb::MeetingStatus::Held as i32);
+    assert_eq!(m.decisions.len(), 3);
+    assert_eq!(held.actions.len(), 2);
+    assert_eq!(held.actions[0].title, "Formation des agents d'accueil");
+    assert_eq!(held.actions[0].status, pb::ActionStatus::Planned as i32);
+    assert_eq!(held.actions[1].id, action.id);
+    assert_eq!(held.actions[1].status, pb::ActionStatus::InProgress as i32);
+    let again = app
+        .meetings()
+        .record_steering_meeting_held(pb::RecordSteeringMeetingHeldRequest {
+            id: meeting.id.clone(),
+            etag: String::new(),
+            minutes: "encore".into(),
+            decisions: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+}
+
+async fn a_plan_is_reviewed_then_completed(topology: Topology) {
+    let app = App::start(topology).await;
+    let id = app.territory("Saint-Étienne", "84", "Europe/Paris").await;
+    let plan = app.active_plan(&id, &next_year_start()).await;
+    let review = |year: i32| pb::RecordReviewRequest {
+        plan_id: plan.id.clone(),
+        etag: String::new(),
+        year,
+        indicators: vec![pb::Indicator {
+            name: "habitants associés aux décisions".into(),
+            value: 340.0,
+            unit: "personnes".into(),
+            baseline: Some(120.0),
+        }],
+        narrative: "Une année d'engagement.".into(),
+    };
+    let complete = || pb::CompletePlanRequest {
+        id: plan.id.clone(),
+        etag: String::new(),
+    };
+    let early = app.plans().complete_plan(complete()).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+    let reviewed = app
+        .plans()
+        .record_review(review(1))
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert!(reviewed.years[0].reviewed);
+    assert_eq!(reviewed.reviews[0].indicators[0].baseline, Some(120.0));
+    let twice = app.plans().record_review(review(1)).await.unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+    let bad = app.plans().record_review(review(7)).await.unwrap_err();
+    assert_eq!(bad_fields(&bad), ["year"]);
+    app.plans().record_review(review(0)).await.unwrap();
+    let celebrated = app
+        .plans()
+        .add_celebration(pb::AddCelebrationRequest {
+            plan_id: plan.id.clone(),
+            etag: String::new(),
+            celebration: Some(pb::Celebration {
+                date: format!("{}-06-21", year()),
+                title: "Fête de l'engagement".into(),
+                description: "Sur la place du village".into(),
+                public: true,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert_eq!(celebrated.celebrations.len(), 1);
+    let done = app
+        .plans()
+        .complete_plan(complete())
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    assert_eq!(done.status, pb::PlanStatus::Completed as i32);
+    // The title can still change; the start date only in a draft.
+    let updated = app
+        .plans()
+        .update_plan(pb::UpdatePlanRequest {
+            plan: Some(pb::Plan {
+                id: plan.id.clone(),
+                etag: done.etag.clone(),
+                title: "Plan d'engagement 2027-2030".into(),
+                start_date: "2030-01-01".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["title".into(), "start_date".into()],
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(updated.code(), Code::FailedPrecondition);
+    let still = app
+        .plans()
+        .get_plan(pb::GetPlanRequest {
+            id: plan.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        still.into_inner().plan.unwrap().title,
+        "Plan d'engagement",
+        "nothing half-written"
+    );
+}

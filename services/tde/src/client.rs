@@ -11,6 +11,9 @@ use tde_runtime::auth::client::{self as auth_client, AuthChannel, Bearer, Client
 
 use crate::output::{Format, table, to_json};
 
+mod plans;
+pub use plans::{MeetingCommand, PlanCommand, meeting, plan};
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {
     Commune,
@@ -150,7 +153,7 @@ impl Target {
     }
 }
 
-fn status(e: tonic::Status) -> anyhow::Error {
+pub(crate) fn status(e: tonic::Status) -> anyhow::Error {
     let mut text = format!("{:?}: {}", e.code(), e.message());
     let details = tonic_types::StatusExt::get_error_details(&e);
     if let Some(bad) = details.bad_request() {

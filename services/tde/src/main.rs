@@ -83,6 +83,16 @@ enum Command {
         #[command(subcommand)]
         command: TerritoryCommand,
     },
+    /// Accompaniment plans: charter, submissions.
+    Plan {
+        #[command(subcommand)]
+        command: client::PlanCommand,
+    },
+    /// Steering meetings (comités de pilotage).
+    Meeting {
+        #[command(subcommand)]
+        command: client::MeetingCommand,
+    },
     /// The audit trail of writes and personal-data reads.
     Audit {
         #[command(subcommand)]
@@ -225,6 +235,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Geography { command } => client::geography(&target, cli.output, command).await?,
         Command::Territory { command } => client::territory(&target, cli.output, command).await?,
+        Command::Plan { command } => client::plan(&target, cli.output, command).await?,
+        Command::Meeting { command } => client::meeting(&target, cli.output, command).await?,
         Command::Audit { command } => client::audit(&target, cli.output, command).await?,
         Command::PersonalData { command } => {
             client::personal_data(&target, cli.output, command).await?
