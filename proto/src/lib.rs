@@ -40,6 +40,12 @@ pub mod plans {
     }
 }
 
+pub mod notifications {
+    pub mod v1 {
+        tonic::include_proto!("tde.notifications.v1");
+    }
+}
+
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("tde.audit.v1");

@@ -397,7 +397,7 @@ fn with_contact(t: &pb::Territory, email: &str) -> pb::UpdateTerritoryRequest {
 /// read of personal data is on the audit trail, which nobody can rewrite.
 #[tokio::test]
 async fn a_territory_member_sees_only_their_territory() {
-    let env = TestEnv::postgres(&["territories", "plans"]).await;
+    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);

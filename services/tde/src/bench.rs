@@ -7,6 +7,8 @@
 //!   into bare tables;
 //! - `events`: RegisterTerritory to event received by a JetStream consumer, next to bare
 //!   JetStream publish-to-consume of as many messages;
+//! - `reminders`: 10,000 due reminders sent by the notifications dispatcher to a local SMTP
+//!   server, next to a bare SMTP client feeding the same server;
 //! - `meetings`: a 30-day window of the national calendar of steering meetings (420,000
 //!   seeded), page by page, next to the bare SQL of the same pages.
 //!
@@ -34,6 +36,7 @@ use tde_runtime::testing::{
 use crate::platform::Role;
 
 mod meetings;
+mod reminders;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -66,6 +69,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Due reminders sent through the notifications dispatcher, next to a bare SMTP client.
+    Reminders {
+        #[arg(long, default_value_t = 10_000)]
+        reminders: usize,
+        /// Messages in flight (the dispatcher's concurrency and the bare client's).
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// SMTP connections kept open.
+        #[arg(long, default_value_t = 8)]
+        pool: u32,
+    },
     /// ListSteeringMeetings over a 30-day window at national scale, next to bare SQL.
     Meetings {
         /// Territories seeded, each with 3 plan years of 4 meetings.
@@ -97,6 +111,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             registrations,
             concurrency,
         } => events(&dir, registrations, concurrency).await,
+        BenchCommand::Reminders {
+            reminders,
+            concurrency,
+            pool,
+        } => reminders::run(reminders, concurrency, pool).await,
         BenchCommand::Meetings {
             territories,
             rounds,

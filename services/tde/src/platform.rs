@@ -16,15 +16,17 @@ use tde_runtime::server::{self, RunningPlatform, ServiceModule};
 pub enum Role {
     Territories,
     Plans,
+    Notifications,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[Role::Territories, Role::Plans];
+    pub const ALL: &'static [Role] = &[Role::Territories, Role::Plans, Role::Notifications];
 
     pub fn module(self) -> Arc<dyn ServiceModule> {
         match self {
             Role::Territories => Arc::new(tde_territories::TerritoriesModule::default()),
             Role::Plans => Arc::new(tde_plans::PlansModule),
+            Role::Notifications => Arc::new(tde_notifications::NotificationsModule::default()),
         }
     }
 }
@@ -49,6 +51,21 @@ pub fn dev_settings(
     settings.bus.kind = BusKind::Memory;
     settings.server.listen = listen;
     settings.server.reflection = true;
+    // Without an SMTP relay, e-mails are written as .eml files in the data dir.
+    if settings.notifications.smtp.is_none() {
+        settings.notifications.mail_dir = dir.join("mail");
+    }
+    if settings.notifications.feed_listen.is_none() {
+        // Beside the gRPC port (any free port when that one is).
+        let mut feeds = listen;
+        feeds.set_port(if listen.port() == 0 {
+            0
+        } else {
+            listen.port().saturating_add(1)
+        });
+        settings.notifications.feed_listen = Some(feeds);
+        settings.notifications.feed_base_url = format!("http://{feeds}");
+    }
     // Tokens minted by `tde token` with the local key, created on first start.
     let issuer = dev_issuer(&settings, &dir)?;
     settings.auth.jwks_file = Some(LocalIssuer::key_set_path(&keys_dir(&dir)));

@@ -46,6 +46,9 @@ pub mod scope {
     pub const PLANS_WRITE: &str = "plans:write";
     /// Stopping a plan, assigning providers: programme decisions.
     pub const PLANS_ADMIN: &str = "plans:admin";
+    /// Notifications: what was sent, to whom; recipients' preferences.
+    pub const NOTIFICATIONS_READ: &str = "notifications:read";
+    pub const NOTIFICATIONS_WRITE: &str = "notifications:write";
 
     /// Every scope, for the national team's tokens.
     pub const ALL: &[&str] = &[
@@ -55,6 +58,8 @@ pub mod scope {
         PLANS_READ,
         PLANS_WRITE,
         PLANS_ADMIN,
+        NOTIFICATIONS_READ,
+        NOTIFICATIONS_WRITE,
         CONTACTS_READ,
         CONTACTS_ADMIN,
         AUDIT_READ,
@@ -274,6 +279,7 @@ mod tests {
             agency.scopes(),
             &[
                 scope::CONTACTS_READ.to_string(),
+                scope::NOTIFICATIONS_READ.to_string(),
                 scope::PLANS_READ.to_string(),
                 scope::TERRITORIES_READ.to_string()
             ]

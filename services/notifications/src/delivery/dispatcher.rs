@@ -1,0 +1,211 @@
+//! The dispatcher of one replica: claims due notifications with a lease, sends them
+//! concurrently, and records each attempt under its lease token. Several replicas share the
+//! work through the database; a replica that dies leaves its claims to the others when its
+//! lease expires.
+//!
+//! Sending is at least once and, short of a crash in the instant between the relay's
+//! acceptance and the record, exactly once; a resend after such a crash carries the same
+//! Message-ID (and calendar UID and SEQUENCE), which mail and calendar clients recognise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveTime, Utc};
+use futures::StreamExt as _;
+use sea_orm::DatabaseConnection;
+use tde_runtime::config::NotificationSettings;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::SendError;
+use super::email::{Mailer, build};
+use super::webhook::WebhookClient;
+use crate::domain::message::{Organizer, email as render_email, webhook_body};
+use crate::domain::{Channel, Kind};
+use crate::storage::{self, Notification, Outcome};
+
+/// Metric names of the dispatcher.
+pub mod metric {
+    pub const SENT: &str = "tde_notifications_sent_total";
+    pub const FAILED: &str = "tde_notifications_failed_total";
+    pub const DEAD: &str = "tde_notifications_dead_lettered_total";
+    pub const LATENESS: &str = "tde_notifications_lateness_seconds";
+}
+
+/// Wakes the dispatcher when new notifications are due now.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<Notify>);
+
+impl Waker {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct Dispatcher {
+    pub db: DatabaseConnection,
+    pub settings: NotificationSettings,
+    pub mailer: Mailer,
+    pub webhooks: WebhookClient,
+    pub organizer: Organizer,
+    /// Domain of Message-IDs and calendar UIDs.
+    pub domain: String,
+    /// This replica, as leases name it.
+    pub owner: String,
+    pub waker: Waker,
+}
+
+impl Dispatcher {
+    /// Runs until `shutdown`; a batch in flight finishes first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            let claimed = match self.dispatch_once().await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "notification dispatch failed; retrying");
+                    0
+                }
+            };
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if claimed as u64 >= self.settings.batch_size {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.waker.0.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// Claims one batch of due notifications and sends it; returns how many were claimed.
+    pub async fn dispatch_once(&self) -> Result<usize, sea_orm::DbErr> {
+        let token = uuid::Uuid::now_v7().to_string();
+        let now = Utc::now();
+        let lease = chrono::Duration::milliseconds(self.settings.lease_ms as i64);
+        let claimed = storage::claim(
+            &self.db,
+            &self.owner,
+            &token,
+            now + lease,
+            now,
+            self.settings.batch_size,
+        )
+        .await?;
+        let count = claimed.len();
+        futures::stream::iter(claimed)
+            .for_each_concurrent(self.settings.concurrency, |n| {
+                let token = token.clone();
+                async move { self.deliver(n, &token).await }
+            })
+            .await;
+        Ok(count)
+    }
+
+    fn backoff(&self, attempts: i32) -> chrono::Duration {
+        let exp = attempts.clamp(1, 20) as u32 - 1;
+        let ms = self
+            .settings
+            .retry_backoff_ms
+            .saturating_mul(1u64 << exp.min(30))
+            .min(self.settings.max_backoff_ms);
+        chrono::Duration::milliseconds(ms as i64)
+    }
+
+    async fn deliver(&self, n: Notification, token: &str) {
+        let result = self.attempt(&n).await;
+        let now = Utc::now();
+        let channel = n.channel.clone();
+        let outcome = match result {
+            Ok(None) => {
+                let lateness = (now - n.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!(metric::LATENESS).record(lateness);
+                metrics::counter!(metric::SENT, "channel" => channel.clone(), "kind" => n.kind.clone())
+                    .increment(1);
+                Outcome::Sent
+            }
+            Ok(Some(why)) => Outcome::Dropped { why },
+            Err(e) if e.permanent || n.attempts >= self.settings.max_attempts as i32 => {
+                metrics::counter!(metric::DEAD, "channel" => channel.clone()).increment(1);
+                tracing::warn!(notification_id = %n.id, attempts = n.attempts, error = %e.message, "notification dead-lettered");
+                Outcome::Dead { error: e.message }
+            }
+            Err(e) => {
+                metrics::counter!(metric::FAILED, "channel" => channel.clone()).increment(1);
+                tracing::info!(notification_id = %n.id, attempts = n.attempts, error = %e.message, "notification failed; will retry");
+                Outcome::Failed {
+                    error: e.message,
+                    retry_at: now + self.backoff(n.attempts),
+                }
+            }
+        };
+        // The record is retried briefly: the send happened and must not be repeated.
+        for attempt in 0..5 {
+            match storage::record_attempt(&self.db, &n, token, &outcome, now).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(notification_id = %n.id, "lease lost before the attempt was recorded");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(notification_id = %n.id, error = %e, attempt, "cannot record the attempt; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends one notification; `Ok(Some(why))` when it is no longer to be sent.
+    async fn attempt(&self, n: &Notification) -> Result<Option<String>, SendError> {
+        let kind = Kind::parse(&n.kind).ok_or_else(|| SendError::permanent("unknown kind"))?;
+        let transient = |e: sea_orm::DbErr| SendError::transient(format!("storage: {e}"));
+        let Some(stored) = storage::find_meeting(&self.db, &n.meeting_id)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(Some("meeting unknown".into()));
+        };
+        let meeting = stored.meeting;
+        if (n.sequence as u32) < meeting.sequence {
+            return Ok(Some(format!("superseded by sequence {}", meeting.sequence)));
+        }
+        if kind.is_reminder() && stored.status != "scheduled" {
+            return Ok(Some(format!("meeting {}", stored.status)));
+        }
+        let Some(to) = storage::find_recipient(&self.db, &n.territory_id, &n.recipient)
+            .await
+            .map_err(transient)?
+        else {
+            return Ok(Some("no longer a recipient".into()));
+        };
+        let to = &to;
+        match Channel::parse(&n.channel) {
+            Some(Channel::Email) => {
+                let email = render_email(&meeting, kind, to, &self.organizer, &self.domain);
+                let message = build(&email, &to.name, &to.email, &self.organizer)?;
+                self.mailer.send(message).await?;
+            }
+            Some(Channel::Webhook) => {
+                let Some(url) = to.webhook_url.as_deref() else {
+                    return Err(SendError::permanent("webhook channel without URL"));
+                };
+                self.webhooks
+                    .post(url, &webhook_body(&meeting, kind, to, &n.id), &n.id)
+                    .await?;
+            }
+            None => return Err(SendError::permanent("unknown channel")),
+        }
+        Ok(None)
+    }
+}
+
+/// The local time of reminders: the territory's own, else the deployment's.
+pub fn reminder_time(settings: &NotificationSettings, territory_minutes: Option<i32>) -> NaiveTime {
+    let minutes = territory_minutes
+        .and_then(|m| u32::try_from(m).ok())
+        .unwrap_or(settings.reminder_hour * 60 + settings.reminder_minute);
+    NaiveTime::from_hms_opt(minutes / 60 % 24, minutes % 60, 0).unwrap_or(NaiveTime::MIN)
+}

@@ -1,0 +1,163 @@
+//! The notifications service: everyone concerned hears of each coming steering meeting, in
+//! time, once. Invitations, updates and cancellations by e-mail (French, text and HTML, with
+//! an iCalendar part) or signed webhook; reminders at a local time of the territory; a
+//! delivery log; calendar feeds.
+//!
+//! - `domain`: who is told what and when, and what the messages say (no I/O);
+//! - `storage`: entities, migrations, queries, and the claim of due work with leases;
+//! - `delivery`: the transports and the dispatcher;
+//! - `api`: the gRPC handlers; `feed`: the calendar feeds over HTTP;
+//! - `events`: its consumers of the territory and plans events.
+
+pub mod api;
+pub mod delivery;
+pub mod domain;
+pub mod events;
+pub mod feed;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm_migration::MigratorTrait as _;
+use tonic::service::RoutesBuilder;
+
+use tde_proto::notifications::v1::notification_service_server::NotificationServiceServer;
+use tde_runtime::auth::MethodPolicy;
+use tde_runtime::inbox::ConsumerTask;
+use tde_runtime::{ServiceContext, ServiceModule};
+
+use delivery::dispatcher::{Dispatcher, Waker};
+use domain::message::Organizer;
+use events::Planner;
+
+/// The service's name: database, stream `TDE_NOTIFICATIONS` and subjects
+/// `tde.notifications.>`.
+pub const SERVICE: &str = "notifications";
+
+pub const GRPC_SERVICES: &[&str] = &["tde.notifications.v1.NotificationService"];
+
+/// The notifications service as the runtime starts it. Its consumers plan notifications and
+/// wake its dispatcher, which `add_routes` starts with the feed server.
+#[derive(Clone, Default)]
+pub struct NotificationsModule {
+    waker: Waker,
+}
+
+/// The domain of Message-IDs and calendar UIDs: the sender's.
+pub fn mail_domain(from: &str) -> String {
+    from.rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .unwrap_or_else(|| "tde.anct.gouv.fr".into())
+}
+
+impl NotificationsModule {
+    fn planner(&self, ctx: &ServiceContext) -> Planner {
+        Planner {
+            settings: Arc::new(ctx.settings.notifications.clone()),
+            domain: mail_domain(&ctx.settings.notifications.from),
+            waker: self.waker.clone(),
+        }
+    }
+
+    fn organizer(ctx: &ServiceContext) -> Organizer {
+        Organizer {
+            email: ctx.settings.notifications.from.clone(),
+            name: ctx.settings.notifications.from_name.clone(),
+        }
+    }
+
+    /// The dispatcher of this replica.
+    pub fn dispatcher(&self, ctx: &ServiceContext) -> anyhow::Result<Dispatcher> {
+        let settings = ctx.settings.notifications.clone();
+        Ok(Dispatcher {
+            db: ctx.db.clone(),
+            mailer: delivery::email::Mailer::from_settings(&settings)?,
+            webhooks: delivery::webhook::WebhookClient::new(
+                &settings.webhook_secret.0,
+                Duration::from_millis(settings.webhook_timeout_ms),
+            )?,
+            organizer: Self::organizer(ctx),
+            domain: mail_domain(&settings.from),
+            owner: format!("{}-{}", SERVICE, uuid::Uuid::now_v7()),
+            waker: self.waker.clone(),
+            settings,
+        })
+    }
+}
+
+#[async_trait]
+impl ServiceModule for NotificationsModule {
+    fn name(&self) -> &'static str {
+        SERVICE
+    }
+
+    fn grpc_services(&self) -> &'static [&'static str] {
+        GRPC_SERVICES
+    }
+
+    fn policies(&self) -> &'static [MethodPolicy] {
+        api::policy::POLICIES
+    }
+
+    async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
+        storage::migrations::Migrator::up(db, None).await
+    }
+
+    /// Also starts the dispatcher and, when configured, the feed server.
+    fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
+        let limit = ctx.max_message_bytes();
+        match self.dispatcher(ctx) {
+            Ok(dispatcher) => {
+                tokio::spawn(dispatcher.run(ctx.shutdown.clone()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "notifications cannot be sent: transport set-up failed")
+            }
+        }
+        if let Some(addr) = ctx.settings.notifications.feed_listen {
+            let state = feed::FeedState {
+                db: ctx.db.clone(),
+                organizer: Arc::new(Self::organizer(ctx)),
+                domain: mail_domain(&ctx.settings.notifications.from),
+            };
+            let shutdown = ctx.shutdown.clone();
+            tokio::spawn(async move {
+                match feed::bind(addr).await {
+                    Ok(listener) => {
+                        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "calendar feeds served");
+                        if let Err(e) = feed::serve(listener, state, shutdown).await {
+                            tracing::error!(error = %e, "calendar feed server stopped");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot listen for calendar feeds")
+                    }
+                }
+            });
+        }
+        routes.add_service(
+            NotificationServiceServer::new(api::NotificationsApi::new(
+                ctx.clone(),
+                self.planner(ctx),
+            ))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit),
+        );
+    }
+
+    fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
+        let planner = self.planner(ctx);
+        vec![
+            ConsumerTask::following(
+                ctx,
+                "territories",
+                "territories",
+                Arc::new(events::TerritoryEvents(planner.clone())),
+            ),
+            ConsumerTask::following(ctx, "plans", "plans", Arc::new(events::PlanEvents(planner))),
+        ]
+    }
+}
