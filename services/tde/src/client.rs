@@ -11,7 +11,9 @@ use tde_runtime::auth::client::{self as auth_client, AuthChannel, Bearer, Client
 
 use crate::output::{Format, table, to_json};
 
+mod notifications;
 mod plans;
+pub use notifications::{NotificationCommand, notification};
 pub use plans::{MeetingCommand, PlanCommand, meeting, plan};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -121,6 +123,15 @@ pub enum TerritoryCommand {
         reason: String,
         #[arg(long, default_value = "")]
         etag: String,
+    },
+    /// Records the steering body (instance de pilotage): who is invited to its meetings.
+    SteeringBody {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// "Name;e-mail;role", once per member.
+        #[arg(long = "member", required = true)]
+        members: Vec<String>,
     },
     /// Withdraws a territory from the programme.
     Withdraw {
@@ -324,6 +335,42 @@ pub async fn territory(
                     stage: pb::Stage::from(to) as i32,
                     etag,
                     reason,
+                }))
+                .await
+                .map_err(status)?
+                .into_inner();
+            print_territory(&r.territory.unwrap_or_default(), format)
+        }
+        TerritoryCommand::SteeringBody { id, name, members } => {
+            let members = members
+                .iter()
+                .map(|m| {
+                    let mut parts = m.split(';').map(str::trim);
+                    let (Some(name), Some(email)) = (parts.next(), parts.next()) else {
+                        anyhow::bail!("--member {m:?}: expected \"Name;e-mail;role\"");
+                    };
+                    Ok(pb::Person {
+                        name: name.into(),
+                        email: email.into(),
+                        phone: String::new(),
+                        role: parts.next().unwrap_or_default().into(),
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let r = client
+                .update_territory(tonic::Request::new(pb::UpdateTerritoryRequest {
+                    territory: Some(pb::Territory {
+                        id,
+                        steering_body: Some(pb::SteeringBody {
+                            name,
+                            relies_on_existing_body: false,
+                            members,
+                        }),
+                        ..Default::default()
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: vec!["steering_body".into()],
+                    }),
                 }))
                 .await
                 .map_err(status)?

@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: client::MeetingCommand,
     },
+    /// Notifications: what was sent, the delivery log, dead letters, preferences, feeds.
+    Notification {
+        #[command(subcommand)]
+        command: client::NotificationCommand,
+    },
     /// The audit trail of writes and personal-data reads.
     Audit {
         #[command(subcommand)]
@@ -237,6 +242,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Territory { command } => client::territory(&target, cli.output, command).await?,
         Command::Plan { command } => client::plan(&target, cli.output, command).await?,
         Command::Meeting { command } => client::meeting(&target, cli.output, command).await?,
+        Command::Notification { command } => {
+            client::notification(&target, cli.output, command).await?
+        }
         Command::Audit { command } => client::audit(&target, cli.output, command).await?,
         Command::PersonalData { command } => {
             client::personal_data(&target, cli.output, command).await?

@@ -6,7 +6,7 @@ use chrono::{
     Utc,
 };
 use chrono_tz::Tz;
-use icalendar::{Alarm, Calendar, CalendarComponent, Component as _, EventLike as _, Property};
+use icalendar::{Alarm, Calendar, Component as _, EventLike as _, Property};
 
 use super::Kind;
 use super::recipient::Recipient;
@@ -258,6 +258,30 @@ fn vtimezone(zone: Tz, around: DateTime<Utc>) -> String {
     out
 }
 
+/// A calendar's header: its version, product and method.
+fn header(method: &str) -> Calendar {
+    let mut cal = Calendar::empty();
+    cal.append_property(Property::new("VERSION", "2.0"));
+    cal.append_property(Property::new(
+        "PRODID",
+        "-//ANCT//Territoires d'engagement//FR",
+    ));
+    cal.append_property(Property::new("CALSCALE", "GREGORIAN"));
+    cal.append_property(Property::new("METHOD", method));
+    cal
+}
+
+/// Adds the VTIMEZONE components in front of the events. They are written as text: the
+/// icalendar crate gives every component a DTSTAMP and a UID, which RFC 5545 does not allow
+/// in time zone definitions.
+fn with_timezones(calendar: String, zones: &[String]) -> String {
+    let zones = zones.concat();
+    match calendar.find("BEGIN:VEVENT") {
+        Some(at) => format!("{}{zones}{}", &calendar[..at], &calendar[at..]),
+        None => calendar.replacen("END:VCALENDAR", &format!("{zones}END:VCALENDAR"), 1),
+    }
+}
+
 /// The iCalendar object of a meeting: `METHOD:REQUEST` or `CANCEL` for one attendee, or
 /// `PUBLISH` (no attendee) for feeds.
 pub fn calendar(
@@ -267,19 +291,9 @@ pub fn calendar(
     organizer: &Organizer,
     domain: &str,
 ) -> String {
-    let mut cal = Calendar::new();
-    cal.append_property(Property::new("METHOD", method));
-    cal.append_property(Property::new(
-        "PRODID",
-        "-//ANCT//Territoires d'engagement//FR",
-    ));
-    if let Ok(CalendarComponent::Other(tz)) =
-        vtimezone(m.zone, m.start).parse::<CalendarComponent>()
-    {
-        cal.push(CalendarComponent::Other(tz));
-    }
+    let mut cal = header(method);
     cal.push(event(m, method, attendee, organizer, domain));
-    cal.done().to_string()
+    with_timezones(cal.done().to_string(), &[vtimezone(m.zone, m.start)])
 }
 
 /// Several meetings in one `PUBLISH` calendar: a territory's feed.
@@ -289,31 +303,25 @@ pub fn feed(
     organizer: &Organizer,
     domain: &str,
 ) -> String {
-    let mut cal = Calendar::new();
+    let mut cal = header("PUBLISH");
     cal.name(&format!("Comités de pilotage — {territory_name}"));
-    cal.append_property(Property::new("METHOD", "PUBLISH"));
-    cal.append_property(Property::new(
-        "PRODID",
-        "-//ANCT//Territoires d'engagement//FR",
-    ));
     let mut zones: Vec<Tz> = meetings.iter().map(|m| m.zone).collect();
     zones.sort_by_key(|z| z.name());
     zones.dedup();
-    for zone in zones {
-        let around = meetings
-            .iter()
-            .find(|m| m.zone == zone)
-            .map_or_else(Utc::now, |m| m.start);
-        if let Ok(CalendarComponent::Other(tz)) =
-            vtimezone(zone, around).parse::<CalendarComponent>()
-        {
-            cal.push(CalendarComponent::Other(tz));
-        }
-    }
+    let zones: Vec<String> = zones
+        .into_iter()
+        .map(|zone| {
+            let around = meetings
+                .iter()
+                .find(|m| m.zone == zone)
+                .map_or_else(Utc::now, |m| m.start);
+            vtimezone(zone, around)
+        })
+        .collect();
     for m in meetings {
         cal.push(event(m, "PUBLISH", None, organizer, domain));
     }
-    cal.done().to_string()
+    with_timezones(cal.done().to_string(), &zones)
 }
 
 fn event(
