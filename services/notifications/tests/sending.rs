@@ -291,6 +291,11 @@ async fn smtp_down_then_back_delivers_once_and_bad_addresses_are_dead_lettered(t
     assert_eq!(dead.len(), 1, "{invitations:?}");
     assert!(dead[0].recipient.contains("rejected.example"));
     assert!(dead[0].last_error.contains("550"), "{}", dead[0].last_error);
+    assert!(
+        !dead[0].last_error.contains("nobody@"),
+        "no address in the error: {}",
+        dead[0].last_error
+    );
     assert_eq!(
         invitations
             .iter()

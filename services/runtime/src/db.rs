@@ -59,6 +59,33 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
+/// A stored value that cannot be read back: names the table's kind of data and what is
+/// wrong.
+pub fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
+    DbErr::Custom(format!("stored data has an unreadable {what}: {e}"))
+}
+
+/// A JSON document of a row.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
+    serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("encoding: {e}")))
+}
+
+/// Reads a JSON document of a row. The error names the position only: the text may hold
+/// personal data.
+pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, DbErr> {
+    serde_json::from_str(raw).map_err(|e| {
+        corrupt(
+            what,
+            format!(
+                "{:?} at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

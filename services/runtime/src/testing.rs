@@ -761,3 +761,35 @@ impl Drop for SmtpServer {
         self.stop();
     }
 }
+
+/// A new durable consumer of the whole stream of `service` in `namespace` (created if
+/// missing), as a test reads what a service published.
+pub async fn subscribe_to(
+    bus: &dyn EventBus,
+    namespace: &crate::bus::Namespace,
+    service: &str,
+) -> Box<dyn crate::bus::Subscription> {
+    let stream = namespace.stream(service);
+    bus.ensure_stream(&stream).await.expect("stream");
+    bus.subscribe(&crate::bus::ConsumerSpec {
+        stream: stream.name,
+        durable_name: namespace.durable(&unique_name("test")),
+        filter_subjects: Vec::new(),
+        max_deliver: 5,
+        ack_wait: Duration::from_secs(30),
+    })
+    .await
+    .expect("subscribe")
+}
+
+/// The next event of `sub` within `within`, if any.
+pub async fn next_event(
+    sub: &mut Box<dyn crate::bus::Subscription>,
+    within: Duration,
+) -> Option<crate::bus::Delivery> {
+    match tokio::time::timeout(within, sub.next()).await {
+        Ok(Some(Ok(d))) => Some(d),
+        Ok(Some(Err(e))) => panic!("bus error: {e}"),
+        Ok(None) | Err(_) => None,
+    }
+}

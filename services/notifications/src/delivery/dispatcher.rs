@@ -116,7 +116,12 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, n: Notification, token: &str) {
-        let result = self.attempt(&n).await;
+        // Relays quote the address in their refusals: the log and the API show the
+        // notification's id instead (addresses are personal data).
+        let result = self.attempt(&n).await.map_err(|mut e| {
+            e.message = e.message.replace(&n.recipient, "<destinataire>");
+            e
+        });
         let now = Utc::now();
         let channel = n.channel.clone();
         let outcome = match result {
@@ -174,6 +179,10 @@ impl Dispatcher {
         }
         if kind.is_reminder() && stored.status != "scheduled" {
             return Ok(Some(format!("meeting {}", stored.status)));
+        }
+        // A reminder that could not go out before the meeting began is no longer one.
+        if kind.is_reminder() && Utc::now() >= meeting.start {
+            return Ok(Some("the meeting has begun".into()));
         }
         let Some(to) = storage::find_recipient(&self.db, &n.territory_id, &n.recipient)
             .await

@@ -45,7 +45,8 @@ impl WebhookClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| SendError::transient(format!("webhook: {e}")))?;
+            // Without the URL: it may carry the receiver's token.
+            .map_err(|e| SendError::transient(format!("webhook: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             return Ok(());

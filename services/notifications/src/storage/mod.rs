@@ -20,11 +20,7 @@ use crate::domain::schedule::{Meeting, Planned};
 use crate::domain::{Channel, Kind, Status, fingerprint};
 use entities::{delivery, meeting, notification, recipient, territory};
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
-    DbErr::Custom(format!(
-        "stored notification data has an unreadable {what}: {e}"
-    ))
-}
+use tde_runtime::db::corrupt;
 
 // ---------------------------------------------------------------------------------------
 // Territories.
@@ -612,9 +608,23 @@ impl Outcome {
     }
 }
 
-/// Records an attempt of a claimed notification: its new state if the lease `token` still
-/// holds it (false otherwise), and the delivery log entry in any case.
+/// Records an attempt of a claimed notification, in one transaction: its new state if the
+/// lease `token` still holds it (false otherwise), and the delivery log entry in any case.
 pub async fn record_attempt(
+    db: &sea_orm::DatabaseConnection,
+    n: &Notification,
+    token: &str,
+    outcome: &Outcome,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    use sea_orm::TransactionTrait as _;
+    let txn = db.begin().await?;
+    let held = record_attempt_in(&txn, n, token, outcome, now).await?;
+    txn.commit().await?;
+    Ok(held)
+}
+
+async fn record_attempt_in(
     db: &impl ConnectionTrait,
     n: &Notification,
     token: &str,

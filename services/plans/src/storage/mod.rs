@@ -21,28 +21,7 @@ use entities::{action, action_skill, meeting, plan, territory};
 /// Local times as stored and as the API writes them.
 pub const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M";
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
-    DbErr::Custom(format!("stored plan data has an unreadable {what}: {e}"))
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
-    serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("encoding: {e}")))
-}
-
-/// The error names the position only: the text may hold personal data.
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, DbErr> {
-    serde_json::from_str(raw).map_err(|e| {
-        corrupt(
-            what,
-            format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        )
-    })
-}
+use tde_runtime::db::{corrupt, from_json, to_json as json};
 
 fn lock<Q: QuerySelect>(db: &impl ConnectionTrait, query: Q) -> Q {
     if tde_runtime::db::is_postgres(db) {

@@ -14,9 +14,9 @@ use tde_proto::plans::v1::steering_meeting_service_client::SteeringMeetingServic
 use tde_proto::territories::v1 as tpb;
 use tde_runtime::auth::AuthChannel as Channel;
 use tde_runtime::auth::TokenSpec;
-use tde_runtime::bus::{ConsumerSpec, Delivery, Envelope, Subscription};
+use tde_runtime::bus::{Envelope, Subscription};
 use tde_runtime::server::RunningPlatform;
-use tde_runtime::testing::{TestEnv, Topology, channel, channel_as, unique_name};
+use tde_runtime::testing::{TestEnv, Topology, channel, channel_as};
 
 pub struct App {
     pub env: TestEnv,
@@ -192,30 +192,12 @@ impl App {
 
     /// A new durable consumer of the plans stream.
     pub async fn subscribe(&self) -> Box<dyn Subscription> {
-        let ns = &self.ctx().namespace;
-        let stream = ns.stream("plans");
-        self.env.bus.ensure_stream(&stream).await.expect("stream");
-        self.env
-            .bus
-            .subscribe(&ConsumerSpec {
-                stream: stream.name,
-                durable_name: ns.durable(&unique_name("test")),
-                filter_subjects: Vec::new(),
-                max_deliver: 5,
-                ack_wait: Duration::from_secs(30),
-            })
+        tde_runtime::testing::subscribe_to(self.env.bus.as_ref(), &self.ctx().namespace, "plans")
             .await
-            .expect("subscribe")
     }
 }
 
-pub async fn next_event(sub: &mut Box<dyn Subscription>, within: Duration) -> Option<Delivery> {
-    match tokio::time::timeout(within, sub.next()).await {
-        Ok(Some(Ok(d))) => Some(d),
-        Ok(Some(Err(e))) => panic!("bus error: {e}"),
-        Ok(None) | Err(_) => None,
-    }
-}
+pub use tde_runtime::testing::next_event;
 
 /// The events of the stream until none arrives for a moment.
 pub async fn drain(sub: &mut Box<dyn Subscription>) -> Vec<Envelope> {

@@ -27,28 +27,7 @@ pub struct TerritoryFilter {
     pub visible_to: Option<(Vec<String>, Vec<String>)>,
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
-    DbErr::Custom(format!("stored territory has an unreadable {what}: {e}"))
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
-    serde_json::to_string(value).map_err(|e| DbErr::Custom(format!("encoding: {e}")))
-}
-
-/// The error names the position only: the text may hold personal data.
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Result<T, DbErr> {
-    serde_json::from_str(raw).map_err(|e| {
-        corrupt(
-            what,
-            format!(
-                "{:?} at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ),
-        )
-    })
-}
+use tde_runtime::db::{corrupt, from_json, to_json as json};
 
 fn from_json_opt<T: serde::de::DeserializeOwned>(
     what: &str,

@@ -11,9 +11,9 @@ use tde_proto::territories::v1::geography_service_client::GeographyServiceClient
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::auth::AuthChannel as Channel;
 use tde_runtime::auth::TokenSpec;
-use tde_runtime::bus::{ConsumerSpec, Delivery, Subscription};
+use tde_runtime::bus::Subscription;
 use tde_runtime::server::RunningPlatform;
-use tde_runtime::testing::{TestEnv, Topology, channel, channel_as, unique_name};
+use tde_runtime::testing::{TestEnv, Topology, channel, channel_as};
 use tde_territories::TerritoriesModule;
 
 pub fn fixture(vintage: &str) -> PathBuf {
@@ -109,30 +109,16 @@ impl App {
 
     /// A new durable consumer of the territories stream.
     pub async fn subscribe(&self) -> Box<dyn Subscription> {
-        let ns = &self.ctx().namespace;
-        let stream = ns.stream("territories");
-        self.env.bus.ensure_stream(&stream).await.expect("stream");
-        self.env
-            .bus
-            .subscribe(&ConsumerSpec {
-                stream: stream.name,
-                durable_name: ns.durable(&unique_name("test")),
-                filter_subjects: Vec::new(),
-                max_deliver: 5,
-                ack_wait: Duration::from_secs(30),
-            })
-            .await
-            .expect("subscribe")
+        tde_runtime::testing::subscribe_to(
+            self.env.bus.as_ref(),
+            &self.ctx().namespace,
+            "territories",
+        )
+        .await
     }
 }
 
-pub async fn next_event(sub: &mut Box<dyn Subscription>, within: Duration) -> Option<Delivery> {
-    match tokio::time::timeout(within, sub.next()).await {
-        Ok(Some(Ok(d))) => Some(d),
-        Ok(Some(Err(e))) => panic!("bus error: {e}"),
-        Ok(None) | Err(_) => None,
-    }
-}
+pub use tde_runtime::testing::next_event;
 
 /// Collects exactly `count` events, then checks that no other arrives shortly after.
 pub async fn collect_events(
