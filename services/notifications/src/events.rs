@@ -19,8 +19,8 @@ use tde_runtime::inbox::{EventHandler, HandlerError};
 use crate::delivery::dispatcher::{Waker, reminder_time};
 use crate::domain::Kind;
 use crate::domain::recipient::{Recipient, RosterEntry, roster};
-use crate::domain::schedule::{Meeting, plan};
-use crate::storage::{self, Drop};
+use crate::domain::schedule::{Meeting, plan, reminders};
+use crate::storage::{self, Pending};
 
 /// What planning needs: the settings, the Message-ID domain, and the dispatcher to wake.
 #[derive(Clone)]
@@ -102,26 +102,13 @@ impl Planner {
         territory_id: &str,
     ) -> Result<(), HandlerError> {
         let recipients = storage::recipients_of(txn, territory_id).await?;
+        let territory = storage::find_territory(txn, territory_id).await?;
+        let at = reminder_time(&self.settings, territory.and_then(|t| t.reminder_minutes));
         for stored in storage::meetings_of_territory(txn, territory_id, Utc::now(), false).await? {
-            storage::drop_pending(txn, Drop::Reminders(&stored.meeting.id)).await?;
-            let territory = storage::find_territory(txn, territory_id).await?;
-            let at = reminder_time(&self.settings, territory.and_then(|t| t.reminder_minutes));
-            let planned: Vec<_> = plan(
-                &stored.meeting,
-                Kind::Invitation,
-                &recipients,
-                &self.settings.reminder_days,
-                at,
-                Utc::now(),
-            )
-            .into_iter()
-            .filter(|p| p.kind.is_reminder())
-            .collect();
-            // Reminders of this sequence that were dropped come back as new rows: the
-            // unique key includes the kind, so the dropped ones are revived instead.
-            storage::revive_reminders(txn, &stored.meeting.id, stored.meeting.sequence).await?;
-            storage::insert_planned(txn, &stored.meeting, &planned, &recipients, &self.domain)
-                .await?;
+            let m = &stored.meeting;
+            storage::forget_unsent_reminders(txn, &m.id, m.sequence).await?;
+            let planned = reminders(m, &recipients, &self.settings.reminder_days, at, Utc::now());
+            storage::insert_planned(txn, m, &planned, &recipients, &self.domain).await?;
         }
         Ok(())
     }
@@ -172,7 +159,7 @@ impl TerritoryEvents {
                 .iter()
                 .any(|w| w.email.trim().eq_ignore_ascii_case(&r.email))
             {
-                storage::drop_pending(txn, Drop::Recipient(&e.territory_id, &r.email)).await?;
+                storage::drop_pending(txn, Pending::Recipient(&e.territory_id, &r.email)).await?;
                 storage::delete_recipient(txn, &e.territory_id, &r.email).await?;
             }
         }
@@ -234,7 +221,8 @@ impl EventHandler for TerritoryEvents {
             "tde.territories.v1.PersonalDataErased" => {
                 let e: territories_pb::PersonalDataErased = decode(event)?;
                 for r in storage::recipients_by_fingerprint(txn, &e.email_sha256).await? {
-                    storage::drop_pending(txn, Drop::Recipient(&r.territory_id, &r.email)).await?;
+                    storage::drop_pending(txn, Pending::Recipient(&r.territory_id, &r.email))
+                        .await?;
                     storage::delete_recipient(txn, &r.territory_id, &r.email).await?;
                 }
                 storage::redact(txn, &e.email_sha256).await?;
@@ -272,7 +260,7 @@ impl EventHandler for PlanEvents {
             "tde.plans.v1.SteeringMeetingHeld" => {
                 let e: plans_pb::SteeringMeetingHeld = decode(event)?;
                 let facts = e.meeting.ok_or_else(|| permanent("held without meeting"))?;
-                storage::drop_pending(txn, Drop::Reminders(&facts.meeting_id)).await?;
+                storage::drop_pending(txn, Pending::Reminders(&facts.meeting_id)).await?;
                 if let Some(stored) =
                     storage::find_meeting_for_update(txn, &facts.meeting_id).await?
                 {
@@ -303,9 +291,10 @@ impl EventHandler for PlanEvents {
         storage::save_meeting(txn, &meeting, status).await?;
         // What was planned for earlier versions is replaced.
         if first == Kind::Cancellation {
-            storage::drop_pending(txn, Drop::Meeting(&meeting.id)).await?;
+            storage::drop_pending(txn, Pending::Meeting(&meeting.id)).await?;
         } else {
-            storage::drop_pending(txn, Drop::BeforeSequence(&meeting.id, meeting.sequence)).await?;
+            storage::drop_pending(txn, Pending::BeforeSequence(&meeting.id, meeting.sequence))
+                .await?;
         }
         let recipients = storage::recipients_of(txn, &meeting.territory_id).await?;
         self.0.plan_for(txn, &meeting, first, &recipients).await?;

@@ -159,7 +159,45 @@ async fn reminders_at_nine_local_and_roster_changes(topology: Topology) {
         checked.push((m, utc_hour_of_nine));
     }
     wait_for_mail(&smtp, "four invitations", |r| r.len() == 4).await;
-    for (m, hour) in &checked {
+    // A territory's own reminder time: its coming reminders move.
+    let (paris, _) = &checked[0];
+    let set = app
+        .api()
+        .set_reminder_time(pb::SetReminderTimeRequest {
+            territory_id: paris.territory_id.clone(),
+            local_time: "08:30".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(set.local_time, "08:30");
+    let moved: Vec<String> = app
+        .notifications(&paris.id)
+        .await
+        .iter()
+        .filter(|n| n.status == pb::NotificationStatus::Pending as i32)
+        .map(|n| {
+            tde_runtime::api::from_timestamp(n.due_time.as_ref().unwrap())
+                .unwrap()
+                .format("%H:%M")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        moved,
+        ["06:30", "06:30"],
+        "08:30 in Paris in summer, both reminders"
+    );
+    let bad = app
+        .api()
+        .set_reminder_time(pb::SetReminderTimeRequest {
+            territory_id: paris.territory_id.clone(),
+            local_time: "25:00".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    for (m, hour) in checked.iter().skip(1) {
         let notifications = app.notifications(&m.id).await;
         let one_day = notifications
             .iter()
@@ -315,13 +353,20 @@ async fn smtp_down_then_back_delivers_once_and_bad_addresses_are_dead_lettered(t
         .notification
         .unwrap();
     assert_eq!(retried.status, pb::NotificationStatus::Pending as i32);
+    let sent = invitations
+        .iter()
+        .find(|n| n.status == pb::NotificationStatus::Sent as i32)
+        .unwrap();
     let again = app
         .api()
         .retry_notification(pb::RetryNotificationRequest {
-            id: invitations[0].id.clone(),
+            id: sent.id.clone(),
         })
-        .await;
-    if invitations[0].status == pb::NotificationStatus::Sent as i32 {
-        assert_eq!(again.unwrap_err().code(), tonic::Code::FailedPrecondition);
-    }
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        tonic::Code::FailedPrecondition,
+        "only dead letters are retried"
+    );
 }

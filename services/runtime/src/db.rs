@@ -86,6 +86,25 @@ pub fn from_json<T: serde::de::DeserializeOwned>(what: &str, raw: &str) -> Resul
     })
 }
 
+/// `query` locking the rows it reads until the transaction ends, on PostgreSQL (SQLite has
+/// one writer: no lock is needed), so that concurrent changes of a row queue instead of
+/// failing.
+pub fn for_update<Q: sea_orm::QuerySelect>(db: &impl ConnectionTrait, query: Q) -> Q {
+    if is_postgres(db) {
+        query.lock_exclusive()
+    } else {
+        query
+    }
+}
+
+/// Whether a unique constraint refused the write.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

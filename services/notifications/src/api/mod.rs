@@ -10,27 +10,12 @@ use tde_proto::notifications::v1::notification_service_server::NotificationServi
 use tde_runtime::api::{
     Caller, decode_page_token, encode_page_token, from_timestamp, page_size, parse_id, timestamp,
 };
-use tde_runtime::auth::Visibility;
 use tde_runtime::auth::scope::CONTACTS_READ;
-use tde_runtime::outbox;
 use tde_runtime::{ApiError, ServiceContext, Violations};
 
-use crate::domain::{Channel, DomainError, Kind, Status};
+use crate::domain::{Channel, Kind, Status};
 use crate::events::Planner;
 use crate::storage::{self, DeliveryFilter, NotificationFilter};
-
-impl From<DomainError> for ApiError {
-    fn from(e: DomainError) -> Self {
-        match e {
-            DomainError::Invalid(v) => ApiError::InvalidArgument(v),
-            DomainError::WrongState { ref current, .. } => ApiError::FailedPrecondition {
-                kind: "STATE",
-                subject: current.clone(),
-                description: e.to_string(),
-            },
-        }
-    }
-}
 
 pub const DEFAULT_PAGE: u64 = 100;
 pub const MAX_PAGE: u64 = 500;
@@ -116,21 +101,13 @@ impl NotificationsApi {
 
     /// The territories the caller sees (None: all).
     async fn visible_territories(&self, caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
-        match caller.principal.visibility() {
-            Visibility::All => Ok(None),
-            Visibility::Only {
-                territories,
-                regions,
-            } => {
-                let mut ids = territories.to_vec();
-                if !regions.is_empty() {
-                    ids.extend(
-                        storage::territories_of_regions(&self.ctx.db, regions.to_vec()).await?,
-                    );
-                }
-                Ok(Some(ids))
-            }
+        let Some((mut ids, regions)) = caller.principal.visibility().filter() else {
+            return Ok(None);
+        };
+        if !regions.is_empty() {
+            ids.extend(storage::territories_of_regions(&self.ctx.db, regions).await?);
         }
+        Ok(Some(ids))
     }
 
     /// A territory the caller may see, or NOT_FOUND.
@@ -378,7 +355,7 @@ impl NotificationService for NotificationsApi {
             }
             .into());
         }
-        outbox::enqueue(&txn, Vec::new())
+        tde_runtime::audit::record_in(&txn)
             .await
             .map_err(ApiError::from)?;
         txn.commit().await.map_err(ApiError::from)?;
@@ -486,7 +463,14 @@ impl NotificationService for NotificationsApi {
                 .await
                 .map_err(ApiError::from)?;
         }
-        outbox::enqueue(&txn, Vec::new())
+        if !reminders_before && recipient.reminders {
+            // Back on: the coming meetings' reminders still ahead are planned again.
+            self.planner
+                .replan_reminders(&txn, &territory)
+                .await
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+        }
+        tde_runtime::audit::record_in(&txn)
             .await
             .map_err(ApiError::from)?;
         txn.commit().await.map_err(ApiError::from)?;
@@ -551,7 +535,7 @@ impl NotificationService for NotificationsApi {
             .replan_reminders(&txn, &territory)
             .await
             .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-        outbox::enqueue(&txn, Vec::new())
+        tde_runtime::audit::record_in(&txn)
             .await
             .map_err(ApiError::from)?;
         txn.commit().await.map_err(ApiError::from)?;

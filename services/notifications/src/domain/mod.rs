@@ -6,28 +6,6 @@ pub mod message;
 pub mod recipient;
 pub mod schedule;
 
-use tde_runtime::FieldViolation;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DomainError {
-    #[error("{}", tde_runtime::error::describe(.0))]
-    Invalid(Vec<FieldViolation>),
-    #[error("the {what} is {current}: cannot {action}")]
-    WrongState {
-        what: &'static str,
-        current: String,
-        action: &'static str,
-    },
-}
-
-impl DomainError {
-    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self::Invalid(vec![FieldViolation::new(field, description)])
-    }
-}
-
-tde_runtime::field_violations_of!(DomainError);
-
 /// What a notification tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {

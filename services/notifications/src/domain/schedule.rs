@@ -68,8 +68,7 @@ pub fn reminder_due(
 }
 
 /// What `recipients` must receive about `meeting` as of `now`: `first` (the invitation, the
-/// update or the cancellation) at once, and, unless cancelled, the reminders still ahead for
-/// those who want them. A reminder whose time has passed is not sent late.
+/// update or the cancellation) at once, and the reminders still ahead.
 pub fn plan(
     meeting: &Meeting,
     first: Kind,
@@ -78,30 +77,49 @@ pub fn plan(
     at: NaiveTime,
     now: DateTime<Utc>,
 ) -> Vec<Planned> {
-    let mut planned = Vec::new();
-    for r in recipients {
-        planned.push(Planned {
+    let mut planned: Vec<Planned> = recipients
+        .iter()
+        .map(|r| Planned {
             kind: first,
             recipient: r.email.clone(),
             due: now,
-        });
-        if meeting.cancelled || !r.reminders {
-            continue;
-        }
-        for days in reminder_days {
-            if let Some(due) = reminder_due(meeting.start_local, meeting.zone, *days, at)
-                && due > now
-                && due < meeting.start
-            {
-                planned.push(Planned {
-                    kind: Kind::Reminder(*days),
-                    recipient: r.email.clone(),
-                    due,
-                });
-            }
-        }
-    }
+        })
+        .collect();
+    planned.extend(reminders(meeting, recipients, reminder_days, at, now));
     planned
+}
+
+/// The reminders of `meeting` still ahead as of `now`, for the recipients who want them; none
+/// for a cancelled meeting. A reminder whose time has passed is not sent late.
+pub fn reminders(
+    meeting: &Meeting,
+    recipients: &[Recipient],
+    reminder_days: &[u32],
+    at: NaiveTime,
+    now: DateTime<Utc>,
+) -> Vec<Planned> {
+    if meeting.cancelled {
+        return Vec::new();
+    }
+    let due: Vec<(u32, DateTime<Utc>)> = reminder_days
+        .iter()
+        .filter_map(|days| {
+            reminder_due(meeting.start_local, meeting.zone, *days, at)
+                .filter(|due| *due > now && *due < meeting.start)
+                .map(|due| (*days, due))
+        })
+        .collect();
+    recipients
+        .iter()
+        .filter(|r| r.reminders)
+        .flat_map(|r| {
+            due.iter().map(|(days, due)| Planned {
+                kind: Kind::Reminder(*days),
+                recipient: r.email.clone(),
+                due: *due,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -216,8 +234,8 @@ mod tests {
             kinds,
             [
                 ("a@x.fr", Kind::Invitation),
-                ("a@x.fr", Kind::Reminder(1)),
                 ("b@x.fr", Kind::Invitation),
+                ("a@x.fr", Kind::Reminder(1)),
             ],
             "b opted out of reminders, but is invited"
         );

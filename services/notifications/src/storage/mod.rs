@@ -334,11 +334,11 @@ pub async fn find_meeting_for_update(
     db: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<StoredMeeting>, DbErr> {
-    let mut query = meeting::Entity::find_by_id(id.to_string());
-    if tde_runtime::db::is_postgres(db) {
-        query = query.lock_exclusive();
-    }
-    query.one(db).await?.map(meeting_from).transpose()
+    tde_runtime::db::for_update(db, meeting::Entity::find_by_id(id.to_string()))
+        .one(db)
+        .await?
+        .map(meeting_from)
+        .transpose()
 }
 
 pub async fn save_meeting(
@@ -485,7 +485,7 @@ pub async fn insert_planned(
 
 /// Which pending notifications to drop.
 #[derive(Debug, Clone, Copy)]
-pub enum Drop<'a> {
+pub enum Pending<'a> {
     /// Every pending one of the meeting.
     Meeting(&'a str),
     /// Those of earlier sequences (the meeting moved).
@@ -498,7 +498,7 @@ pub enum Drop<'a> {
 
 /// Drops pending notifications (not those being sent right now by a replica whose lease
 /// is valid: they finish, as sending cannot be taken back).
-pub async fn drop_pending(db: &impl ConnectionTrait, which: Drop<'_>) -> Result<u64, DbErr> {
+pub async fn drop_pending(db: &impl ConnectionTrait, which: Pending<'_>) -> Result<u64, DbErr> {
     let mut query = notification::Entity::update_many()
         .col_expr(
             notification::Column::Status,
@@ -511,14 +511,14 @@ pub async fn drop_pending(db: &impl ConnectionTrait, which: Drop<'_>) -> Result<
                 .add(notification::Column::LeaseUntil.lt(Utc::now())),
         );
     query = match which {
-        Drop::Meeting(id) => query.filter(notification::Column::MeetingId.eq(id)),
-        Drop::BeforeSequence(id, seq) => query
+        Pending::Meeting(id) => query.filter(notification::Column::MeetingId.eq(id)),
+        Pending::BeforeSequence(id, seq) => query
             .filter(notification::Column::MeetingId.eq(id))
             .filter(notification::Column::Sequence.lt(seq as i32)),
-        Drop::Reminders(id) => query
+        Pending::Reminders(id) => query
             .filter(notification::Column::MeetingId.eq(id))
             .filter(notification::Column::Kind.like("reminder_%")),
-        Drop::Recipient(territory, email) => query
+        Pending::Recipient(territory, email) => query
             .filter(notification::Column::TerritoryId.eq(territory))
             .filter(notification::Column::Recipient.eq(email)),
     };
@@ -851,18 +851,30 @@ pub async fn save_territory_if_new(
     Ok(())
 }
 
-/// Deletes the dropped reminders of a meeting's sequence, so that they can be planned again
-/// (a territory's reminder time changed).
-pub async fn revive_reminders(
+/// Deletes the reminders of a meeting's sequence that were not sent (pending and not being
+/// sent, or dropped), so that they can be planned again (the territory's reminder time
+/// changed).
+pub async fn forget_unsent_reminders(
     db: &impl ConnectionTrait,
     meeting_id: &str,
     sequence: u32,
 ) -> Result<(), DbErr> {
+    let unsent = sea_orm::Condition::any()
+        .add(notification::Column::Status.eq(Status::Dropped.as_str()))
+        .add(
+            sea_orm::Condition::all()
+                .add(notification::Column::Status.eq(Status::Pending.as_str()))
+                .add(
+                    sea_orm::Condition::any()
+                        .add(notification::Column::LeaseUntil.is_null())
+                        .add(notification::Column::LeaseUntil.lt(Utc::now())),
+                ),
+        );
     notification::Entity::delete_many()
         .filter(notification::Column::MeetingId.eq(meeting_id))
         .filter(notification::Column::Sequence.eq(sequence as i32))
-        .filter(notification::Column::Status.eq(Status::Dropped.as_str()))
         .filter(notification::Column::Kind.like("reminder_%"))
+        .filter(unsent)
         .exec(db)
         .await?;
     Ok(())

@@ -318,8 +318,7 @@ pub fn meeting_to_pb(r: &MeetingRecord) -> pb::SteeringMeeting {
     }
 }
 
-pub fn signatory_from_pb(prefix: &str, s: &pb::Signatory) -> Signatory {
-    let _ = prefix;
+pub fn signatory_from_pb(s: &pb::Signatory) -> Signatory {
     let email = s.email.trim().to_lowercase();
     Signatory {
         name: s.name.trim().to_string(),
@@ -335,11 +334,7 @@ pub fn charter_version_from_pb(r: &pb::AddCharterVersionRequest) -> CharterVersi
         document_ref: r.document_ref.trim().to_string(),
         content_sha256: r.content_sha256.trim().to_ascii_lowercase(),
         change_summary: r.change_summary.trim().to_string(),
-        signatories: r
-            .signatories
-            .iter()
-            .map(|s| signatory_from_pb("signatories", s))
-            .collect(),
+        signatories: r.signatories.iter().map(signatory_from_pb).collect(),
         created_at: tde_runtime::api::now(),
     }
 }

@@ -490,17 +490,11 @@ impl SteeringMeetingService for PlansApi {
                 .await
                 .map_err(ApiError::from)?
                 .filter(|a| a.plan_id == locked.plan.id)
-                .ok_or_else(|| ApiError::NotFound {
-                    resource_type: "action",
-                    name: id.clone(),
-                    field: None,
-                })
-                .map_err(|e| match e {
-                    ApiError::NotFound { .. } => ApiError::invalid(
+                .ok_or_else(|| {
+                    ApiError::invalid(
                         format!("{prefix}action_id"),
                         "is not an action of the meeting's plan",
-                    ),
-                    other => other,
+                    )
                 })?;
             let expected_action = action.version;
             change_status(&locked.plan, &mut action, status)?;

@@ -5,7 +5,6 @@ use tonic::{Request, Response, Status};
 use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::plan_service_server::PlanService;
 use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
-use tde_runtime::auth::Visibility;
 use tde_runtime::{ApiError, Violations};
 
 use super::convert::{self, PlanItems};
@@ -20,13 +19,7 @@ pub const MAX_PAGE: u64 = 500;
 
 /// What the caller's token lets them see, as storage filters it.
 pub fn visible_to(caller: &Caller) -> VisibleTo {
-    match caller.principal.visibility() {
-        Visibility::All => None,
-        Visibility::Only {
-            territories,
-            regions,
-        } => Some((territories.to_vec(), regions.to_vec())),
-    }
+    caller.principal.visibility().filter()
 }
 
 impl PlansApi {
@@ -145,7 +138,8 @@ impl PlansApi {
             }
             return Err(e.into());
         }
-        tde_runtime::outbox::enqueue(&txn, Vec::new()).await?;
+        // A write without events: its audit record commits with it.
+        tde_runtime::audit::record_in(&txn).await?;
         txn.commit().await?;
         tracing::info!(plan_id = %plan.id, territory_id = %plan.territory_id, "plan created");
         Ok(plan)

@@ -21,23 +21,8 @@ use entities::{action, action_skill, meeting, plan, territory};
 /// Local times as stored and as the API writes them.
 pub const LOCAL_FORMAT: &str = "%Y-%m-%dT%H:%M";
 
-use tde_runtime::db::{corrupt, from_json, to_json as json};
-
-fn lock<Q: QuerySelect>(db: &impl ConnectionTrait, query: Q) -> Q {
-    if tde_runtime::db::is_postgres(db) {
-        query.lock_exclusive()
-    } else {
-        query
-    }
-}
-
-/// Whether a unique constraint refused the write.
-pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
-}
+pub use tde_runtime::db::is_unique_violation;
+use tde_runtime::db::{corrupt, for_update as lock, from_json, to_json as json};
 
 // ---------------------------------------------------------------------------------------
 // The read model of territories.

@@ -148,6 +148,19 @@ pub enum Visibility<'a> {
     },
 }
 
+impl Visibility<'_> {
+    /// What lists filter on: none for every territory, else the territory ids and régions.
+    pub fn filter(&self) -> Option<(Vec<String>, Vec<String>)> {
+        match self {
+            Visibility::All => None,
+            Visibility::Only {
+                territories,
+                regions,
+            } => Some((territories.to_vec(), regions.to_vec())),
+        }
+    }
+}
+
 /// An authenticated caller, as the verified token describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {

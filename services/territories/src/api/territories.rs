@@ -6,7 +6,6 @@ use tonic::{Request, Response, Status};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_server::TerritoryService;
 use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
-use tde_runtime::auth::Visibility;
 use tde_runtime::cache::ReadCache;
 use tde_runtime::outbox::{self, NewEvent};
 use tde_runtime::{ApiError, ServiceContext};
@@ -302,13 +301,7 @@ impl Territories {
             region_code: non_empty(r.region_code),
             departement_code: non_empty(r.departement_code),
             name_query: non_empty(names::normalize(&r.name_query)),
-            visible_to: match caller.principal.visibility() {
-                Visibility::All => None,
-                Visibility::Only {
-                    territories,
-                    regions,
-                } => Some((territories.to_vec(), regions.to_vec())),
-            },
+            visible_to: caller.principal.visibility().filter(),
         };
         caller.concerns("territories");
         // One more than asked tells whether another page follows.

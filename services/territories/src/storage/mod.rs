@@ -100,11 +100,11 @@ pub async fn find_for_update(
     db: &impl ConnectionTrait,
     id: &str,
 ) -> Result<Option<Territory>, DbErr> {
-    let mut query = Entity::find_by_id(id.to_string());
-    if tde_runtime::db::is_postgres(db) {
-        query = query.lock_exclusive();
-    }
-    query.one(db).await?.map(to_domain).transpose()
+    tde_runtime::db::for_update(db, Entity::find_by_id(id.to_string()))
+        .one(db)
+        .await?
+        .map(to_domain)
+        .transpose()
 }
 
 /// Territories whose contacts may mention `email` (lowercase): a coarse match on the stored
@@ -124,8 +124,8 @@ pub async fn find_mentioning(
                 .add(Column::SteeringBody.like(pattern)),
         )
         .order_by_asc(Column::Id);
-    if lock && tde_runtime::db::is_postgres(db) {
-        query = query.lock_exclusive();
+    if lock {
+        query = tde_runtime::db::for_update(db, query);
     }
     query.all(db).await?.into_iter().map(to_domain).collect()
 }
@@ -163,13 +163,15 @@ pub async fn find_by_codes(
     kind: AuthorityKind,
     codes: Vec<String>,
 ) -> Result<Vec<Territory>, DbErr> {
-    let mut query = Entity::find()
+    let query = Entity::find()
         .filter(Column::Kind.eq(kind.as_str()))
         .filter(Column::OfficialCode.is_in(codes));
-    if tde_runtime::db::is_postgres(db) {
-        query = query.lock_exclusive();
-    }
-    query.all(db).await?.into_iter().map(to_domain).collect()
+    tde_runtime::db::for_update(db, query)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(to_domain)
+        .collect()
 }
 
 pub async fn insert(
@@ -255,10 +257,4 @@ pub async fn list(
         .collect()
 }
 
-/// Whether a unique constraint refused the write.
-pub fn is_unique_violation(e: &DbErr) -> bool {
-    matches!(
-        e.sql_err(),
-        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-    )
-}
+pub use tde_runtime::db::is_unique_violation;
