@@ -5,6 +5,9 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tde_descriptor.bin"));
 
+#[doc(hidden)]
+pub mod territory_facts;
+
 pub mod territories {
     pub mod v1 {
         tonic::include_proto!("tde.territories.v1");
@@ -14,11 +17,16 @@ pub mod territories {
             pub const TERRITORY_REGISTERED: &str = "territory.registered";
             pub const TERRITORY_STAGE_CHANGED: &str = "territory.stage_changed";
             pub const TERRITORY_CODE_CHANGED: &str = "territory.code_changed";
+            pub const TERRITORY_GEOGRAPHY_UPDATED: &str = "territory.geography_updated";
+            pub const TERRITORY_MERGE_CONFLICT: &str = "territory.merge_conflict";
+            pub const TERRITORY_MERGE_CONFLICT_RESOLVED: &str = "territory.merge_conflict_resolved";
             pub const DIAGNOSTIC_RECORDED: &str = "territory.diagnostic_recorded";
             pub const STEERING_BODY_CHANGED: &str = "territory.steering_body_changed";
             pub const TERRITORY_WITHDRAWN: &str = "territory.withdrawn";
             pub const PERSONAL_DATA_ERASED: &str = "personal_data.erased";
         }
+
+        pub use crate::territory_facts as facts;
     }
 }
 
@@ -49,12 +57,6 @@ pub mod notifications {
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("tde.audit.v1");
-    }
-}
-
-pub mod bench {
-    pub mod v1 {
-        tonic::include_proto!("tde.bench.v1");
     }
 }
 

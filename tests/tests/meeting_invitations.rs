@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use chrono::Datelike as _;
 use tde::platform::{self, Role};
+use tde_notifications::testing::{SmtpServer, configure};
 use tde_proto::plans::v1 as plans_pb;
 use tde_proto::plans::v1::plan_service_client::PlanServiceClient;
 use tde_proto::plans::v1::steering_meeting_service_client::SteeringMeetingServiceClient;
 use tde_runtime::auth::AuthChannel;
 use tde_runtime::server::RunningPlatform;
-use tde_runtime::testing::{SmtpServer, TestEnv, channel};
+use tde_runtime::testing::{TestEnv, channel};
 
 /// Every part of a message decoded, with its content type: what a reader sees.
 fn decoded(raw: &[u8]) -> String {
@@ -42,7 +43,7 @@ struct Deployment {
 
 async fn one_process(smtp: &SmtpServer) -> Deployment {
     let mut env = TestEnv::sqlite().await;
-    env.settings.notifications.smtp = Some(smtp.settings());
+    configure(&mut env, Some(smtp));
     let running = env
         .start(platform::modules(Role::ALL))
         .await
@@ -58,7 +59,7 @@ async fn one_process(smtp: &SmtpServer) -> Deployment {
 
 async fn three_processes(smtp: &SmtpServer) -> Deployment {
     let mut env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
-    env.settings.notifications.smtp = Some(smtp.settings());
+    configure(&mut env, Some(smtp));
     let mut platforms = Vec::new();
     for role in [Role::Territories, Role::Plans, Role::Notifications] {
         platforms.push(env.start(platform::modules(&[role])).await.expect("starts"));

@@ -13,13 +13,16 @@ use tde::platform::{self, Role};
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::bus::{ConsumerSpec, EventBus, JetStreamBus, Namespace};
-use tde_runtime::config::Settings;
 use tde_runtime::testing::{
     KeySetServer, TestDatabase, channel, nats_url, test_issuer, unique_name,
 };
 
 fn config_file() -> PathBuf {
     shipped("territories")
+}
+
+fn role_of(service: &str) -> Role {
+    <Role as clap::ValueEnum>::from_str(service, true).expect("a service of tde")
 }
 
 fn shipped(service: &str) -> PathBuf {
@@ -49,8 +52,12 @@ async fn serve_plans_beside_territories_from_the_shipped_configuration() {
     let namespace = unique_name("e");
     let idp = KeySetServer::start(test_issuer().jwks_json()).await;
     let load = |service: &str, db: &TestDatabase| {
-        Settings::load(Some(&shipped(service)), &pod_env(&idp, db, &namespace))
-            .expect("the shipped file loads")
+        platform::load_settings(
+            Some(&shipped(service)),
+            &pod_env(&idp, db, &namespace),
+            &[role_of(service)],
+        )
+        .expect("the shipped file loads")
     };
     let territories = platform::start(load("territories", &territories_db), &[Role::Territories])
         .await
@@ -99,7 +106,8 @@ async fn serve_territories_from_the_shipped_configuration() {
     let idp = KeySetServer::start(test_issuer().jwks_json()).await;
     let mut env = pod_env(&idp, &db, &namespace);
     env.insert("TDE_TELEMETRY__METRICS_LISTEN".into(), metrics);
-    let settings = Settings::load(Some(&config_file()), &env).expect("the shipped file loads");
+    let settings = platform::load_settings(Some(&config_file()), &env, &[Role::Territories])
+        .expect("the shipped file loads");
     assert!(
         !settings.server.reflection,
         "reflection is off outside tde dev"

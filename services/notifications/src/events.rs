@@ -9,16 +9,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::DatabaseTransaction;
 
+use crate::settings::NotificationSettings;
 use tde_proto::plans::v1 as plans_pb;
-use tde_proto::territories::v1 as territories_pb;
+use tde_proto::territories::v1::facts::{self, Roster, TerritoryEvent};
 use tde_runtime::api::from_timestamp;
 use tde_runtime::bus::Envelope;
-use tde_runtime::config::NotificationSettings;
 use tde_runtime::inbox::{EventHandler, HandlerError};
+use tde_runtime::personal_data::normalize_email;
+use tde_runtime::read_model;
 
 use crate::delivery::dispatcher::{Waker, reminder_time};
 use crate::domain::Kind;
-use crate::domain::recipient::{Recipient, RosterEntry, roster};
+use crate::domain::recipient::{self as roster, Recipient, RosterEntry};
 use crate::domain::schedule::{Meeting, plan, reminders};
 use crate::storage::{self, Pending};
 
@@ -120,29 +122,34 @@ pub struct TerritoryEvents(pub Planner);
 /// The consumer of the plans events.
 pub struct PlanEvents(pub Planner);
 
+/// The read model the territory events keep (its positions in `read_model_positions`).
+const TERRITORIES: &str = "territories";
+
 impl TerritoryEvents {
+    /// The territory's people changed: who left gets nothing more, who stays keeps their
+    /// preferences, who joined is invited to what comes.
     async fn roster_changed(
         &self,
         txn: &DatabaseTransaction,
-        e: territories_pb::SteeringBodyChanged,
+        territory_id: &str,
+        roster: &Roster,
     ) -> Result<(), HandlerError> {
-        storage::save_territory(txn, &e.territory_id, &e.territory_name, &e.time_zone).await?;
         let mut entries = Vec::new();
-        if let Some(p) = &e.privileged_contact {
+        if let Some(p) = &roster.privileged_contact {
             entries.push(RosterEntry {
                 name: &p.name,
                 email: &p.email,
                 role: "privileged_contact",
             });
         }
-        for p in &e.operational_team {
+        for p in &roster.operational_team {
             entries.push(RosterEntry {
                 name: &p.name,
                 email: &p.email,
                 role: "operational_team",
             });
         }
-        if let Some(body) = &e.steering_body {
+        if let Some(body) = &roster.steering_body {
             for p in &body.members {
                 entries.push(RosterEntry {
                     name: &p.name,
@@ -151,22 +158,17 @@ impl TerritoryEvents {
                 });
             }
         }
-        let wanted = roster(entries);
-        let current = storage::recipients_of(txn, &e.territory_id).await?;
-        // Those who left: nothing more is sent to them.
+        let wanted = roster::roster(entries);
+        let current = storage::recipients_of(txn, territory_id).await?;
         for r in &current {
-            if !wanted
-                .iter()
-                .any(|w| w.email.trim().eq_ignore_ascii_case(&r.email))
-            {
-                storage::drop_pending(txn, Pending::Recipient(&e.territory_id, &r.email)).await?;
-                storage::delete_recipient(txn, &e.territory_id, &r.email).await?;
+            if !wanted.iter().any(|w| normalize_email(w.email) == r.email) {
+                storage::drop_pending(txn, Pending::Recipient(territory_id, &r.email)).await?;
+                storage::delete_recipient(txn, territory_id, &r.email).await?;
             }
         }
-        // Those who stay keep their preferences; those who join are invited to what comes.
         let mut joined = Vec::new();
         for w in &wanted {
-            let fresh = Recipient::new(&e.territory_id, w);
+            let fresh = Recipient::new(territory_id, w);
             match current.iter().find(|r| r.email == fresh.email) {
                 Some(existing) => {
                     if existing.name != fresh.name || existing.role != fresh.role {
@@ -184,7 +186,7 @@ impl TerritoryEvents {
         }
         if !joined.is_empty() {
             for stored in
-                storage::meetings_of_territory(txn, &e.territory_id, Utc::now(), false).await?
+                storage::meetings_of_territory(txn, territory_id, Utc::now(), false).await?
             {
                 let first = if stored.meeting.sequence == 0 {
                     Kind::Invitation
@@ -207,27 +209,42 @@ impl EventHandler for TerritoryEvents {
         txn: &DatabaseTransaction,
         event: &Envelope,
     ) -> Result<(), HandlerError> {
-        match event.event_type.as_str() {
-            "tde.territories.v1.TerritoryRegistered" => {
-                let e: territories_pb::TerritoryRegistered = decode(event)?;
-                if let Some(t) = e.territory {
-                    storage::save_territory(txn, &t.id, &t.name, &t.time_zone).await?;
-                    storage::set_region(txn, &t.id, &t.region_code).await?;
+        let read = facts::read(&event.event_type, &event.payload);
+        let mut facts = match read.map_err(|e| HandlerError::Permanent(e.into()))? {
+            TerritoryEvent::Facts(facts) => facts,
+            TerritoryEvent::PersonalDataErased { email_sha256 } => {
+                if !tde_runtime::personal_data::is_fingerprint(&email_sha256) {
+                    return Err(permanent("erasure event without a valid fingerprint"));
                 }
-            }
-            "tde.territories.v1.SteeringBodyChanged" => {
-                self.roster_changed(txn, decode(event)?).await?;
-            }
-            "tde.territories.v1.PersonalDataErased" => {
-                let e: territories_pb::PersonalDataErased = decode(event)?;
-                for r in storage::recipients_by_fingerprint(txn, &e.email_sha256).await? {
+                for r in storage::recipients_by_fingerprint(txn, &email_sha256).await? {
                     storage::drop_pending(txn, Pending::Recipient(&r.territory_id, &r.email))
                         .await?;
                     storage::delete_recipient(txn, &r.territory_id, &r.email).await?;
                 }
-                storage::redact(txn, &e.email_sha256).await?;
+                storage::redact(txn, &email_sha256).await?;
+                return Ok(());
             }
-            _ => {}
+            TerritoryEvent::Other => return Ok(()),
+        };
+        // An older event never overwrites what a newer one set: a redelivered roster does
+        // not bring back who left.
+        let newer =
+            read_model::newer_parts(txn, TERRITORIES, &facts.territory_id, &facts.parts(), event)
+                .await?;
+        facts.keep_only(&newer);
+        if facts.name.is_some() || facts.time_zone.is_some() || facts.location.is_some() {
+            storage::update_territory(
+                txn,
+                &facts.territory_id,
+                facts.name.as_deref(),
+                facts.time_zone.as_deref(),
+                facts.location.as_ref().map(|l| l.region_code.as_str()),
+            )
+            .await?;
+        }
+        if let Some(roster) = &facts.roster {
+            self.roster_changed(txn, &facts.territory_id, roster)
+                .await?;
         }
         Ok(())
     }

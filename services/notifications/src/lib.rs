@@ -14,7 +14,10 @@ pub mod delivery;
 pub mod domain;
 pub mod events;
 pub mod feed;
+pub mod settings;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,12 +29,14 @@ use tonic::service::RoutesBuilder;
 
 use tde_proto::notifications::v1::notification_service_server::NotificationServiceServer;
 use tde_runtime::auth::MethodPolicy;
+use tde_runtime::config::SectionSpec;
 use tde_runtime::inbox::ConsumerTask;
 use tde_runtime::{ServiceContext, ServiceModule};
 
 use delivery::dispatcher::{Dispatcher, Waker};
 use domain::message::Organizer;
 use events::Planner;
+use settings::NotificationSettings;
 
 /// The service's name: database, stream `TDE_NOTIFICATIONS` and subjects
 /// `tde.notifications.>`.
@@ -46,6 +51,11 @@ pub struct NotificationsModule {
     waker: Waker,
 }
 
+/// This service's section of the process settings.
+pub fn settings_of(ctx: &ServiceContext) -> NotificationSettings {
+    ctx.settings.section::<NotificationSettings>()
+}
+
 /// The domain of Message-IDs and calendar UIDs: the sender's.
 pub fn mail_domain(from: &str) -> String {
     from.rsplit_once('@')
@@ -55,23 +65,24 @@ pub fn mail_domain(from: &str) -> String {
 
 impl NotificationsModule {
     fn planner(&self, ctx: &ServiceContext) -> Planner {
+        let settings = settings_of(ctx);
         Planner {
-            settings: Arc::new(ctx.settings.notifications.clone()),
-            domain: mail_domain(&ctx.settings.notifications.from),
+            domain: mail_domain(&settings.from),
+            settings: Arc::new(settings),
             waker: self.waker.clone(),
         }
     }
 
-    fn organizer(ctx: &ServiceContext) -> Organizer {
+    fn organizer(settings: &NotificationSettings) -> Organizer {
         Organizer {
-            email: ctx.settings.notifications.from.clone(),
-            name: ctx.settings.notifications.from_name.clone(),
+            email: settings.from.clone(),
+            name: settings.from_name.clone(),
         }
     }
 
     /// The dispatcher of this replica.
     pub fn dispatcher(&self, ctx: &ServiceContext) -> anyhow::Result<Dispatcher> {
-        let settings = ctx.settings.notifications.clone();
+        let settings = settings_of(ctx);
         Ok(Dispatcher {
             db: ctx.db.clone(),
             mailer: delivery::email::Mailer::from_settings(&settings)?,
@@ -79,7 +90,7 @@ impl NotificationsModule {
                 &settings.webhook_secret.0,
                 Duration::from_millis(settings.webhook_timeout_ms),
             )?,
-            organizer: Self::organizer(ctx),
+            organizer: Self::organizer(&settings),
             domain: mail_domain(&settings.from),
             owner: format!("{}-{}", SERVICE, uuid::Uuid::now_v7()),
             waker: self.waker.clone(),
@@ -96,6 +107,10 @@ impl ServiceModule for NotificationsModule {
 
     fn grpc_services(&self) -> &'static [&'static str] {
         GRPC_SERVICES
+    }
+
+    fn settings_section(&self) -> Option<SectionSpec> {
+        Some(SectionSpec::of::<NotificationSettings>())
     }
 
     fn policies(&self) -> &'static [MethodPolicy] {
@@ -117,11 +132,12 @@ impl ServiceModule for NotificationsModule {
                 tracing::error!(error = %e, "notifications cannot be sent: transport set-up failed")
             }
         }
-        if let Some(addr) = ctx.settings.notifications.feed_listen {
+        let settings = settings_of(ctx);
+        if let Some(addr) = settings.feed_listen {
             let state = feed::FeedState {
                 db: ctx.db.clone(),
-                organizer: Arc::new(Self::organizer(ctx)),
-                domain: mail_domain(&ctx.settings.notifications.from),
+                organizer: Arc::new(Self::organizer(&settings)),
+                domain: mail_domain(&settings.from),
             };
             let shutdown = ctx.shutdown.clone();
             tokio::spawn(async move {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use chrono::{Datelike as _, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait as _, Statement};
 use tde_notifications::NotificationsModule;
-use tde_runtime::testing::{SmtpServer, TestEnv, Topology};
+use tde_notifications::settings::NotificationSettings;
+use tde_notifications::testing::{SmtpServer, configure};
+use tde_runtime::testing::{TestEnv, Topology};
 
 use common::{App, MeetingSpec, parse};
 
@@ -20,12 +22,15 @@ const MEETINGS: usize = 1_000;
 async fn two_replicas_one_killed_mid_batch_send_each_notification_once() {
     let smtp = SmtpServer::start();
     let mut env = TestEnv::new(Topology::Postgres, &["notifications"]).await;
-    let n = &mut env.settings.notifications;
-    n.smtp = Some(smtp.settings());
-    n.reminder_days = vec![];
-    n.batch_size = 10;
-    n.concurrency = 4;
-    n.lease_ms = 2_000;
+    configure(&mut env, Some(&smtp));
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| {
+            n.reminder_days = vec![];
+            n.batch_size = 10;
+            n.concurrency = 4;
+            n.lease_ms = 2_000;
+        });
     let settings = env.settings.clone();
 
     // Replica A runs on its own runtime, which the test drops to kill it: every task stops

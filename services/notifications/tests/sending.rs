@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate, Utc};
 use icalendar::{Calendar, Component as _};
+use tde_notifications::testing::SmtpServer;
 use tde_proto::notifications::v1 as pb;
-use tde_runtime::testing::{SmtpServer, Topology};
+use tde_runtime::testing::Topology;
 
 use common::{App, MeetingSpec, wait_for_mail};
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate, Utc};
 use icalendar::{Calendar, Component as _};
+use tde_notifications::settings::NotificationSettings;
+use tde_notifications::testing::{SmtpServer, configure};
 use tde_proto::notifications::v1 as pb;
-use tde_runtime::testing::{SmtpServer, TestEnv, Topology};
+use tde_runtime::testing::{TestEnv, Topology};
 
 use common::{App, MeetingSpec};
 
@@ -56,8 +58,10 @@ async fn wait(what: &str, check: impl Fn() -> bool) {
 async fn webhooks_are_signed_and_failing_ones_dead_lettered() {
     let smtp = SmtpServer::start();
     let mut env = TestEnv::new(Topology::Postgres, &["notifications"]).await;
-    env.settings.notifications.smtp = Some(smtp.settings());
-    env.settings.notifications.max_attempts = 3;
+    configure(&mut env, Some(&smtp));
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| n.max_attempts = 3);
     let app = App::start_in(env).await;
     let territory = uuid::Uuid::now_v7().to_string();
     app.roster(
@@ -196,9 +200,13 @@ async fn webhooks_are_signed_and_failing_ones_dead_lettered() {
 async fn a_territory_calendar_feed_behind_its_secret_link() {
     let smtp = SmtpServer::start();
     let mut env = TestEnv::new(Topology::Sqlite, &["notifications"]).await;
-    env.settings.notifications.smtp = Some(smtp.settings());
+    configure(&mut env, Some(&smtp));
     let port = tde_runtime::testing::free_port();
-    env.settings.notifications.feed_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| {
+            n.feed_listen = Some(format!("127.0.0.1:{port}").parse().unwrap())
+        });
     let app = App::start_in(env).await;
     let territory = uuid::Uuid::now_v7().to_string();
     app.roster(&territory, "Nouméa", "Pacific/Noumea", &[("A", "a@x.nc")])

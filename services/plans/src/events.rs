@@ -8,11 +8,12 @@ use sea_orm::DatabaseTransaction;
 
 use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::subjects;
-use tde_proto::territories::v1 as territories_pb;
+use tde_proto::territories::v1::facts::{self, TerritoryEvent};
 use tde_runtime::api::timestamp;
 use tde_runtime::bus::Envelope;
 use tde_runtime::inbox::{EventHandler, HandlerError};
 use tde_runtime::outbox::{self, NewEvent};
+use tde_runtime::read_model;
 
 use crate::SERVICE;
 use crate::api::convert::{kind_to_pb, plan_status_to_pb};
@@ -285,32 +286,6 @@ pub struct TerritoryEvents;
 
 const STOPPED_BY: &str = "tde-plans";
 
-fn decode<M: prost::Message + Default>(event: &Envelope) -> Result<M, HandlerError> {
-    Ok(M::decode(event.payload.clone())?)
-}
-
-/// Applies a change to the view of a territory, unless a later event already did.
-async fn update_view(
-    txn: &DatabaseTransaction,
-    event: &Envelope,
-    id: &str,
-    change: impl FnOnce(&mut TerritoryView),
-) -> Result<Option<TerritoryView>, HandlerError> {
-    let Some(mut view) = storage::find_territory(txn, id).await? else {
-        // Its registration has not been processed yet: try again later.
-        return Err(HandlerError::Transient(anyhow::anyhow!(
-            "territory {id} is not known yet"
-        )));
-    };
-    if view.updated_at > event.time {
-        return Ok(None);
-    }
-    change(&mut view);
-    view.updated_at = event.time;
-    storage::save_territory(txn, &view).await?;
-    Ok(Some(view))
-}
-
 /// Keeps the plan's copy of the territory's name.
 async fn rename_plan(
     txn: &DatabaseTransaction,
@@ -329,6 +304,9 @@ async fn rename_plan(
     Ok(())
 }
 
+/// The read model these events keep (its positions in `read_model_positions`).
+const TERRITORIES: &str = "territories";
+
 #[async_trait]
 impl EventHandler for TerritoryEvents {
     async fn handle(
@@ -337,118 +315,104 @@ impl EventHandler for TerritoryEvents {
         event: &Envelope,
     ) -> Result<(), HandlerError> {
         let now = tde_runtime::api::now();
-        let stage_name = |raw: i32| {
-            territories_pb::Stage::try_from(raw)
-                .ok()
-                .and_then(|s| s.as_str_name().strip_prefix("STAGE_"))
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_default()
-        };
-        let kind_name = |raw: i32| {
-            territories_pb::AuthorityKind::try_from(raw)
-                .ok()
-                .and_then(|s| s.as_str_name().strip_prefix("AUTHORITY_KIND_"))
-                .map(str::to_ascii_lowercase)
-                .unwrap_or_default()
-        };
-        match event.event_type.as_str() {
-            "tde.territories.v1.TerritoryRegistered" => {
-                let e: territories_pb::TerritoryRegistered = decode(event)?;
-                let t = e.territory.ok_or_else(|| {
-                    HandlerError::Permanent(anyhow::anyhow!("registration without territory"))
-                })?;
-                if let Some(existing) = storage::find_territory(txn, &t.id).await?
-                    && existing.updated_at > event.time
-                {
-                    return Ok(());
-                }
-                storage::save_territory(
-                    txn,
-                    &TerritoryView {
-                        id: t.id,
-                        name: t.name,
-                        kind: kind_name(t.kind),
-                        stage: stage_name(t.stage),
-                        time_zone: t.time_zone,
-                        region_code: t.region_code,
-                        updated_at: event.time,
-                    },
-                )
-                .await?;
-            }
-            "tde.territories.v1.TerritoryStageChanged" => {
-                let e: territories_pb::TerritoryStageChanged = decode(event)?;
-                let stage = stage_name(e.to_stage);
-                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
-                    v.stage = stage;
-                    v.name = e.territory_name.clone();
-                    v.time_zone = e.time_zone.clone();
-                })
-                .await?
-                {
-                    rename_plan(txn, &view, now).await?;
-                }
-            }
-            "tde.territories.v1.TerritoryCodeChanged" => {
-                let e: territories_pb::TerritoryCodeChanged = decode(event)?;
-                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
-                    v.name = e.territory_name.clone();
-                })
-                .await?
-                {
-                    rename_plan(txn, &view, now).await?;
-                }
-            }
-            "tde.territories.v1.SteeringBodyChanged" => {
-                // Only the name and time zone matter here: the roster is notifications' concern.
-                let e: territories_pb::SteeringBodyChanged = decode(event)?;
-                if let Some(view) = update_view(txn, event, &e.territory_id, |v| {
-                    v.name = e.territory_name.clone();
-                    v.time_zone = e.time_zone.clone();
-                })
-                .await?
-                {
-                    rename_plan(txn, &view, now).await?;
-                }
-            }
-            "tde.territories.v1.TerritoryWithdrawn" => {
-                let e: territories_pb::TerritoryWithdrawn = decode(event)?;
-                update_view(txn, event, &e.territory_id, |v| {
-                    v.stage = "withdrawn".into();
-                })
-                .await?;
-                if let Some(mut plan) =
-                    storage::find_plan_of_territory(txn, &e.territory_id, true).await?
-                    && !plan.status.is_final()
-                {
-                    let expected = plan.version;
-                    let reason = if e.reason.trim().is_empty() {
-                        "territoire retiré du programme".to_string()
-                    } else {
-                        format!("territoire retiré du programme : {}", e.reason.trim())
-                    };
-                    let events = stop_plan(txn, &mut plan, &reason, STOPPED_BY, now)
-                        .await
-                        .map_err(|e| HandlerError::Transient(e.into()))?;
-                    storage::update_plan(txn, &plan, expected).await?;
-                    outbox::enqueue(txn, events).await?;
-                    tracing::info!(plan_id = %plan.id, territory_id = %plan.territory_id, "plan stopped: its territory was withdrawn");
-                }
-            }
-            "tde.territories.v1.PersonalDataErased" => {
+        let read = facts::read(&event.event_type, &event.payload);
+        let mut facts = match read.map_err(|e| HandlerError::Permanent(e.into()))? {
+            TerritoryEvent::Facts(facts) => facts,
+            TerritoryEvent::PersonalDataErased { email_sha256 } => {
                 // Signatories need not be contacts of the territories named: every plan
                 // naming the person is looked up.
-                let e: territories_pb::PersonalDataErased = decode(event)?;
-                for mut plan in storage::plans_naming(txn, &e.email_sha256).await? {
+                for mut plan in storage::plans_naming(txn, &email_sha256).await? {
                     let expected = plan.version;
-                    if plan.erase_person(&e.email_sha256, now) {
+                    if plan.erase_person(&email_sha256, now) {
                         storage::update_plan(txn, &plan, expected).await?;
                         tracing::info!(plan_id = %plan.id, "signatory's personal data erased");
                     }
                 }
+                return Ok(());
             }
-            // Diagnostics and later event types are not this service's concern.
-            _ => {}
+            TerritoryEvent::Other => return Ok(()),
+        };
+        // An older event never overwrites what a newer one set.
+        let newer =
+            read_model::newer_parts(txn, TERRITORIES, &facts.territory_id, &facts.parts(), event)
+                .await?;
+        facts.keep_only(&newer);
+        if facts.is_empty() {
+            return Ok(());
+        }
+        let mut view = match storage::find_territory(txn, &facts.territory_id).await? {
+            Some(view) => view,
+            None if facts.location.is_some() => TerritoryView {
+                id: facts.territory_id.clone(),
+                name: String::new(),
+                kind: String::new(),
+                stage: String::new(),
+                time_zone: String::new(),
+                region_code: String::new(),
+                updated_at: event.time,
+            },
+            None => {
+                // Its registration has not been processed yet: try again later.
+                return Err(HandlerError::Transient(anyhow::anyhow!(
+                    "territory {} is not known yet",
+                    facts.territory_id
+                )));
+            }
+        };
+        let renamed = facts.name.as_ref().is_some_and(|n| *n != view.name);
+        if let Some(name) = facts.name {
+            view.name = name;
+        }
+        if let Some(zone) = facts.time_zone {
+            view.time_zone = zone;
+        }
+        if let Some(location) = facts.location {
+            view.kind = location.kind;
+            view.region_code = location.region_code;
+        }
+        let withdrawn = (facts.stage.as_deref() == Some("withdrawn")).then(|| {
+            let reason = facts.stage_reason.trim();
+            if reason.is_empty() {
+                "territoire retiré du programme".to_string()
+            } else {
+                format!("territoire retiré du programme : {reason}")
+            }
+        });
+        if let Some(stage) = facts.stage {
+            view.stage = stage;
+        }
+        view.updated_at = view.updated_at.max(event.time);
+        storage::save_territory(txn, &view).await?;
+        if renamed {
+            rename_plan(txn, &view, now).await?;
+        }
+        if let Some(reason) = withdrawn {
+            self.stop_plan_of_withdrawn(txn, &view.id, &reason, now)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl TerritoryEvents {
+    /// A withdrawn territory stops its plan (and the plan's coming meetings).
+    async fn stop_plan_of_withdrawn(
+        &self,
+        txn: &DatabaseTransaction,
+        territory_id: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        if let Some(mut plan) = storage::find_plan_of_territory(txn, territory_id, true).await?
+            && !plan.status.is_final()
+        {
+            let expected = plan.version;
+            let events = stop_plan(txn, &mut plan, reason, STOPPED_BY, now)
+                .await
+                .map_err(|e| HandlerError::Transient(e.into()))?;
+            storage::update_plan(txn, &plan, expected).await?;
+            outbox::enqueue(txn, events).await?;
+            tracing::info!(plan_id = %plan.id, territory_id = %plan.territory_id, "plan stopped: its territory was withdrawn");
         }
         Ok(())
     }

@@ -808,7 +808,6 @@ async fn a_held_meeting_records_decisions_that_change_actions(topology: Topology
             created_at: now,
             updated_at: now,
         },
-        None,
     )
     .await
     .unwrap();

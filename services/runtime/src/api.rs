@@ -75,6 +75,53 @@ pub fn page_size(requested: i32, default: u64, max: u64) -> Result<u64, ApiError
     }
 }
 
+/// One page of a List call (keyset paging): how many items, and the sort key of the last
+/// item of the previous page, from its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub size: u64,
+    after: Option<String>,
+}
+
+impl PageRequest {
+    /// From a request's `page_size` (`default` when 0, at most `max`) and `page_token`.
+    pub fn parse(
+        page_size: i32,
+        page_token: &str,
+        default: u64,
+        max: u64,
+    ) -> Result<Self, ApiError> {
+        Ok(Self {
+            size: self::page_size(page_size, default, max)?,
+            after: decode_page_token(page_token)?,
+        })
+    }
+
+    /// The sort key after which this page starts.
+    pub fn after(&self) -> Option<&str> {
+        self.after.as_deref()
+    }
+
+    /// How many rows to fetch: one more than the page, which tells whether another follows.
+    pub fn fetch(&self) -> u64 {
+        self.size + 1
+    }
+
+    /// The page among `rows` (fetched with `fetch()`, in key order) and the token of the
+    /// next page (empty on the last one); `key` gives an item's sort key.
+    pub fn page<T>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, String) {
+        if rows.len() as u64 <= self.size {
+            return (rows, String::new());
+        }
+        rows.truncate(self.size as usize);
+        let token = rows
+            .last()
+            .map(|t| encode_page_token(&key(t)))
+            .unwrap_or_default();
+        (rows, token)
+    }
+}
+
 /// An opaque page token holding the sort key of the last item returned.
 pub fn encode_page_token(last_key: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1:{last_key}"))
@@ -129,6 +176,18 @@ mod tests {
         assert_eq!(decode_page_token("").unwrap(), None);
         assert!(decode_page_token("!!!").is_err());
         assert!(decode_page_token(&URL_SAFE_NO_PAD.encode("v2:x")).is_err());
+    }
+
+    #[test]
+    fn pages_end_where_the_rows_do() {
+        let first = PageRequest::parse(2, "", 50, 500).unwrap();
+        assert_eq!(first.fetch(), 3);
+        let (items, token) = first.page(vec![1, 2, 3], |n| n.to_string());
+        assert_eq!(items, vec![1, 2]);
+        let next = PageRequest::parse(2, &token, 50, 500).unwrap();
+        assert_eq!(next.after(), Some("2"));
+        let (items, token) = next.page(vec![3], |n| n.to_string());
+        assert_eq!((items, token), (vec![3], String::new()));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use tde_proto::audit::v1 as pb;
 
-use crate::api::{decode_page_token, encode_page_token, page_size, timestamp};
+use crate::api::{PageRequest, timestamp};
 use crate::error::ApiError;
 
 pub mod entity {
@@ -295,8 +295,7 @@ impl AuditApi {
         &self,
         r: pb::ListAuditEventsRequest,
     ) -> Result<pb::ListAuditEventsResponse, ApiError> {
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let before = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let start = r.start_time.as_ref().map(crate::api::from_timestamp);
         let end = r.end_time.as_ref().map(crate::api::from_timestamp);
         if matches!(start, Some(None)) {
@@ -346,28 +345,20 @@ impl AuditApi {
             if let Some(Some(t)) = end {
                 query = query.filter(Column::At.lt(t));
             }
-            if let Some(b) = &before {
-                query = query.filter(Column::Id.lt(b.clone()));
+            if let Some(before) = request.after() {
+                query = query.filter(Column::Id.lt(before));
             }
             found.extend(
                 query
                     .order_by_desc(Column::Id)
-                    .limit(size + 1)
+                    .limit(request.fetch())
                     .all(db)
                     .await?,
             );
         }
-        // Newest first across the trails; one more than asked tells whether a page follows.
+        // Newest first across the trails.
         found.sort_by(|a, b| b.id.cmp(&a.id));
-        let next_page_token = if found.len() as u64 > size {
-            found.truncate(size as usize);
-            found
-                .last()
-                .map(|e| encode_page_token(&e.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (found, next_page_token) = request.page(found, |e| e.id.clone());
         Ok(pb::ListAuditEventsResponse {
             audit_events: found
                 .into_iter()

@@ -2,9 +2,10 @@
 //! (`__` separates nesting levels, e.g. `TDE_SERVER__LISTEN`). Later sources win. The result
 //! is validated once at start-up; a bad value stops start-up with a message naming the key.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,12 +22,16 @@ pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] config::ConfigError),
     #[error("configuration key `{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
+    #[error(
+        "configuration key `{key}` is unknown here: not a section of the runtime nor of a service this process runs (its sections: {known})"
+    )]
+    UnknownSection { key: String, known: String },
 }
 
-/// Every setting of a tde process.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// Every setting of a tde process: the runtime's own sections, and the sections of the
+/// services this process runs (each service declares its own type, see `ServiceSettings`).
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
@@ -35,77 +40,174 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub cache: CacheSettings,
     pub auth: AuthSettings,
-    pub notifications: NotificationSettings,
+    /// The services' own sections, by name.
+    pub services: ServiceSections,
 }
 
-/// The notifications service: how and when it sends.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotificationSettings {
-    /// The SMTP relay; without one (`tde dev`), e-mails are written as .eml files to
-    /// `mail_dir`.
-    pub smtp: Option<SmtpSettings>,
-    /// Where e-mails go without SMTP; `{data}` is `tde dev`'s data dir.
-    pub mail_dir: std::path::PathBuf,
-    /// Sender of the e-mails, and organizer of the meetings in calendars.
-    pub from: String,
-    pub from_name: String,
-    /// Reminders: days before the meeting, each at `reminder_hour`:`reminder_minute` in the
-    /// territory's time zone (a territory may have its own time, see the API).
-    pub reminder_days: Vec<u32>,
-    pub reminder_hour: u32,
-    pub reminder_minute: u32,
-    /// Attempts of one notification before it is dead-lettered.
-    pub max_attempts: u32,
-    /// First retry delay, doubling at each attempt (milliseconds).
-    pub retry_backoff_ms: u64,
-    /// Longest retry delay (milliseconds).
-    pub max_backoff_ms: u64,
-    /// How long a replica owns the notifications it claimed (milliseconds): another replica
-    /// takes over those of a replica that died after this.
-    pub lease_ms: u64,
-    /// Notifications claimed at once, and sent concurrently.
-    pub batch_size: u64,
-    pub concurrency: usize,
-    /// Poll of due notifications when nothing woke the dispatcher (milliseconds).
-    pub poll_interval_ms: u64,
-    /// Secret signing webhook bodies (HMAC-SHA256); set it in production
-    /// (`TDE_NOTIFICATIONS__WEBHOOK_SECRET`).
-    pub webhook_secret: Secret,
-    /// Timeout of one webhook POST (milliseconds).
-    pub webhook_timeout_ms: u64,
-    /// HTTP address of the calendar feeds; none: no feed server.
-    pub feed_listen: Option<SocketAddr>,
-    /// Public base URL of the feeds, e.g. https://agenda.tde.anct.gouv.fr.
-    pub feed_base_url: String,
+/// The runtime's own top-level sections; any other top-level key must be the section of a
+/// service this process runs.
+const RUNTIME_SECTIONS: &[&str] = &[
+    "server",
+    "database",
+    "bus",
+    "telemetry",
+    "outbox",
+    "cache",
+    "auth",
+];
+
+/// The settings section of one service (`[notifications]`, `[subsidies]`…): its type, with
+/// its defaults and its validation, lives next to the code that uses it.
+pub trait ServiceSettings:
+    Serialize + serde::de::DeserializeOwned + Default + Clone + std::fmt::Debug + Send + Sync + 'static
+{
+    /// The section's name: the top-level TOML table and the `TDE_<NAME>__` variables.
+    const SECTION: &'static str;
+
+    /// Checks the values; an error names the key inside the section.
+    fn validate(&self) -> Result<(), InvalidKey> {
+        Ok(())
+    }
+
+    /// Adjusts the section for `tde dev` (files under the data dir, ports beside the gRPC
+    /// one), unless the operator set them.
+    fn for_dev(&mut self, _dev: &DevEnvironment) {}
 }
 
-impl Default for NotificationSettings {
-    fn default() -> Self {
+/// Where `tde dev` keeps its files and listens.
+#[derive(Debug, Clone)]
+pub struct DevEnvironment {
+    pub data_dir: std::path::PathBuf,
+    pub listen: SocketAddr,
+}
+
+/// A bad value inside a service's section: the key (relative to the section) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidKey {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl InvalidKey {
+    pub fn new(key: &'static str, message: impl Into<String>) -> Self {
         Self {
-            smtp: None,
-            mail_dir: "./data/mail".into(),
-            from: "ne-pas-repondre@tde.anct.gouv.fr".into(),
-            from_name: "Territoires d'engagement (ANCT)".into(),
-            reminder_days: vec![7, 1],
-            reminder_hour: 9,
-            reminder_minute: 0,
-            max_attempts: 6,
-            retry_backoff_ms: 2_000,
-            max_backoff_ms: 600_000,
-            lease_ms: 60_000,
-            batch_size: 64,
-            concurrency: 16,
-            poll_interval_ms: 1_000,
-            webhook_secret: Secret("tde-dev-webhook-secret".into()),
-            webhook_timeout_ms: 10_000,
-            feed_listen: None,
-            feed_base_url: String::new(),
+            key,
+            message: message.into(),
         }
     }
 }
 
-/// A secret setting: printed as `***`.
+/// How the loader handles one service's section, without knowing its type.
+#[derive(Clone, Copy)]
+pub struct SectionSpec {
+    pub name: &'static str,
+    defaults: fn() -> Result<config::Value, config::ConfigError>,
+    parse: fn(config::Value) -> Result<Arc<dyn SectionValue>, ConfigError>,
+}
+
+impl std::fmt::Debug for SectionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl SectionSpec {
+    /// The section of the settings type `T`.
+    pub fn of<T: ServiceSettings>() -> Self {
+        Self {
+            name: T::SECTION,
+            defaults: || {
+                let defaults = config::Config::try_from(&T::default())?;
+                Ok(config::Value::new(
+                    None,
+                    config::ValueKind::Table(config::Source::collect(&defaults)?),
+                ))
+            },
+            parse: |raw| {
+                let value: T = raw
+                    .try_deserialize()
+                    .map_err(|e| in_section(T::SECTION, e))?;
+                check_section(&value)?;
+                Ok(Arc::new(value))
+            },
+        }
+    }
+}
+
+fn check_section<T: ServiceSettings>(value: &T) -> Result<(), ConfigError> {
+    value.validate().map_err(|e| ConfigError::Invalid {
+        key: format!("{}.{}", T::SECTION, e.key),
+        message: e.message,
+    })
+}
+
+/// A parsed section, whatever its type.
+pub trait SectionValue: std::any::Any + std::fmt::Debug + Send + Sync {
+    fn as_any(&self) -> &dyn std::any::Any;
+    fn for_dev(&self, dev: &DevEnvironment) -> Result<Arc<dyn SectionValue>, ConfigError>;
+}
+
+impl<T: ServiceSettings> SectionValue for T {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn for_dev(&self, dev: &DevEnvironment) -> Result<Arc<dyn SectionValue>, ConfigError> {
+        let mut value = self.clone();
+        ServiceSettings::for_dev(&mut value, dev);
+        check_section(&value)?;
+        Ok(Arc::new(value))
+    }
+}
+
+/// The sections of the services of a process.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceSections(BTreeMap<&'static str, Arc<dyn SectionValue>>);
+
+impl ServiceSections {
+    /// The section `T`, or its defaults when it was not loaded (a test building settings by
+    /// hand).
+    pub fn get<T: ServiceSettings>(&self) -> T {
+        self.0
+            .get(T::SECTION)
+            .and_then(|v| v.as_any().downcast_ref::<T>())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces the section `T` (tests, `tde dev`); the value is validated.
+    pub fn set<T: ServiceSettings>(&mut self, value: T) -> Result<(), ConfigError> {
+        check_section(&value)?;
+        self.0.insert(T::SECTION, Arc::new(value));
+        Ok(())
+    }
+
+    /// Changes the section `T` in place (tests), keeping what was loaded.
+    pub fn update<T: ServiceSettings>(&mut self, change: impl FnOnce(&mut T)) {
+        let mut value = self.get::<T>();
+        change(&mut value);
+        self.0.insert(T::SECTION, Arc::new(value));
+    }
+
+    /// Adds the section of `spec` with its defaults adjusted for `dev`, unless it is there.
+    pub fn insert_default_for_dev(
+        &mut self,
+        spec: &SectionSpec,
+        dev: &DevEnvironment,
+    ) -> Result<(), ConfigError> {
+        if !self.0.contains_key(spec.name) {
+            let value = (spec.parse)((spec.defaults)()?)?;
+            self.0.insert(spec.name, value.for_dev(dev)?);
+        }
+        Ok(())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.keys().copied()
+    }
+}
+
+/// A secret setting (a password, a signing key): printed as `***`.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(pub String);
@@ -114,44 +216,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("***")
     }
-}
-
-/// How the SMTP relay is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpSecurity {
-    /// No encryption (a relay on the same host or network).
-    Plain,
-    /// STARTTLS on the submission port.
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub security: SmtpSecurity,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// From the environment: `TDE_NOTIFICATIONS__SMTP__PASSWORD`.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Connections kept open to the relay.
-    #[serde(default = "default_smtp_pool")]
-    pub pool_size: u32,
-    #[serde(default = "default_smtp_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn default_smtp_pool() -> u32 {
-    8
-}
-
-fn default_smtp_timeout() -> u64 {
-    10_000
 }
 
 /// Authentication of callers: OAuth2 / OIDC access tokens (JWT) verified locally against a key
@@ -416,11 +480,66 @@ impl Default for OutboxSettings {
     }
 }
 
+/// The runtime's sections as they are read (the services' sections are read by their own
+/// types).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RuntimeSections {
+    server: ServerSettings,
+    database: DatabaseSettings,
+    bus: BusSettings,
+    telemetry: TelemetrySettings,
+    outbox: OutboxSettings,
+    cache: CacheSettings,
+    auth: AuthSettings,
+}
+
+/// Puts the section name in front of the key a deserialisation error names.
+fn in_section(section: &str, error: config::ConfigError) -> config::ConfigError {
+    let prefixed = |key: Option<String>| {
+        Some(match key {
+            Some(k) if !k.is_empty() => format!("{section}.{k}"),
+            _ => section.to_string(),
+        })
+    };
+    match error {
+        config::ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => config::ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key: prefixed(key),
+        },
+        config::ConfigError::At { error, origin, key } => config::ConfigError::At {
+            error,
+            origin,
+            key: prefixed(key),
+        },
+        config::ConfigError::Message(message) => {
+            config::ConfigError::Message(format!("in section [{section}]: {message}"))
+        }
+        other => other,
+    }
+}
+
 impl Settings {
-    /// Loads defaults, then `file` if given, then the `TDE_` variables of `env`.
-    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let defaults = config::Config::try_from(&Settings::default())?;
-        let mut builder = config::Config::builder().add_source(defaults);
+    /// Loads defaults, then `file` if given, then the `TDE_` variables of `env`, for a process
+    /// running the services whose sections are `sections`. A top-level key that is neither
+    /// the runtime's nor one of these sections is refused, naming it.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        sections: &[SectionSpec],
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&RuntimeSections::default())?);
+        for section in sections {
+            builder = builder.set_default(section.name, (section.defaults)()?)?;
+        }
         if let Some(file) = file {
             builder = builder.add_source(
                 config::File::from(file)
@@ -442,22 +561,73 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let merged = builder.build()?;
+        let mut root = config::Source::collect(&merged)?;
+        let mut services = ServiceSections::default();
+        for section in sections {
+            let value = root
+                .remove(section.name)
+                .unwrap_or_else(|| config::Value::new(None, config::ValueKind::Nil));
+            services.0.insert(section.name, (section.parse)(value)?);
+        }
+        if let Some(unknown) = root
+            .keys()
+            .find(|k| !RUNTIME_SECTIONS.contains(&k.as_str()))
+        {
+            return Err(ConfigError::UnknownSection {
+                key: unknown.clone(),
+                known: RUNTIME_SECTIONS
+                    .iter()
+                    .copied()
+                    .chain(sections.iter().map(|s| s.name))
+                    .map(|s| format!("[{s}]"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            });
+        }
+        let runtime: RuntimeSections =
+            config::Value::new(None, config::ValueKind::Table(root)).try_deserialize()?;
+        let settings = Settings {
+            server: runtime.server,
+            database: runtime.database,
+            bus: runtime.bus,
+            telemetry: runtime.telemetry,
+            outbox: runtime.outbox,
+            cache: runtime.cache,
+            auth: runtime.auth,
+            services,
+        };
         settings.validate()?;
         Ok(settings)
     }
 
     /// Loads from the process environment; the file is `path`, or `TDE_CONFIG` when unset.
-    pub fn load_from_process(path: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load_from_process(
+        path: Option<&Path>,
+        sections: &[SectionSpec],
+    ) -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = std::env::vars().collect();
         let from_env = env.get("TDE_CONFIG").map(std::path::PathBuf::from);
-        Self::load(path.or(from_env.as_deref()), &env)
+        Self::load(path.or(from_env.as_deref()), &env, sections)
+    }
+
+    /// The section of the service settings type `T` (its defaults when not loaded).
+    pub fn section<T: ServiceSettings>(&self) -> T {
+        self.services.get::<T>()
+    }
+
+    /// The settings of `tde dev`: each service's section adjusted to `dev`.
+    pub fn for_dev(&mut self, dev: &DevEnvironment) -> Result<(), ConfigError> {
+        for value in self.services.0.values_mut() {
+            *value = value.for_dev(dev)?;
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
+        let invalid = |key: &str, message: &str| {
             Err(ConfigError::Invalid {
-                key,
+                key: key.to_string(),
                 message: message.to_string(),
             })
         };
@@ -469,25 +639,6 @@ impl Settings {
         }
         if self.server.max_deadline_ms == 0 {
             return invalid("server.max_deadline_ms", "must be positive");
-        }
-        let n = &self.notifications;
-        if n.reminder_hour > 23 || n.reminder_minute > 59 {
-            return invalid(
-                "notifications.reminder_hour",
-                "must be a time of day (hour 0-23, minute 0-59)",
-            );
-        }
-        if n.reminder_days.iter().any(|d| *d == 0 || *d > 60) {
-            return invalid(
-                "notifications.reminder_days",
-                "days before the meeting, between 1 and 60",
-            );
-        }
-        if n.max_attempts == 0 || n.batch_size == 0 || n.concurrency == 0 || n.lease_ms < 1_000 {
-            return invalid(
-                "notifications.max_attempts",
-                "attempts, batch size and concurrency must be positive, the lease at least 1 s",
-            );
         }
         if self.server.max_concurrent_streams == 0 {
             return invalid("server.max_concurrent_streams", "must be positive");
@@ -600,7 +751,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let s = Settings::load(None, &HashMap::new()).unwrap();
+        let s = Settings::load(None, &HashMap::new(), &[]).unwrap();
         assert_eq!(s.server.listen.port(), 50051);
         assert_eq!(s.bus.kind, BusKind::Memory);
     }
@@ -618,6 +769,7 @@ mod tests {
                 ("TDE_TLS_CA", "ignored"),
                 ("OTHER", "ignored"),
             ]),
+            &[],
         )
         .unwrap();
         assert_eq!(s.server.listen.port(), 6000);
@@ -634,27 +786,31 @@ mod tests {
             "[server]\nmax_deadline_ms = 1234\nlisten = \"127.0.0.1:1\"\n",
         )
         .unwrap();
-        let s =
-            Settings::load(Some(&path), &env(&[("TDE_SERVER__LISTEN", "127.0.0.1:2")])).unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[("TDE_SERVER__LISTEN", "127.0.0.1:2")]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(s.server.max_deadline_ms, 1234);
         assert_eq!(s.server.listen.port(), 2);
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = Settings::load(None, &env(&[("TDE_SERVER__MAX_DEADLINE_MS", "soon")]))
+        let err = Settings::load(None, &env(&[("TDE_SERVER__MAX_DEADLINE_MS", "soon")]), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.max_deadline_ms"), "{err}");
-        let err = Settings::load(None, &env(&[("TDE_DATABASE__URL", "mysql://x")]))
+        let err = Settings::load(None, &env(&[("TDE_DATABASE__URL", "mysql://x")]), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("database.url"), "{err}");
-        let err = Settings::load(None, &env(&[("TDE_SERVER__LISTEN", "nowhere")]))
+        let err = Settings::load(None, &env(&[("TDE_SERVER__LISTEN", "nowhere")]), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("server.listen"), "{err}");
-        let err = Settings::load(None, &env(&[("TDE_SERVER__BOGUS", "1")]))
+        let err = Settings::load(None, &env(&[("TDE_SERVER__BOGUS", "1")]), &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
@@ -673,19 +829,79 @@ mod tests {
         assert!(!format!("{s:?}").contains("pw@"));
     }
 
-    /// Every example configuration shipped in deploy/ loads and validates.
-    #[test]
-    fn example_config_files_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config");
-        let mut count = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Settings::load(Some(&path), &HashMap::new())
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                count += 1;
+    /// A service's own section: its defaults, its values from file and environment with the
+    /// key named on error, and refused in a process that does not run that service.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Example {
+        hour: u32,
+        names: Vec<String>,
+        secret: Secret,
+    }
+
+    impl Default for Example {
+        fn default() -> Self {
+            Self {
+                hour: 9,
+                names: vec!["a".into()],
+                secret: Secret("dev".into()),
             }
         }
-        assert!(count >= 2, "expected example files in {}", dir.display());
+    }
+
+    impl ServiceSettings for Example {
+        const SECTION: &'static str = "example";
+
+        fn validate(&self) -> Result<(), InvalidKey> {
+            if self.hour > 23 {
+                return Err(InvalidKey::new("hour", "must be an hour of the day"));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn service_sections_are_owned_by_their_services() {
+        let sections = [SectionSpec::of::<Example>()];
+        let s = Settings::load(None, &HashMap::new(), &sections).unwrap();
+        assert_eq!(s.section::<Example>(), Example::default());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[example]\nhour = 7\nnames = [\"x\", \"y\"]\n").unwrap();
+        let s = Settings::load(
+            Some(&path),
+            &env(&[("TDE_EXAMPLE__SECRET", "from-env")]),
+            &sections,
+        )
+        .unwrap();
+        let e = s.section::<Example>();
+        assert_eq!((e.hour, e.names.len()), (7, 2));
+        assert_eq!(e.secret.0, "from-env");
+        assert!(!format!("{e:?}").contains("from-env"));
+
+        for (var, value, named) in [
+            ("TDE_EXAMPLE__HOUR", "30", "example.hour"),
+            ("TDE_EXAMPLE__HOUR", "soon", "example.hour"),
+            ("TDE_EXAMPLE__BOGUS", "1", "bogus"),
+        ] {
+            let err = Settings::load(None, &env(&[(var, value)]), &sections)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{var}={value}: {err}");
+        }
+
+        // The same section in a process that does not run the service.
+        let err = Settings::load(Some(&path), &HashMap::new(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`example`") && err.contains("unknown"),
+            "{err}"
+        );
+        let err = Settings::load(None, &env(&[("TDE_EXAMPLE__HOUR", "7")]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`example`"), "{err}");
     }
 }

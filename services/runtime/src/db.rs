@@ -97,6 +97,36 @@ pub fn for_update<Q: sea_orm::QuerySelect>(db: &impl ConnectionTrait, query: Q) 
     }
 }
 
+/// Whether the database cannot be reached now (no connection, the connection lost mid-query,
+/// the server shutting down or refusing connections): worth retrying later, unlike an error
+/// in what was asked.
+pub fn is_unavailable(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    let runtime = match e {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(error) => match error.as_ref() {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            // PostgreSQL shutting down or starting (57P01, 57P03), too many connections
+            // (53300), or the connection failing (08xxx).
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                code.starts_with("08")
+                    || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+            }),
+            _ => false,
+        },
+        _ => matches!(e, DbErr::Conn(_)),
+    }
+}
+
 /// Whether a unique constraint refused the write.
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(

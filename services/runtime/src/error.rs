@@ -253,19 +253,18 @@ impl From<ApiError> for Status {
     }
 }
 
-/// Storage failures: a lost connection is worth retrying, anything else is internal.
+/// Storage failures: an unreachable database (even lost mid-query) is worth retrying, anything
+/// else is internal.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
-        match &error {
-            sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
-                tracing::warn!(error = %error, "database unavailable");
-                ApiError::Unavailable {
-                    message: "storage temporarily unavailable".into(),
-                    retry_after: Duration::from_secs(1),
-                }
-            }
-            _ => ApiError::Internal(error.into()),
+        if crate::db::is_unavailable(&error) {
+            tracing::warn!(error = %error, "database unavailable");
+            return ApiError::Unavailable {
+                message: "storage temporarily unavailable".into(),
+                retry_after: Duration::from_secs(1),
+            };
         }
+        ApiError::Internal(error.into())
     }
 }
 

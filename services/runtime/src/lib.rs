@@ -10,10 +10,14 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod idempotency;
 pub mod inbox;
+pub mod input;
 pub mod migration;
 pub mod observe;
 pub mod outbox;
+pub mod personal_data;
+pub mod read_model;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -151,3 +151,101 @@ impl MigrationTrait for CreateAuditTrail {
             .await
     }
 }
+
+/// The keys of idempotent creates (see `tde_runtime::idempotency`), scoped per caller.
+pub struct CreateIdempotencyKeys;
+
+impl MigrationName for CreateIdempotencyKeys {
+    fn name(&self) -> &str {
+        "m20261201_000000_idempotency_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateIdempotencyKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("idempotency_keys"))
+                    .if_not_exists()
+                    .col(string(Alias::new("caller")))
+                    .col(string(Alias::new("resource_type")))
+                    .col(string(Alias::new("request_id")))
+                    .col(string(Alias::new("request_digest")))
+                    .col(string(Alias::new("resource_id")))
+                    .col(timestamp_with_time_zone(Alias::new("created_at")))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("caller"))
+                            .col(Alias::new("resource_type"))
+                            .col(Alias::new("request_id")),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("idempotency_keys"))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The positions of read models (see `tde_runtime::read_model`): the newest event applied to
+/// each part of each copy of another service's data.
+pub struct CreateReadModelPositions;
+
+impl MigrationName for CreateReadModelPositions {
+    fn name(&self) -> &str {
+        "m20261201_000100_read_model_positions"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateReadModelPositions {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("read_model_positions"))
+                    .if_not_exists()
+                    .col(string(Alias::new("model")))
+                    .col(string(Alias::new("key")))
+                    .col(big_integer(Alias::new("event_micros")))
+                    .col(string(Alias::new("event_id")))
+                    .primary_key(
+                        Index::create()
+                            .col(Alias::new("model"))
+                            .col(Alias::new("key")),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("read_model_positions"))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The runtime's tables added after a service's first release, in the order they came:
+/// each service's migrator lists these after its own (a new service lists
+/// `CreateOutboxAndInbox`, `CreateAuditTrail` and these).
+pub fn later_shared_tables() -> Vec<Box<dyn MigrationTrait>> {
+    vec![
+        Box::new(CreateIdempotencyKeys),
+        Box::new(CreateReadModelPositions),
+    ]
+}

@@ -84,6 +84,12 @@ pub trait ServiceModule: Send + Sync + 'static {
     /// Fully-qualified names of its gRPC services, reported by health.
     fn grpc_services(&self) -> &'static [&'static str];
 
+    /// Its own settings section (`[<name>]`), if it has one: the loader accepts it only in a
+    /// process running this service.
+    fn settings_section(&self) -> Option<crate::config::SectionSpec> {
+        None
+    }
+
     /// The access policy of every method of its gRPC services (see `auth::policy`); a method
     /// missing here is refused to everyone.
     fn policies(&self) -> &'static [MethodPolicy];

@@ -424,12 +424,6 @@ pub fn test_settings(database_url: &str, bus: BusKind, nats_url: &str) -> Settin
     s.outbox.publish_timeout_ms = 2_000;
     s.outbox.max_backoff_ms = 200;
     s.telemetry.log_format = LogFormat::Compact;
-    s.notifications.poll_interval_ms = 50;
-    s.notifications.retry_backoff_ms = 100;
-    s.notifications.max_backoff_ms = 1_000;
-    s.notifications.lease_ms = 5_000;
-    // Never the working directory: each environment sets its own (see `TestEnv`).
-    s.notifications.mail_dir = std::env::temp_dir().join(unique_name("tde_mail_"));
     s
 }
 
@@ -447,6 +441,48 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     /// Dropped with the environment.
     _databases: Vec<TestDatabase>,
+    _streams: Option<NamespacedStreams>,
+}
+
+/// The streams (and so their consumers) of one namespace on a shared NATS server, deleted
+/// when this value is dropped: a test leaves nothing behind.
+pub struct NamespacedStreams {
+    pub nats_url: String,
+    pub namespace: String,
+}
+
+impl Drop for NamespacedStreams {
+    fn drop(&mut self) {
+        let url = self.nats_url.clone();
+        let prefix = format!("{}_", self.namespace.to_ascii_uppercase());
+        if self.namespace.is_empty() {
+            return;
+        }
+        // Drop runs outside any runtime: a short-lived one does the work, bounded in time.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                use futures::TryStreamExt as _;
+                let work = async {
+                    let client = async_nats::connect(&url).await.ok()?;
+                    let js = async_nats::jetstream::new(client);
+                    let names: Vec<String> = js.stream_names().try_collect().await.ok()?;
+                    for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+                        let _ = js.delete_stream(&name).await;
+                    }
+                    Some(())
+                };
+                tokio::time::timeout(Duration::from_secs(10), work)
+                    .await
+                    .ok()
+                    .flatten()
+            })
+        })
+        .join();
+    }
 }
 
 impl TestEnv {
@@ -454,13 +490,13 @@ impl TestEnv {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/{{service}}.db?mode=rwc", dir.path().display());
-        let mut settings = test_settings(&url, BusKind::Memory, "");
-        settings.notifications.mail_dir = dir.path().join("mail");
+        let settings = test_settings(&url, BusKind::Memory, "");
         Self {
             settings,
             bus: Arc::new(MemoryBus::new()),
             dir,
             _databases: Vec::new(),
+            _streams: None,
         }
     }
 
@@ -478,9 +514,9 @@ impl TestEnv {
             databases.push(TestDatabase::create_named(format!("{base}_{service}")).await);
         }
         let url = format!("{}/{base}_{{service}}", postgres_url());
-        let mut settings = test_settings(&url, BusKind::Nats, nats_url);
+        let settings = test_settings(&url, BusKind::Nats, nats_url);
+        let settings_namespace = settings.bus.namespace.clone();
         let dir = tempfile::tempdir().expect("temp dir");
-        settings.notifications.mail_dir = dir.path().join("mail");
         let bus: Arc<dyn EventBus> = Arc::new(
             JetStreamBus::connect(
                 nats_url,
@@ -494,6 +530,10 @@ impl TestEnv {
             bus,
             dir,
             _databases: databases,
+            _streams: Some(NamespacedStreams {
+                nats_url: nats_url.to_string(),
+                namespace: settings_namespace,
+            }),
         }
     }
 
@@ -504,19 +544,26 @@ impl TestEnv {
         }
     }
 
-    /// Starts `modules` through `server::start`, on a free port.
+    /// Starts `modules` through `server::start`, on a free port. A service whose section the
+    /// test did not set gets its defaults as `tde dev` has them, in this environment's
+    /// folder (never the working directory).
     pub async fn start(
         &self,
         modules: Vec<Arc<dyn ServiceModule>>,
     ) -> Result<RunningPlatform, StartError> {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        crate::server::start(
-            self.settings.clone(),
-            modules,
-            Some(self.bus.clone()),
-            Some(listener),
-        )
-        .await
+        let mut settings = self.settings.clone();
+        let dev = crate::config::DevEnvironment {
+            data_dir: self.dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+        };
+        for spec in modules.iter().filter_map(|m| m.settings_section()) {
+            settings
+                .services
+                .insert_default_for_dev(&spec, &dev)
+                .expect("a service's default section is valid");
+        }
+        crate::server::start(settings, modules, Some(self.bus.clone()), Some(listener)).await
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -622,144 +669,6 @@ macro_rules! on_both_topologies {
             }
         )*
     };
-}
-
-/// The SMTP server of the tests: Python's aiosmtpd (from PyPI; `scripts/test` installs it),
-/// run as a real process on a free port. It stores what it accepts in a maildir, refuses
-/// recipients at `@rejected.example` (550), and holds every RCPT while `pause()` is on.
-pub struct SmtpServer {
-    child: Option<std::process::Child>,
-    pub port: u16,
-    pub dir: tempfile::TempDir,
-}
-
-const SMTP_SERVER_PY: &str = r#"
-import asyncio, mailbox, os, sys
-from aiosmtpd.smtp import SMTP
-
-host, port, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-pause = os.path.join(root, "pause")
-
-class Handler:
-    def __init__(self):
-        self.box = mailbox.Maildir(os.path.join(root, "mail"), create=True)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        while os.path.exists(pause):
-            await asyncio.sleep(0.01)
-        if address.lower().endswith("@rejected.example"):
-            return "550 5.1.1 <%s>: mailbox unavailable" % address
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):
-        self.box.add(envelope.original_content)
-        return "250 Message accepted for delivery"
-
-async def main():
-    handler = Handler()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, enable_SMTPUTF8=True, decode_data=False), host, port)
-    await server.serve_forever()
-
-asyncio.run(main())
-"#;
-
-impl SmtpServer {
-    /// Starts a server on a free port.
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(dir.path().join("server.py"), SMTP_SERVER_PY).expect("write server");
-        let mut server = Self {
-            child: None,
-            port: free_port(),
-            dir,
-        };
-        server.resume();
-        server
-    }
-
-    /// Starts the process again on the same port and maildir (after `stop`).
-    pub fn resume(&mut self) {
-        let python = std::env::var("TDE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let child = std::process::Command::new(&python)
-            .arg(self.dir.path().join("server.py"))
-            .arg("127.0.0.1")
-            .arg(self.port.to_string())
-            .arg(self.dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{python} (aiosmtpd) does not start: {e}; run scripts/test")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!(
-                    "the SMTP server exited ({status}): is aiosmtpd installed? run scripts/test"
-                );
-            }
-            assert!(Instant::now() < deadline, "the SMTP server never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the process: the port refuses connections until `resume`.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Holds (true) or releases (false) every RCPT command.
-    pub fn pause(&self, on: bool) {
-        let flag = self.dir.path().join("pause");
-        if on {
-            std::fs::write(flag, b"").expect("pause flag");
-        } else {
-            let _ = std::fs::remove_file(flag);
-        }
-    }
-
-    /// The raw messages received so far.
-    pub fn messages(&self) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(entries) = std::fs::read_dir(self.dir.path().join("mail").join(sub)) {
-                for entry in entries.flatten() {
-                    if let Ok(bytes) = std::fs::read(entry.path()) {
-                        out.push(bytes);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Settings of a notifications service sending through this server (plain SMTP).
-    pub fn settings(&self) -> crate::config::SmtpSettings {
-        crate::config::SmtpSettings {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            security: crate::config::SmtpSecurity::Plain,
-            username: None,
-            password: None,
-            pool_size: 4,
-            timeout_ms: 5_000,
-        }
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// A new durable consumer of the whole stream of `service` in `namespace` (created if

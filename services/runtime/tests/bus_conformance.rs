@@ -319,3 +319,48 @@ async fn jetstream_messages_carry_cloudevents_headers() {
     assert!(get("ce-time").is_some());
     assert!(get("traceparent").is_some());
 }
+
+/// A stream an operator created with settings of their own (retention, limits, replicas)
+/// keeps them whoever starts afterwards: `ensure_stream` creates, never updates.
+#[tokio::test]
+async fn existing_streams_keep_the_operators_settings() {
+    use async_nats::jetstream::stream;
+    let ns = Namespace::new(unique_name("o"));
+    let spec = ns.stream("operated");
+    let _cleanup = tde_runtime::testing::NamespacedStreams {
+        nats_url: nats_url().to_string(),
+        namespace: ns_name(&spec),
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(nats_url()).await.unwrap());
+    js.create_stream(stream::Config {
+        name: spec.name.clone(),
+        subjects: spec.subjects.clone(),
+        max_age: Duration::from_secs(90 * 86_400),
+        max_messages: 123_456,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bus = jetstream().await;
+    for _ in 0..3 {
+        bus.ensure_stream(&spec).await.unwrap();
+    }
+    let info = js
+        .get_stream(&spec.name)
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(info.config.max_age, Duration::from_secs(90 * 86_400));
+    assert_eq!(info.config.max_messages, 123_456);
+}
+
+/// The namespace part of a namespaced stream name (`O…_TDE_OPERATED` → `o…`).
+fn ns_name(spec: &StreamSpec) -> String {
+    spec.name
+        .split('_')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}

@@ -4,14 +4,16 @@
 //! - `tde serve <service>`: one service, PostgreSQL and NATS JetStream, as on Kubernetes;
 //! - `tde migrate <service>`: applies pending migrations;
 //! - `tde geography …`, `tde territory …`: operator commands against a running server;
-//! - `tde bench …`: the benchmarks documented in the README.
+//! - `tde config check`: whether a configuration file is accepted for a service.
+//!
+//! The benchmarks are a binary of their own, `tde-bench`, so that their harness never ships
+//! here.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tde::bench::BenchCommand;
 use tde::client::{self, AuditCommand, GeographyCommand, PersonalDataCommand, TerritoryCommand};
 use tde::output::Format;
 use tde::platform::{self, Role};
@@ -57,11 +59,14 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
-        /// Imports the reference geography from this directory when none is loaded.
+        /// Imports the vintage in this directory (the package's raw JSON with --vintage, or
+        /// a compact folder of `tde geography convert`); without it, the vintage shipped with
+        /// tde is imported when no geography is loaded.
         #[arg(long)]
         geography: Option<PathBuf>,
-        #[arg(long, default_value = "2026")]
-        vintage: String,
+        /// The vintage (a year) of raw files in --geography.
+        #[arg(long, requires = "geography")]
+        vintage: Option<String>,
     },
     /// Runs one service with the configured PostgreSQL and NATS.
     Serve {
@@ -134,10 +139,24 @@ enum Command {
         #[arg(long, default_value = "8h", value_parser = parse_lifetime)]
         lifetime: std::time::Duration,
     },
-    /// Benchmarks (see the README).
-    Bench {
+    /// Configuration files.
+    Config {
         #[command(subcommand)]
-        command: BenchCommand,
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks that a file (with the `TDE_` variables of this environment) is accepted by the
+    /// service(s) named, as `tde serve` would load it; names the key otherwise.
+    Check {
+        /// The service(s) of the process, e.g. `notifications` (every one for `tde dev`).
+        #[arg(value_enum, required = true)]
+        services: Vec<Role>,
+        /// The TOML file.
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -184,8 +203,8 @@ fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(seconds))
 }
 
-fn load_settings(path: Option<&std::path::Path>) -> anyhow::Result<Settings> {
-    Ok(Settings::load_from_process(path)?)
+fn load_settings(path: Option<&std::path::Path>, roles: &[Role]) -> anyhow::Result<Settings> {
+    Ok(platform::load_process_settings(path, roles)?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -208,22 +227,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             geography,
             vintage,
         } => {
-            let settings =
-                platform::dev_settings(load_settings(cli.config.as_deref())?, &data_dir, listen)?;
+            let settings = platform::dev_settings(
+                load_settings(cli.config.as_deref(), Role::ALL)?,
+                &data_dir,
+                listen,
+            )?;
             let running = platform::start(settings, Role::ALL).await?;
-            if let Some(dir) = geography {
-                platform::import_geography_if_empty(&running, &dir, &vintage).await?;
+            // Signals are heard from now on: a stop during the geography import is graceful.
+            let stop = running.shutdown_token();
+            tokio::spawn({
+                let stop = stop.clone();
+                async move {
+                    tde_runtime::server::shutdown_signal().await;
+                    stop.cancel();
+                }
+            });
+            tokio::select! {
+                loaded = platform::load_geography(&running, geography.as_deref(), vintage.as_deref()) => loaded?,
+                _ = stop.cancelled() => {}
             }
             println!(
                 "tde dev listening on {} (data in {})",
                 running.local_addr,
                 data_dir.display()
             );
-            tde_runtime::server::shutdown_signal().await;
-            running.shutdown().await?;
+            running.wait().await?;
         }
         Command::Serve { service } => {
-            let settings = load_settings(cli.config.as_deref())?;
+            let settings = load_settings(cli.config.as_deref(), &[service])?;
             let running = platform::start(settings, &[service]).await?;
             let token = running.shutdown_token();
             tokio::spawn(async move {
@@ -233,7 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             running.wait().await?;
         }
         Command::Migrate { service } => {
-            let settings = load_settings(cli.config.as_deref())?;
+            let settings = load_settings(cli.config.as_deref(), &[service])?;
             tde_runtime::telemetry::init(&settings.telemetry);
             platform::migrate(&settings, service).await?;
             println!("{service:?}: migrations applied");
@@ -259,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             regions,
             lifetime,
         } => {
-            let settings = load_settings(cli.config.as_deref())?;
+            let settings = load_settings(cli.config.as_deref(), Role::ALL)?;
             let issuer = platform::dev_issuer(&settings, &data_dir)?;
             let role = tde_runtime::auth::Role::from(role);
             let mut spec = tde_runtime::auth::TokenSpec::new(role, subject);
@@ -272,7 +303,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             spec.lifetime = lifetime;
             println!("{}", issuer.mint(&spec)?);
         }
-        Command::Bench { command } => tde::bench::run(command).await?,
+        Command::Config {
+            command: ConfigCommand::Check { services, file },
+        } => {
+            load_settings(Some(&file), &services)?;
+            let names: Vec<String> = services
+                .iter()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .collect();
+            println!("{}: accepted for {}", file.display(), names.join(", "));
+        }
     }
     Ok(())
 }

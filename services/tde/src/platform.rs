@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use std::collections::HashMap;
 use tde_runtime::auth::LocalIssuer;
-use tde_runtime::config::{BusKind, Settings};
+
+use tde_runtime::config::{BusKind, ConfigError, DevEnvironment, SectionSpec, Settings};
 use tde_runtime::server::{self, RunningPlatform, ServiceModule};
 
 /// A service the binary can run.
@@ -35,6 +37,29 @@ pub fn modules(roles: &[Role]) -> Vec<Arc<dyn ServiceModule>> {
     roles.iter().map(|r| r.module()).collect()
 }
 
+/// The settings sections of the services `roles` run: what a process of them accepts.
+pub fn sections(roles: &[Role]) -> Vec<SectionSpec> {
+    modules(roles)
+        .iter()
+        .filter_map(|m| m.settings_section())
+        .collect()
+}
+
+/// Loads the settings of a process running `roles`: defaults, then `file`, then the `TDE_`
+/// variables of `env`; another service's section is refused, naming it.
+pub fn load_settings(
+    file: Option<&Path>,
+    env: &HashMap<String, String>,
+    roles: &[Role],
+) -> Result<Settings, ConfigError> {
+    Settings::load(file, env, &sections(roles))
+}
+
+/// `load_settings` from the process environment (`TDE_CONFIG` when `file` is none).
+pub fn load_process_settings(file: Option<&Path>, roles: &[Role]) -> Result<Settings, ConfigError> {
+    Settings::load_from_process(file, &sections(roles))
+}
+
 /// The settings of `tde dev`: the configured ones, with SQLite files under `data_dir`, the
 /// in-process bus, reflection on, and `listen`.
 pub fn dev_settings(
@@ -51,21 +76,11 @@ pub fn dev_settings(
     settings.bus.kind = BusKind::Memory;
     settings.server.listen = listen;
     settings.server.reflection = true;
-    // Without an SMTP relay, e-mails are written as .eml files in the data dir.
-    if settings.notifications.smtp.is_none() {
-        settings.notifications.mail_dir = dir.join("mail");
-    }
-    if settings.notifications.feed_listen.is_none() {
-        // Beside the gRPC port (any free port when that one is).
-        let mut feeds = listen;
-        feeds.set_port(if listen.port() == 0 {
-            0
-        } else {
-            listen.port().saturating_add(1)
-        });
-        settings.notifications.feed_listen = Some(feeds);
-        settings.notifications.feed_base_url = format!("http://{feeds}");
-    }
+    // Each service puts its files under the data dir and its other ports beside this one.
+    settings.for_dev(&DevEnvironment {
+        data_dir: dir.clone(),
+        listen,
+    })?;
     // Tokens minted by `tde token` with the local key, created on first start.
     let issuer = dev_issuer(&settings, &dir)?;
     settings.auth.jwks_file = Some(LocalIssuer::key_set_path(&keys_dir(&dir)));
@@ -92,38 +107,65 @@ pub async fn start(settings: Settings, roles: &[Role]) -> anyhow::Result<Running
     Ok(server::start(settings, modules(roles), None, None).await?)
 }
 
-/// `tde dev --geography DIR`: imports the reference geography when none is loaded yet.
-pub async fn import_geography_if_empty(
+/// The reference geography of `tde dev`: the vintage in `dir` when given (raw files of
+/// `vintage`, or a compact folder naming its own; nothing happens when it is loaded already,
+/// and an older one than the loaded one is refused), else the vintage shipped with tde when
+/// none is loaded.
+pub async fn load_geography(
     platform: &RunningPlatform,
-    dir: &Path,
-    vintage: &str,
+    dir: Option<&Path>,
+    vintage: Option<&str>,
 ) -> anyhow::Result<()> {
     let ctx = platform
         .service(tde_territories::SERVICE)
         .context("the territories service is not running")?;
-    if tde_territories::storage::geography::current_vintage(&ctx.db)
-        .await?
-        .is_some()
-    {
-        tracing::info!("reference geography already loaded");
-        return Ok(());
-    }
+    let loaded = tde_territories::storage::geography::current_vintage(&ctx.db).await?;
+    let shipped = tde_territories::reference::SHIPPED_VINTAGE;
+    let (g, origin) = match (dir, &loaded) {
+        (Some(dir), _) => (
+            tde_territories::reference::read_dir(dir, vintage)?,
+            dir.display().to_string(),
+        ),
+        (None, Some(current)) => {
+            let year = tde_territories::domain::geography::stored_year(&current.vintage);
+            if year.is_some_and(|y| y < shipped) {
+                println!(
+                    "geography {} loaded; tde ships {shipped}: `tde geography import` loads it",
+                    current.vintage
+                );
+            }
+            tracing::info!(vintage = %current.vintage, "reference geography already loaded");
+            return Ok(());
+        }
+        (None, None) => (
+            tde_territories::reference::shipped()?,
+            "the vintage shipped with tde".to_string(),
+        ),
+    };
     let bar = indicatif::ProgressBar::new_spinner().with_message(format!(
-        "importing the {vintage} geography from {}",
-        dir.display()
+        "importing the {} geography from {origin}",
+        g.vintage
     ));
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let g = tde_territories::api::geography::read_dir(vintage, dir)?;
-    tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
+    let outcome = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    bar.finish_with_message(format!(
-        "geography {vintage}: {} communes, {} EPCI, {} départements, {} régions",
-        g.communes.len(),
-        g.epcis.len(),
-        g.departements.len(),
-        g.regions.len()
-    ));
+    let message = if outcome.changed {
+        format!(
+            "geography {}: {} communes, {} EPCI, {} départements, {} régions; territories: {} recoded, {} updated, {} to resolve",
+            g.vintage,
+            g.communes.len(),
+            g.epcis.len(),
+            g.departements.len(),
+            g.regions.len(),
+            outcome.territories_recoded,
+            outcome.territories_updated,
+            outcome.territories_flagged,
+        )
+    } else {
+        format!("geography {} already loaded", g.vintage)
+    };
+    bar.finish_with_message(message);
     Ok(())
 }
 

@@ -33,7 +33,10 @@ fn run_with(server: &str, token: Option<&str>, args: &[&str]) -> (bool, String, 
 #[test]
 fn dev_server_and_operator_commands() {
     let dir = tempfile::tempdir().unwrap();
-    let port = tde_runtime::testing::free_port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let server = format!("http://{listen}");
     let mut child = tde()

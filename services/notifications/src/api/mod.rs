@@ -7,9 +7,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use tde_proto::notifications::v1 as pb;
 use tde_proto::notifications::v1::notification_service_server::NotificationService;
-use tde_runtime::api::{
-    Caller, decode_page_token, encode_page_token, from_timestamp, page_size, parse_id, timestamp,
-};
+use tde_runtime::api::{Caller, PageRequest, from_timestamp, parse_id, timestamp};
 use tde_runtime::auth::scope::CONTACTS_READ;
 use tde_runtime::{ApiError, ServiceContext, Violations};
 
@@ -220,8 +218,7 @@ impl NotificationService for NotificationsApi {
             let id = self.territory(&caller, &r.territory_id).await?;
             territory_ids = Some(vec![id]);
         }
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         caller.concerns("notifications");
         let filter = NotificationFilter {
             meeting_id,
@@ -229,18 +226,11 @@ impl NotificationService for NotificationsApi {
             status,
             kind,
         };
-        let mut page =
-            storage::list_notifications(&self.ctx.db, &filter, after.as_deref(), size + 1)
+        let rows =
+            storage::list_notifications(&self.ctx.db, &filter, request.after(), request.fetch())
                 .await
                 .map_err(ApiError::from)?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|n| encode_page_token(&n.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let (page, next_page_token) = request.page(rows, |n| n.id.clone());
         let with_contacts = caller.has_scope(CONTACTS_READ);
         if with_contacts && !page.is_empty() {
             caller.reads_personal_data();
@@ -276,8 +266,7 @@ impl NotificationService for NotificationsApi {
         if !r.territory_id.is_empty() {
             territory_ids = Some(vec![self.territory(&caller, &r.territory_id).await?]);
         }
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let before = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         caller.concerns("deliveries");
         let filter = DeliveryFilter {
             notification_id,
@@ -287,17 +276,11 @@ impl NotificationService for NotificationsApi {
             from: r.attempt_time_from.as_ref().and_then(from_timestamp),
             to: r.attempt_time_to.as_ref().and_then(from_timestamp),
         };
-        let mut page = storage::list_deliveries(&self.ctx.db, &filter, before.as_deref(), size + 1)
-            .await
-            .map_err(ApiError::from)?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|d| encode_page_token(&d.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows =
+            storage::list_deliveries(&self.ctx.db, &filter, request.after(), request.fetch())
+                .await
+                .map_err(ApiError::from)?;
+        let (page, next_page_token) = request.page(rows, |d| d.id.clone());
         let with_contacts = caller.has_scope(CONTACTS_READ);
         if with_contacts && !page.is_empty() {
             caller.reads_personal_data();
@@ -496,12 +479,8 @@ impl NotificationService for NotificationsApi {
             .map_err(ApiError::from)?
             .ok_or_else(|| territory_not_found(&territory))?;
         let path = crate::feed::path(&territory, &secret);
-        let base = self
-            .ctx
-            .settings
-            .notifications
-            .feed_base_url
-            .trim_end_matches('/');
+        let settings = crate::settings_of(&self.ctx);
+        let base = settings.feed_base_url.trim_end_matches('/');
         Ok(Response::new(pb::GetCalendarFeedResponse {
             url: if base.is_empty() {
                 String::new()

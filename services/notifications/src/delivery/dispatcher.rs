@@ -10,10 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::settings::NotificationSettings;
 use chrono::{NaiveTime, Utc};
 use futures::StreamExt as _;
 use sea_orm::DatabaseConnection;
-use tde_runtime::config::NotificationSettings;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use crate::settings::{NotificationSettings, SmtpSecurity};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use tde_runtime::config::{NotificationSettings, SmtpSecurity};
 
 use super::SendError;
 use crate::domain::message::{Email, Organizer};

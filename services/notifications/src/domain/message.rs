@@ -85,7 +85,7 @@ pub fn message_id(
     format!("<{}.{sequence}.{meeting_id}.{who}@{domain}>", kind.as_str())
 }
 
-fn where_(m: &Meeting) -> String {
+fn venue_text(m: &Meeting) -> String {
     match (m.place.trim(), m.video_link.trim()) {
         (p, "") => p.to_string(),
         ("", l) => format!("en visioconférence : {l}"),
@@ -153,7 +153,7 @@ pub fn email(
         "{greeting}\n\n{}\n\nTerritoire : {}\nDate : {when}\nLieu : {}\n",
         lead(m, kind),
         m.territory_name,
-        where_(m)
+        venue_text(m)
     );
     if !m.agenda.trim().is_empty() && kind != Kind::Cancellation {
         text.push_str(&format!("\nOrdre du jour :\n{}\n", m.agenda.trim()));
@@ -173,7 +173,7 @@ pub fn email(
         escape(&lead(m, kind)),
         escape(&m.territory_name),
         escape(&when),
-        escape(&where_(m)),
+        escape(&venue_text(m)),
     );
     if !m.agenda.trim().is_empty() && kind != Kind::Cancellation {
         html.push_str(&format!(
@@ -344,7 +344,7 @@ fn event(
             date_time: m.end_local,
             tzid: m.zone.name().to_string(),
         })
-        .location(&where_(m))
+        .location(&venue_text(m))
         .description(m.agenda.trim());
     if !m.video_link.trim().is_empty() {
         e.url(m.video_link.trim());

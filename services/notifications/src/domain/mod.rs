@@ -95,14 +95,7 @@ impl Status {
     }
 }
 
-/// Lowercase hex SHA-256 of an address, as erasure events name a person.
-pub fn fingerprint(email: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(email.trim().to_lowercase().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use tde_runtime::personal_data::fingerprint;
 
 #[cfg(test)]
 mod tests {

@@ -42,7 +42,7 @@ impl Recipient {
     pub fn new(territory_id: &str, entry: &RosterEntry<'_>) -> Self {
         Self {
             territory_id: territory_id.to_string(),
-            email: entry.email.trim().to_lowercase(),
+            email: tde_runtime::personal_data::normalize_email(entry.email),
             name: entry.name.trim().to_string(),
             role: entry.role.to_string(),
             language: "fr".into(),
@@ -59,7 +59,7 @@ pub fn roster<'a>(entries: impl IntoIterator<Item = RosterEntry<'a>>) -> Vec<Ros
     entries
         .into_iter()
         .filter(|e| email_address::EmailAddress::is_valid(e.email.trim()))
-        .filter(|e| seen.insert(e.email.trim().to_lowercase()))
+        .filter(|e| seen.insert(tde_runtime::personal_data::normalize_email(e.email)))
         .collect()
 }
 

@@ -9,11 +9,13 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(tde_runtime::migration::CreateOutboxAndInbox),
             Box::new(CreateNotifications),
             Box::new(tde_runtime::migration::CreateAuditTrail),
-        ]
+        ];
+        migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations
     }
 }
 
@@ -25,7 +27,8 @@ impl MigrationName for CreateNotifications {
     }
 }
 
-fn a(name: &'static str) -> Alias {
+/// A table, column or index name.
+fn ident(name: &'static str) -> Alias {
     Alias::new(name)
 }
 
@@ -34,90 +37,94 @@ impl MigrationTrait for CreateNotifications {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.create_table(
             Table::create()
-                .table(a("territories"))
+                .table(ident("territories"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("time_zone")))
-                .col(string(a("region_code")))
-                .col(integer_null(a("reminder_minutes")))
-                .col(string_null(a("feed_secret")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("time_zone")))
+                .col(string(ident("region_code")))
+                .col(integer_null(ident("reminder_minutes")))
+                .col(string_null(ident("feed_secret")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("recipients"))
+                .table(ident("recipients"))
                 .if_not_exists()
-                .col(string(a("territory_id")))
-                .col(string(a("email")))
-                .col(string(a("email_sha256")))
-                .col(string(a("name")))
-                .col(string(a("role")))
-                .col(string(a("language")))
-                .col(string(a("channel")))
-                .col(string_null(a("webhook_url")))
-                .col(boolean(a("reminders")))
-                .col(timestamp_with_time_zone(a("updated_at")))
-                .primary_key(Index::create().col(a("territory_id")).col(a("email")))
+                .col(string(ident("territory_id")))
+                .col(string(ident("email")))
+                .col(string(ident("email_sha256")))
+                .col(string(ident("name")))
+                .col(string(ident("role")))
+                .col(string(ident("language")))
+                .col(string(ident("channel")))
+                .col(string_null(ident("webhook_url")))
+                .col(boolean(ident("reminders")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
+                .primary_key(
+                    Index::create()
+                        .col(ident("territory_id"))
+                        .col(ident("email")),
+                )
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("recipients_sha256")
-                .table(a("recipients"))
-                .col(a("email_sha256"))
+                .table(ident("recipients"))
+                .col(ident("email_sha256"))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("meetings"))
+                .table(ident("meetings"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("territory_id")))
-                .col(integer(a("sequence")))
-                .col(string(a("status")))
-                .col(timestamp_with_time_zone(a("start_utc")))
-                .col(text(a("facts")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("territory_id")))
+                .col(integer(ident("sequence")))
+                .col(string(ident("status")))
+                .col(timestamp_with_time_zone(ident("start_utc")))
+                .col(text(ident("facts")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("meetings_territory")
-                .table(a("meetings"))
-                .col(a("territory_id"))
-                .col(a("start_utc"))
+                .table(ident("meetings"))
+                .col(ident("territory_id"))
+                .col(ident("start_utc"))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("notifications"))
+                .table(ident("notifications"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("meeting_id")))
-                .col(integer(a("sequence")))
-                .col(string(a("territory_id")))
-                .col(string(a("recipient")))
-                .col(string(a("recipient_sha256")))
-                .col(string(a("kind")))
-                .col(string(a("channel")))
-                .col(string(a("status")))
-                .col(timestamp_with_time_zone(a("due_at")))
-                .col(timestamp_with_time_zone(a("next_attempt_at")))
-                .col(integer(a("attempts")))
-                .col(string_null(a("lease_owner")))
-                .col(timestamp_with_time_zone_null(a("lease_until")))
-                .col(string_null(a("lease_token")))
-                .col(timestamp_with_time_zone_null(a("sent_at")))
-                .col(text_null(a("last_error")))
-                .col(string(a("message_id")))
-                .col(timestamp_with_time_zone(a("created_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("meeting_id")))
+                .col(integer(ident("sequence")))
+                .col(string(ident("territory_id")))
+                .col(string(ident("recipient")))
+                .col(string(ident("recipient_sha256")))
+                .col(string(ident("kind")))
+                .col(string(ident("channel")))
+                .col(string(ident("status")))
+                .col(timestamp_with_time_zone(ident("due_at")))
+                .col(timestamp_with_time_zone(ident("next_attempt_at")))
+                .col(integer(ident("attempts")))
+                .col(string_null(ident("lease_owner")))
+                .col(timestamp_with_time_zone_null(ident("lease_until")))
+                .col(string_null(ident("lease_token")))
+                .col(timestamp_with_time_zone_null(ident("sent_at")))
+                .col(text_null(ident("last_error")))
+                .col(string(ident("message_id")))
+                .col(timestamp_with_time_zone(ident("created_at")))
                 .to_owned(),
         )
         .await?;
@@ -125,11 +132,11 @@ impl MigrationTrait for CreateNotifications {
         m.create_index(
             Index::create()
                 .name("notifications_once")
-                .table(a("notifications"))
-                .col(a("meeting_id"))
-                .col(a("sequence"))
-                .col(a("recipient"))
-                .col(a("kind"))
+                .table(ident("notifications"))
+                .col(ident("meeting_id"))
+                .col(ident("sequence"))
+                .col(ident("recipient"))
+                .col(ident("kind"))
                 .unique()
                 .to_owned(),
         )
@@ -138,34 +145,34 @@ impl MigrationTrait for CreateNotifications {
         m.create_index(
             Index::create()
                 .name("notifications_due")
-                .table(a("notifications"))
-                .col(a("status"))
-                .col(a("next_attempt_at"))
+                .table(ident("notifications"))
+                .col(ident("status"))
+                .col(ident("next_attempt_at"))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("deliveries"))
+                .table(ident("deliveries"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("notification_id")))
-                .col(string(a("territory_id")))
-                .col(timestamp_with_time_zone(a("attempted_at")))
-                .col(string(a("channel")))
-                .col(string(a("recipient")))
-                .col(string(a("recipient_sha256")))
-                .col(string(a("outcome")))
-                .col(text_null(a("error")))
-                .col(integer(a("attempt")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("notification_id")))
+                .col(string(ident("territory_id")))
+                .col(timestamp_with_time_zone(ident("attempted_at")))
+                .col(string(ident("channel")))
+                .col(string(ident("recipient")))
+                .col(string(ident("recipient_sha256")))
+                .col(string(ident("outcome")))
+                .col(text_null(ident("error")))
+                .col(integer(ident("attempt")))
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("deliveries_notification")
-                .table(a("deliveries"))
-                .col(a("notification_id"))
+                .table(ident("deliveries"))
+                .col(ident("notification_id"))
                 .to_owned(),
         )
         .await?;

@@ -63,6 +63,29 @@ pub async fn save_territory(
     Ok(())
 }
 
+/// Applies what a territory event says of a territory's name, zone and région; what it does
+/// not say, and the service's own settings of the territory, stay.
+pub async fn update_territory(
+    db: &impl ConnectionTrait,
+    id: &str,
+    name: Option<&str>,
+    time_zone: Option<&str>,
+    region: Option<&str>,
+) -> Result<(), DbErr> {
+    let known = find_territory(db, id).await?;
+    let (old_name, old_zone, old_region) = known
+        .map(|t| (t.name, t.time_zone, t.region_code))
+        .unwrap_or_default();
+    save_territory(
+        db,
+        id,
+        name.unwrap_or(&old_name),
+        time_zone.unwrap_or(&old_zone),
+    )
+    .await?;
+    set_region(db, id, region.unwrap_or(&old_region)).await
+}
+
 /// The région of a territory (from its registration).
 pub async fn set_region(db: &impl ConnectionTrait, id: &str, region: &str) -> Result<(), DbErr> {
     territory::Entity::update_many()
@@ -823,7 +846,10 @@ pub async fn list_deliveries(
 /// address replaced.
 pub async fn redact(db: &impl ConnectionTrait, sha256: &str) -> Result<(), DbErr> {
     // Distinct per person: (meeting, sequence, recipient, kind) stays unique.
-    let erased = format!("(adresse effacée {})", &sha256[..sha256.len().min(12)]);
+    let erased = format!(
+        "(adresse effacée {})",
+        tde_runtime::personal_data::short(sha256)
+    );
     notification::Entity::update_many()
         .col_expr(notification::Column::Recipient, Expr::value(erased.clone()))
         .filter(notification::Column::RecipientSha256.eq(sha256))

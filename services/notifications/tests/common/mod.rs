@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone as _, Utc};
 use tde_notifications::NotificationsModule;
+use tde_notifications::testing::{SmtpServer, configure};
 use tde_proto::notifications::v1 as pb;
 use tde_proto::notifications::v1::notification_service_client::NotificationServiceClient;
 use tde_proto::plans::v1 as plans_pb;
@@ -16,7 +17,7 @@ use tde_runtime::api::timestamp;
 use tde_runtime::auth::AuthChannel as Channel;
 use tde_runtime::bus::Envelope;
 use tde_runtime::server::RunningPlatform;
-use tde_runtime::testing::{SmtpServer, TestEnv, Topology, channel};
+use tde_runtime::testing::{TestEnv, Topology, channel};
 
 pub struct App {
     pub env: TestEnv,
@@ -81,7 +82,7 @@ pub fn parse(raw: &[u8]) -> Received {
 impl App {
     pub async fn start(topology: Topology, smtp: &SmtpServer) -> Self {
         let mut env = TestEnv::new(topology, &["notifications"]).await;
-        env.settings.notifications.smtp = Some(smtp.settings());
+        configure(&mut env, Some(smtp));
         Self::start_in(env).await
     }
 

@@ -4,12 +4,13 @@ use tonic::{Request, Response, Status};
 
 use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::action_service_server::ActionService;
-use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::api::{Caller, PageRequest, parse_id};
+use tde_runtime::idempotency::IdempotencyKey;
 use tde_runtime::{ApiError, Violations};
 
 use super::convert;
 use super::plans::visible_to;
-use super::{Locked, MAX_REQUEST_ID, PlansApi, action_resource, stale};
+use super::{Locked, PlansApi, action_resource, stale};
 use crate::domain::action::{Action, ActionStatus};
 use crate::domain::plan::Plan;
 use crate::storage::{self, ActionFilter, ActionRecord};
@@ -118,7 +119,7 @@ impl PlansApi {
         Ok(record)
     }
 
-    async fn create_action_(
+    async fn create_action_record(
         &self,
         caller: &Caller,
         r: pb::CreateActionRequest,
@@ -134,54 +135,33 @@ impl PlansApi {
             )])
         }));
         let action = v.check(convert::action_from_pb("action.", &input));
-        if r.request_id.len() > MAX_REQUEST_ID {
-            v.add("request_id", format!("at most {MAX_REQUEST_ID} characters"));
-        }
         v.into_result()?;
+        let key = IdempotencyKey::of(caller, "action", &r.request_id, &input)?;
         let (Some(plan_id), Some(action)) = (plan_id, action) else {
             return Err(ApiError::invalid("action", "is required"));
         };
         let plan_id = plan_id.to_string();
-        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
-        let title = action.title.clone();
-        let replay = |existing: ActionRecord| {
-            if existing.plan_id == plan_id && existing.action.title == title {
-                caller.concerns(action_resource(&existing.action.id));
-                Ok(existing)
-            } else {
-                Err(ApiError::invalid(
-                    "request_id",
-                    "was already used for another action",
-                ))
-            }
-        };
-        if let Some(rid) = request_id
-            && let Some(existing) = storage::find_action_by_request_id(&self.ctx.db, rid).await?
-        {
-            return replay(existing);
-        }
         caller.concerns(action_resource(&action.id));
         let locked = self
             .lock_plan(caller, &plan_id, "", Some("action.plan_id"))
             .await?;
-        let record = new_record(&locked, action, "action.")?;
-        if let Err(e) = storage::insert_action(&locked.txn, &record, request_id).await {
+        if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &locked.txn, &action.id).await?
+        {
             drop(locked);
-            // A concurrent retry with the same request id.
-            if storage::is_unique_violation(&e)
-                && let Some(rid) = request_id
-                && let Some(existing) =
-                    storage::find_action_by_request_id(&self.ctx.db, rid).await?
-            {
-                return replay(existing);
-            }
-            return Err(e.into());
+            caller.concerns(action_resource(&existing));
+            return storage::find_action(&self.ctx.db, &existing)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("replayed action {existing} is gone"))
+                });
         }
+        let record = new_record(&locked, action, "action.")?;
+        storage::insert_action(&locked.txn, &record).await?;
         self.commit(locked, Vec::new()).await?;
         Ok(record)
     }
 
-    async fn update_action_(
+    async fn update_action_record(
         &self,
         caller: &Caller,
         r: pb::UpdateActionRequest,
@@ -265,7 +245,7 @@ impl PlansApi {
         self.save_action(locked, record, expected).await
     }
 
-    async fn list_actions_(
+    async fn list_actions_page(
         &self,
         caller: &Caller,
         r: pb::ListActionsRequest,
@@ -308,8 +288,7 @@ impl PlansApi {
             .check(convert::action_status_from_pb("status", r.status))
             .flatten();
         v.into_result()?;
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let filter = ActionFilter {
             plan_id,
             year,
@@ -319,16 +298,9 @@ impl PlansApi {
             visible_to: visible_to(caller),
         };
         caller.concerns("actions");
-        let mut page =
-            storage::list_actions(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|a| encode_page_token(&a.action.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows =
+            storage::list_actions(&self.ctx.db, &filter, request.after(), request.fetch()).await?;
+        let (page, next_page_token) = request.page(rows, |a| a.action.id.clone());
         Ok(pb::ListActionsResponse {
             actions: page.iter().map(convert::action_to_pb).collect(),
             next_page_token,
@@ -343,7 +315,9 @@ impl ActionService for PlansApi {
         request: Request<pb::CreateActionRequest>,
     ) -> Result<Response<pb::CreateActionResponse>, Status> {
         let caller = Caller::of(&request);
-        let record = self.create_action_(&caller, request.into_inner()).await?;
+        let record = self
+            .create_action_record(&caller, request.into_inner())
+            .await?;
         Ok(Response::new(pb::CreateActionResponse {
             action: Some(convert::action_to_pb(&record)),
         }))
@@ -372,7 +346,8 @@ impl ActionService for PlansApi {
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
         let caller = Caller::of(&request);
         Ok(Response::new(
-            self.list_actions_(&caller, request.into_inner()).await?,
+            self.list_actions_page(&caller, request.into_inner())
+                .await?,
         ))
     }
 
@@ -381,7 +356,9 @@ impl ActionService for PlansApi {
         request: Request<pb::UpdateActionRequest>,
     ) -> Result<Response<pb::UpdateActionResponse>, Status> {
         let caller = Caller::of(&request);
-        let record = self.update_action_(&caller, request.into_inner()).await?;
+        let record = self
+            .update_action_record(&caller, request.into_inner())
+            .await?;
         Ok(Response::new(pb::UpdateActionResponse {
             action: Some(convert::action_to_pb(&record)),
         }))

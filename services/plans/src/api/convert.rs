@@ -319,7 +319,7 @@ pub fn meeting_to_pb(r: &MeetingRecord) -> pb::SteeringMeeting {
 }
 
 pub fn signatory_from_pb(s: &pb::Signatory) -> Signatory {
-    let email = s.email.trim().to_lowercase();
+    let email = tde_runtime::personal_data::normalize_email(&s.email);
     Signatory {
         name: s.name.trim().to_string(),
         role: s.role.trim().to_string(),

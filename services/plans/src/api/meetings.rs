@@ -5,15 +5,14 @@ use tonic::{Request, Response, Status};
 
 use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::steering_meeting_service_server::SteeringMeetingService;
-use tde_runtime::api::{
-    Caller, decode_page_token, encode_page_token, from_timestamp, page_size, parse_id,
-};
+use tde_runtime::api::{Caller, PageRequest, from_timestamp, parse_id};
+use tde_runtime::idempotency::IdempotencyKey;
 use tde_runtime::{ApiError, Violations};
 
 use super::actions::{change_status, new_record};
 use super::convert;
 use super::plans::visible_to;
-use super::{Locked, MAX_REQUEST_ID, PlansApi, meeting_resource, stale};
+use super::{Locked, PlansApi, meeting_resource, stale};
 use crate::domain::calendar::{MeetingTime, time_zone};
 use crate::domain::meeting::{MeetingStatus, SteeringMeeting, Venue};
 use crate::domain::plan::Plan;
@@ -62,13 +61,13 @@ fn year_of(plan: &Plan, time: &MeetingTime) -> Result<u8, ApiError> {
     })
 }
 
-/// Page tokens of the window list: the (start, id) of the last meeting returned.
-fn encode_cursor(start: DateTime<Utc>, id: &str) -> String {
-    encode_page_token(&format!("{}|{id}", start.timestamp_micros()))
+/// The sort key of the window list, held by its page tokens: the (start, id) of a meeting.
+fn window_key(start: DateTime<Utc>, id: &str) -> String {
+    format!("{}|{id}", start.timestamp_micros())
 }
 
-fn decode_cursor(token: &str) -> Result<Option<(DateTime<Utc>, String)>, ApiError> {
-    let Some(raw) = decode_page_token(token)? else {
+fn parse_window_key(key: Option<&str>) -> Result<Option<(DateTime<Utc>, String)>, ApiError> {
+    let Some(raw) = key else {
         return Ok(None);
     };
     let bad = || ApiError::invalid("page_token", "is not a token returned by this API");
@@ -139,34 +138,27 @@ impl PlansApi {
         };
         v.check(venue.validate());
         v.check(SteeringMeeting::validate_agenda(&r.agenda));
-        if r.request_id.len() > MAX_REQUEST_ID {
-            v.add("request_id", format!("at most {MAX_REQUEST_ID} characters"));
-        }
         v.into_result()?;
+        let key = IdempotencyKey::of(caller, "steering meeting", &r.request_id, &r)?;
         let (Some(plan_id), Some((start, end))) = (plan_id, times) else {
             return Err(ApiError::invalid("plan_id", "is required"));
         };
         let plan_id = plan_id.to_string();
-        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
-        let replay = |existing: MeetingRecord| {
-            if existing.meeting.plan_id == plan_id {
-                caller.concerns(meeting_resource(&existing.meeting.id));
-                Ok(existing)
-            } else {
-                Err(ApiError::invalid(
-                    "request_id",
-                    "was already used for another meeting",
-                ))
-            }
-        };
-        if let Some(rid) = request_id
-            && let Some(existing) = storage::find_meeting_by_request_id(&self.ctx.db, rid).await?
-        {
-            return replay(existing);
-        }
+        let meeting_id = uuid::Uuid::now_v7().to_string();
         let locked = self
             .lock_plan(caller, &plan_id, "", Some("plan_id"))
             .await?;
+        if let Some(existing) =
+            IdempotencyKey::claim(key.as_ref(), &locked.txn, &meeting_id).await?
+        {
+            drop(locked);
+            caller.concerns(meeting_resource(&existing));
+            return storage::find_meeting(&self.ctx.db, &existing)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("replayed meeting {existing} is gone"))
+                });
+        }
         locked
             .plan
             .ensure_open("schedule a steering meeting")
@@ -182,7 +174,7 @@ impl PlansApi {
             .map_err(|e| ApiError::from(rename_time_fields(e)))?;
         let year = year_of(&locked.plan, &time)?;
         let meeting = SteeringMeeting {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: meeting_id,
             plan_id: locked.plan.id.clone(),
             territory_id: locked.plan.territory_id.clone(),
             year,
@@ -203,24 +195,14 @@ impl PlansApi {
             created_at: now,
             updated_at: now,
         };
-        if let Err(e) = storage::insert_meeting(&locked.txn, &record, request_id).await {
-            drop(locked);
-            if storage::is_unique_violation(&e)
-                && let Some(rid) = request_id
-                && let Some(existing) =
-                    storage::find_meeting_by_request_id(&self.ctx.db, rid).await?
-            {
-                return replay(existing);
-            }
-            return Err(e.into());
-        }
+        storage::insert_meeting(&locked.txn, &record).await?;
         let event = events::meeting_scheduled(&record.meeting, &locked.plan.territory_name);
         self.commit(locked, vec![event]).await?;
         tracing::info!(meeting_id = %record.meeting.id, plan_id = %record.meeting.plan_id, "steering meeting scheduled");
         Ok(record)
     }
 
-    async fn list_meetings_(
+    async fn list_meetings_page(
         &self,
         caller: &Caller,
         r: pb::ListSteeringMeetingsRequest,
@@ -263,8 +245,8 @@ impl PlansApi {
         let (Some(from), Some(to)) = (from, to) else {
             return Err(ApiError::invalid("start_time_from", "is required"));
         };
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = decode_cursor(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
+        let after = parse_window_key(request.after())?;
         let window = MeetingWindow {
             from,
             to,
@@ -274,15 +256,10 @@ impl PlansApi {
             visible_to: visible_to(caller),
         };
         caller.concerns("steering_meetings");
-        let mut page = storage::list_meetings(&self.ctx.db, &window, after, size + 1).await?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|m| encode_cursor(m.meeting.time.start.utc, &m.meeting.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows = storage::list_meetings(&self.ctx.db, &window, after, request.fetch()).await?;
+        let (page, next_page_token) = request.page(rows, |m| {
+            window_key(m.meeting.time.start.utc, &m.meeting.id)
+        });
         Ok(pb::ListSteeringMeetingsResponse {
             meetings: page.iter().map(convert::meeting_to_pb).collect(),
             next_page_token,
@@ -345,7 +322,8 @@ impl SteeringMeetingService for PlansApi {
     ) -> Result<Response<pb::ListSteeringMeetingsResponse>, Status> {
         let caller = Caller::of(&request);
         Ok(Response::new(
-            self.list_meetings_(&caller, request.into_inner()).await?,
+            self.list_meetings_page(&caller, request.into_inner())
+                .await?,
         ))
     }
 
@@ -480,7 +458,7 @@ impl SteeringMeetingService for PlansApi {
         let mut actions = Vec::new();
         for (prefix, action) in creations {
             let created = new_record(&locked, action, &format!("{prefix}create_action."))?;
-            storage::insert_action(&locked.txn, &created, None)
+            storage::insert_action(&locked.txn, &created)
                 .await
                 .map_err(ApiError::from)?;
             actions.push(created);

@@ -41,8 +41,6 @@ pub fn meeting_resource(id: &str) -> String {
     format!("steering_meetings/{id}")
 }
 
-pub const MAX_REQUEST_ID: usize = 128;
-
 /// The handlers of the three gRPC services of plans, sharing the service's context.
 #[derive(Clone)]
 pub struct PlansApi {

@@ -4,11 +4,12 @@ use tonic::{Request, Response, Status};
 
 use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::plan_service_server::PlanService;
-use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::api::{Caller, PageRequest, parse_id};
+use tde_runtime::idempotency::IdempotencyKey;
 use tde_runtime::{ApiError, Violations};
 
 use super::convert::{self, PlanItems};
-use super::{Locked, MAX_REQUEST_ID, PlansApi, plan_not_found, plan_resource};
+use super::{Locked, PlansApi, plan_not_found, plan_resource};
 use crate::domain::plan::{Plan, PlanStatus, Signed};
 use crate::domain::review::ReviewScope;
 use crate::events;
@@ -68,33 +69,24 @@ impl PlansApi {
             )])
         }));
         let start = v.check(convert::date_from_pb("start_date", &r.start_date));
-        if r.request_id.len() > MAX_REQUEST_ID {
-            v.add("request_id", format!("at most {MAX_REQUEST_ID} characters"));
-        }
         v.into_result()?;
+        let key = IdempotencyKey::of(caller, "plan", &r.request_id, &r)?;
         let (Some(territory_id), Some(start)) = (territory_id, start) else {
             return Err(ApiError::invalid("territory_id", "is required"));
         };
         let territory_id = territory_id.to_string();
         let db = &self.ctx.db;
-        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
-        let replay = |existing: Plan| {
-            if existing.territory_id == territory_id {
-                caller.concerns(plan_resource(&existing.id));
-                Ok(existing)
-            } else {
-                Err(ApiError::invalid(
-                    "request_id",
-                    "was already used for another plan",
-                ))
-            }
-        };
-        if let Some(rid) = request_id
-            && let Some(existing) = storage::find_plan_by_request_id(db, rid).await?
-        {
-            return replay(existing);
+        let plan_id = uuid::Uuid::now_v7().to_string();
+        use sea_orm::TransactionTrait as _;
+        let txn = db.begin().await?;
+        if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &plan_id).await? {
+            drop(txn);
+            caller.concerns(plan_resource(&existing));
+            return storage::find_plan(db, &existing).await?.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("replayed plan {existing} is gone"))
+            });
         }
-        let territory = storage::find_territory(db, &territory_id)
+        let territory = storage::find_territory(&txn, &territory_id)
             .await?
             .filter(|t| caller.may_see(&t.id, &t.region_code))
             .ok_or_else(|| ApiError::NotFound {
@@ -112,7 +104,7 @@ impl PlansApi {
         }
         let now = tde_runtime::api::now();
         let plan = Plan::new(
-            uuid::Uuid::now_v7().to_string(),
+            plan_id,
             territory.id.clone(),
             territory.name.clone(),
             territory.region_code.clone(),
@@ -121,16 +113,9 @@ impl PlansApi {
             now,
         )?;
         caller.concerns(plan_resource(&plan.id));
-        use sea_orm::TransactionTrait as _;
-        let txn = db.begin().await?;
-        if let Err(e) = storage::insert_plan(&txn, &plan, request_id).await {
+        if let Err(e) = storage::insert_plan(&txn, &plan).await {
             drop(txn);
             if storage::is_unique_violation(&e) {
-                if let Some(rid) = request_id
-                    && let Some(existing) = storage::find_plan_by_request_id(db, rid).await?
-                {
-                    return replay(existing);
-                }
                 return Err(ApiError::AlreadyExists {
                     resource_type: "plan",
                     name: format!("territory {}", territory.id),
@@ -157,8 +142,7 @@ impl PlansApi {
         r: pb::ListPlansRequest,
     ) -> Result<pb::ListPlansResponse, ApiError> {
         let status = convert::plan_status_from_pb("status", r.status)?;
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let non_empty = |s: String| {
             let s = s.trim().to_string();
             (!s.is_empty()).then_some(s)
@@ -170,16 +154,9 @@ impl PlansApi {
             visible_to: visible_to(caller),
         };
         caller.concerns("plans");
-        let mut page =
-            storage::list_plans(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|p| encode_page_token(&p.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows =
+            storage::list_plans(&self.ctx.db, &filter, request.after(), request.fetch()).await?;
+        let (page, next_page_token) = request.page(rows, |p| p.id.clone());
         Ok(pb::ListPlansResponse {
             plans: self.render(caller, &page).await?,
             next_page_token,

@@ -76,15 +76,11 @@ impl Signatory {
         self.email = None;
     }
 
-    /// Lowercase hex SHA-256 of the address, as erasure events name a person.
+    /// The address's fingerprint, as erasure events name a person.
     pub fn email_fingerprint(&self) -> Option<String> {
-        use sha2::Digest as _;
-        self.email.as_ref().map(|e| {
-            sha2::Sha256::digest(e.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
+        self.email
+            .as_deref()
+            .map(tde_runtime::personal_data::fingerprint)
     }
 }
 

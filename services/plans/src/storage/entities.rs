@@ -49,7 +49,6 @@ pub mod plan {
         /// the plans naming a person by it.
         pub people: String,
         pub version: i64,
-        pub request_id: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }
@@ -85,7 +84,6 @@ pub mod action {
         pub status: String,
         pub provider_id: Option<String>,
         pub version: i64,
-        pub request_id: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }
@@ -143,7 +141,6 @@ pub mod meeting {
         /// JSON array.
         pub decisions: String,
         pub version: i64,
-        pub request_id: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

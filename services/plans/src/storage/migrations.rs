@@ -9,11 +9,15 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        // The `request_id` columns of the first tables are no longer written: idempotency
+        // keys live in the runtime's `idempotency_keys`, scoped per caller.
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(tde_runtime::migration::CreateOutboxAndInbox),
             Box::new(CreatePlans),
             Box::new(tde_runtime::migration::CreateAuditTrail),
-        ]
+        ];
+        migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations
     }
 }
 
@@ -25,7 +29,8 @@ impl MigrationName for CreatePlans {
     }
 }
 
-fn a(name: &'static str) -> Alias {
+/// A table, column or index name.
+fn ident(name: &'static str) -> Alias {
     Alias::new(name)
 }
 
@@ -36,9 +41,9 @@ async fn index(
     cols: &[&'static str],
 ) -> Result<(), DbErr> {
     let mut index = Index::create();
-    index.name(name).table(a(table));
+    index.name(name).table(ident(table));
     for c in cols {
-        index.col(a(c));
+        index.col(ident(c));
     }
     m.create_index(index.to_owned()).await
 }
@@ -48,41 +53,41 @@ impl MigrationTrait for CreatePlans {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.create_table(
             Table::create()
-                .table(a("territories"))
+                .table(ident("territories"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("kind")))
-                .col(string(a("stage")))
-                .col(string(a("time_zone")))
-                .col(string(a("region_code")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("kind")))
+                .col(string(ident("stage")))
+                .col(string(ident("time_zone")))
+                .col(string(ident("region_code")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
 
         m.create_table(
             Table::create()
-                .table(a("plans"))
+                .table(ident("plans"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
+                .col(string(ident("id")).primary_key())
                 // One plan per territory.
-                .col(string(a("territory_id")).unique_key())
-                .col(string(a("territory_name")))
-                .col(string(a("region_code")))
-                .col(string(a("title")))
-                .col(date(a("start_date")))
-                .col(string(a("status")))
-                .col(text(a("status_reason")))
-                .col(text(a("charter")))
-                .col(text(a("submissions")))
-                .col(text(a("reviews")))
-                .col(text(a("celebrations")))
-                .col(text(a("people")))
-                .col(big_integer(a("version")))
-                .col(string_null(a("request_id")).unique_key())
-                .col(timestamp_with_time_zone(a("created_at")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("territory_id")).unique_key())
+                .col(string(ident("territory_name")))
+                .col(string(ident("region_code")))
+                .col(string(ident("title")))
+                .col(date(ident("start_date")))
+                .col(string(ident("status")))
+                .col(text(ident("status_reason")))
+                .col(text(ident("charter")))
+                .col(text(ident("submissions")))
+                .col(text(ident("reviews")))
+                .col(text(ident("celebrations")))
+                .col(text(ident("people")))
+                .col(big_integer(ident("version")))
+                .col(string_null(ident("request_id")).unique_key())
+                .col(timestamp_with_time_zone(ident("created_at")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
@@ -91,38 +96,38 @@ impl MigrationTrait for CreatePlans {
 
         m.create_table(
             Table::create()
-                .table(a("actions"))
+                .table(ident("actions"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("plan_id")))
-                .col(string(a("territory_id")))
-                .col(string(a("region_code")))
-                .col(small_integer(a("year")))
-                .col(string(a("kind")))
-                .col(string(a("title")))
-                .col(text(a("description")))
-                .col(text(a("audiences")))
-                .col(text(a("skills")))
-                .col(date(a("planned_start")))
-                .col(date(a("planned_end")))
-                .col(big_integer(a("budget_cents")))
-                .col(string(a("status")))
-                .col(string_null(a("provider_id")))
-                .col(big_integer(a("version")))
-                .col(string_null(a("request_id")).unique_key())
-                .col(timestamp_with_time_zone(a("created_at")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("plan_id")))
+                .col(string(ident("territory_id")))
+                .col(string(ident("region_code")))
+                .col(small_integer(ident("year")))
+                .col(string(ident("kind")))
+                .col(string(ident("title")))
+                .col(text(ident("description")))
+                .col(text(ident("audiences")))
+                .col(text(ident("skills")))
+                .col(date(ident("planned_start")))
+                .col(date(ident("planned_end")))
+                .col(big_integer(ident("budget_cents")))
+                .col(string(ident("status")))
+                .col(string_null(ident("provider_id")))
+                .col(big_integer(ident("version")))
+                .col(string_null(ident("request_id")).unique_key())
+                .col(timestamp_with_time_zone(ident("created_at")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
         index(m, "actions", "actions_plan", &["plan_id", "year", "id"]).await?;
         m.create_table(
             Table::create()
-                .table(a("action_skills"))
+                .table(ident("action_skills"))
                 .if_not_exists()
-                .col(string(a("skill")))
-                .col(string(a("action_id")))
-                .primary_key(Index::create().col(a("skill")).col(a("action_id")))
+                .col(string(ident("skill")))
+                .col(string(ident("action_id")))
+                .primary_key(Index::create().col(ident("skill")).col(ident("action_id")))
                 .to_owned(),
         )
         .await?;
@@ -130,30 +135,30 @@ impl MigrationTrait for CreatePlans {
 
         m.create_table(
             Table::create()
-                .table(a("steering_meetings"))
+                .table(ident("steering_meetings"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("plan_id")))
-                .col(string(a("territory_id")))
-                .col(string(a("region_code")))
-                .col(small_integer(a("year")))
-                .col(integer(a("sequence")))
-                .col(string(a("status")))
-                .col(string(a("time_zone")))
-                .col(string(a("start_local")))
-                .col(string(a("end_local")))
-                .col(timestamp_with_time_zone(a("start_utc")))
-                .col(timestamp_with_time_zone(a("end_utc")))
-                .col(text(a("place")))
-                .col(text(a("video_link")))
-                .col(text(a("agenda")))
-                .col(text(a("cancel_reason")))
-                .col(text(a("minutes")))
-                .col(text(a("decisions")))
-                .col(big_integer(a("version")))
-                .col(string_null(a("request_id")).unique_key())
-                .col(timestamp_with_time_zone(a("created_at")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("plan_id")))
+                .col(string(ident("territory_id")))
+                .col(string(ident("region_code")))
+                .col(small_integer(ident("year")))
+                .col(integer(ident("sequence")))
+                .col(string(ident("status")))
+                .col(string(ident("time_zone")))
+                .col(string(ident("start_local")))
+                .col(string(ident("end_local")))
+                .col(timestamp_with_time_zone(ident("start_utc")))
+                .col(timestamp_with_time_zone(ident("end_utc")))
+                .col(text(ident("place")))
+                .col(text(ident("video_link")))
+                .col(text(ident("agenda")))
+                .col(text(ident("cancel_reason")))
+                .col(text(ident("minutes")))
+                .col(text(ident("decisions")))
+                .col(big_integer(ident("version")))
+                .col(string_null(ident("request_id")).unique_key())
+                .col(timestamp_with_time_zone(ident("created_at")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;

@@ -141,7 +141,6 @@ fn plan_to_active(p: &Plan) -> Result<plan::ActiveModel, DbErr> {
             .collect::<Vec<_>>()
             .join(" ")),
         version: Set(p.version),
-        request_id: sea_orm::ActiveValue::NotSet,
         created_at: Set(p.created_at),
         updated_at: Set(p.updated_at),
     })
@@ -178,26 +177,10 @@ pub async fn find_plan_of_territory(
     query.one(db).await?.map(plan_to_domain).transpose()
 }
 
-pub async fn find_plan_by_request_id(
-    db: &impl ConnectionTrait,
-    request_id: &str,
-) -> Result<Option<Plan>, DbErr> {
-    plan::Entity::find()
-        .filter(plan::Column::RequestId.eq(request_id))
-        .one(db)
-        .await?
-        .map(plan_to_domain)
-        .transpose()
-}
-
-pub async fn insert_plan(
-    db: &impl ConnectionTrait,
-    p: &Plan,
-    request_id: Option<&str>,
-) -> Result<(), DbErr> {
-    let mut row = plan_to_active(p)?;
-    row.request_id = Set(request_id.map(str::to_string));
-    plan::Entity::insert(row).exec_without_returning(db).await?;
+pub async fn insert_plan(db: &impl ConnectionTrait, p: &Plan) -> Result<(), DbErr> {
+    plan::Entity::insert(plan_to_active(p)?)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -227,7 +210,7 @@ fn visible<C: ColumnTrait>(territory: C, region: C, to: &VisibleTo) -> Option<Co
     })
 }
 
-fn nobody(to: &VisibleTo) -> bool {
+fn sees_no_territory(to: &VisibleTo) -> bool {
     matches!(to, Some((ids, regions)) if ids.is_empty() && regions.is_empty())
 }
 
@@ -246,7 +229,7 @@ pub async fn list_plans(
     after_id: Option<&str>,
     limit: u64,
 ) -> Result<Vec<Plan>, DbErr> {
-    if nobody(&filter.visible_to) {
+    if sees_no_territory(&filter.visible_to) {
         return Ok(Vec::new());
     }
     let mut query = plan::Entity::find();
@@ -285,7 +268,7 @@ pub async fn plans_naming(
     db: &impl ConnectionTrait,
     fingerprint: &str,
 ) -> Result<Vec<Plan>, DbErr> {
-    if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !tde_runtime::personal_data::is_fingerprint(fingerprint) {
         return Ok(Vec::new());
     }
     lock(
@@ -376,7 +359,6 @@ fn action_to_active(r: &ActionRecord) -> Result<action::ActiveModel, DbErr> {
         status: Set(a.status.as_str().into()),
         provider_id: Set(a.provider_id.clone()),
         version: Set(r.version),
-        request_id: sea_orm::ActiveValue::NotSet,
         created_at: Set(r.created_at),
         updated_at: Set(r.updated_at),
     })
@@ -411,26 +393,8 @@ pub async fn find_action(
         .transpose()
 }
 
-pub async fn find_action_by_request_id(
-    db: &impl ConnectionTrait,
-    request_id: &str,
-) -> Result<Option<ActionRecord>, DbErr> {
-    action::Entity::find()
-        .filter(action::Column::RequestId.eq(request_id))
-        .one(db)
-        .await?
-        .map(action_to_domain)
-        .transpose()
-}
-
-pub async fn insert_action(
-    db: &impl ConnectionTrait,
-    r: &ActionRecord,
-    request_id: Option<&str>,
-) -> Result<(), DbErr> {
-    let mut row = action_to_active(r)?;
-    row.request_id = Set(request_id.map(str::to_string));
-    action::Entity::insert(row)
+pub async fn insert_action(db: &impl ConnectionTrait, r: &ActionRecord) -> Result<(), DbErr> {
+    action::Entity::insert(action_to_active(r)?)
         .exec_without_returning(db)
         .await?;
     write_skills(db, &r.action).await
@@ -490,7 +454,7 @@ pub async fn list_actions(
     limit: u64,
 ) -> Result<Vec<ActionRecord>, DbErr> {
     use sea_orm::sea_query::Query;
-    if nobody(&filter.visible_to) {
+    if sees_no_territory(&filter.visible_to) {
         return Ok(Vec::new());
     }
     let mut query = action::Entity::find();
@@ -642,7 +606,6 @@ fn meeting_to_active(r: &MeetingRecord) -> Result<meeting::ActiveModel, DbErr> {
         minutes: Set(m.minutes.clone()),
         decisions: Set(json(&m.decisions)?),
         version: Set(r.version),
-        request_id: sea_orm::ActiveValue::NotSet,
         created_at: Set(r.created_at),
         updated_at: Set(r.updated_at),
     })
@@ -659,26 +622,8 @@ pub async fn find_meeting(
         .transpose()
 }
 
-pub async fn find_meeting_by_request_id(
-    db: &impl ConnectionTrait,
-    request_id: &str,
-) -> Result<Option<MeetingRecord>, DbErr> {
-    meeting::Entity::find()
-        .filter(meeting::Column::RequestId.eq(request_id))
-        .one(db)
-        .await?
-        .map(meeting_to_domain)
-        .transpose()
-}
-
-pub async fn insert_meeting(
-    db: &impl ConnectionTrait,
-    r: &MeetingRecord,
-    request_id: Option<&str>,
-) -> Result<(), DbErr> {
-    let mut row = meeting_to_active(r)?;
-    row.request_id = Set(request_id.map(str::to_string));
-    meeting::Entity::insert(row)
+pub async fn insert_meeting(db: &impl ConnectionTrait, r: &MeetingRecord) -> Result<(), DbErr> {
+    meeting::Entity::insert(meeting_to_active(r)?)
         .exec_without_returning(db)
         .await?;
     Ok(())
@@ -733,7 +678,7 @@ pub async fn list_meetings(
     after: Option<(DateTime<Utc>, String)>,
     limit: u64,
 ) -> Result<Vec<MeetingRecord>, DbErr> {
-    if nobody(&window.visible_to) {
+    if sees_no_territory(&window.visible_to) {
         return Ok(Vec::new());
     }
     let mut query = meeting::Entity::find()

@@ -125,8 +125,10 @@ impl EventBus for JetStreamBus {
             duplicate_window: Duration::from_secs(600),
             ..Default::default()
         };
+        // Created when missing, never updated: replicas, retention and limits that operators
+        // set (or declared as NACK resources) stay as they are.
         self.context
-            .create_or_update_stream(config)
+            .get_or_create_stream(config)
             .await
             .map_err(unavailable)?;
         Ok(())

@@ -66,7 +66,13 @@ impl MemoryBus {
 impl EventBus for MemoryBus {
     async fn ensure_stream(&self, spec: &StreamSpec) -> Result<(), BusError> {
         let mut state = self.lock();
-        state.streams.entry(spec.name.clone()).or_default().subjects = spec.subjects.clone();
+        state
+            .streams
+            .entry(spec.name.clone())
+            .or_insert_with(|| Stream {
+                subjects: spec.subjects.clone(),
+                ..Default::default()
+            });
         Ok(())
     }
 

@@ -193,7 +193,8 @@ pub struct PublishError {
 
 #[async_trait]
 pub trait EventBus: Send + Sync + 'static {
-    /// Creates the stream, or updates it to this configuration.
+    /// Creates the stream when it does not exist; an existing stream's settings are never
+    /// changed (operators own replicas, retention and limits).
     async fn ensure_stream(&self, stream: &StreamSpec) -> Result<(), BusError>;
 
     /// Publishes in order and waits for every acknowledgement. An event whose id was already

@@ -5,8 +5,9 @@ use tonic::{Request, Response, Status};
 
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_server::TerritoryService;
-use tde_runtime::api::{Caller, decode_page_token, encode_page_token, page_size, parse_id};
+use tde_runtime::api::{Caller, PageRequest, parse_id};
 use tde_runtime::cache::ReadCache;
+use tde_runtime::idempotency::IdempotencyKey;
 use tde_runtime::outbox::{self, NewEvent};
 use tde_runtime::{ApiError, ServiceContext};
 
@@ -19,7 +20,6 @@ use crate::storage::{self, TerritoryFilter, geography};
 const RESOURCE: &str = "territory";
 pub const DEFAULT_PAGE: u64 = 50;
 pub const MAX_PAGE: u64 = 500;
-const MAX_REQUEST_ID: usize = 128;
 const MAX_REASON: usize = 2_000;
 
 /// How the audit trail names a territory.
@@ -60,35 +60,27 @@ impl Territories {
         if let Some(kind) = kind {
             v.check(kind.validate_code(&code));
         }
-        if r.request_id.len() > MAX_REQUEST_ID {
-            v.add("request_id", format!("at most {MAX_REQUEST_ID} characters"));
-        }
         v.into_result()?;
         let Some(kind) = kind else {
             return Err(ApiError::invalid("kind", "is required"));
         };
+        let key = IdempotencyKey::of(&caller, RESOURCE, &r.request_id, &r)?;
         caller.concerns(format!("{}/{code}", kind.as_str()));
-        let request_id = (!r.request_id.is_empty()).then_some(r.request_id.as_str());
         let db = &self.ctx.db;
-
-        let replay = |existing: Territory| {
-            if existing.kind == kind && existing.official_code == code {
-                Ok(existing)
-            } else {
-                Err(ApiError::invalid(
-                    "request_id",
-                    "was already used for another registration",
-                ))
-            }
-        };
-        if let Some(rid) = request_id
-            && let Some(existing) = storage::find_by_request_id(db, rid).await?
-        {
-            return replay(existing);
+        let id = uuid::Uuid::now_v7().to_string();
+        // The key first: a retry of a registration that succeeded gets it back, whatever
+        // changed since.
+        let txn = db.begin().await?;
+        if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &id).await? {
+            drop(txn);
+            caller.concerns(resource_name(&existing));
+            return storage::find(db, &existing).await?.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("replayed territory {existing} is gone"))
+            });
         }
-        let Some(facts) = geography::authority_facts(db, kind, &code).await? else {
+        let Some(facts) = geography::authority_facts(&txn, kind, &code).await? else {
             // Unknown code, or no geography at all: say which.
-            if geography::current_vintage(db).await?.is_none() {
+            if geography::current_vintage(&txn).await?.is_none() {
                 return Err(ApiError::FailedPrecondition {
                     kind: "GEOGRAPHY",
                     subject: "geography".into(),
@@ -101,6 +93,20 @@ impl Territories {
                 field: Some("official_code"),
             });
         };
+        // Territories merging into this commune after a new vintage wait for a decision of the
+        // programme team: a new registration would be one more territory for it.
+        let merging = storage::recoding::merging_into(&txn, kind, &code).await?;
+        if let Some(first) = merging.first() {
+            return Err(ApiError::FailedPrecondition {
+                kind: "GEOGRAPHY_ISSUE",
+                subject: first.clone(),
+                description: format!(
+                    "territories {} are merging into {} {code}: resolve their geography issue first",
+                    merging.join(", "),
+                    kind.as_str()
+                ),
+            });
+        }
         // A second territory for the same authority is refused by the unique index below.
         let already = || ApiError::AlreadyExists {
             resource_type: RESOURCE,
@@ -108,25 +114,12 @@ impl Territories {
         };
 
         let now = tde_runtime::api::now();
-        let territory = Territory::register(
-            uuid::Uuid::now_v7().to_string(),
-            kind,
-            code.clone(),
-            facts,
-            &caller.actor,
-            now,
-        );
+        let territory = Territory::register(id, kind, code.clone(), facts, &caller.actor, now);
         caller.concerns(resource_name(&territory.id));
-        let txn = db.begin().await?;
-        if let Err(e) = storage::insert(&txn, &territory, request_id).await {
+        if let Err(e) = storage::insert(&txn, &territory).await {
             drop(txn);
             if storage::is_unique_violation(&e) {
-                // A concurrent retry with the same request id, or a concurrent registration.
-                if let Some(rid) = request_id
-                    && let Some(existing) = storage::find_by_request_id(db, rid).await?
-                {
-                    return replay(existing);
-                }
+                // A concurrent registration of the same authority.
                 return Err(already());
             }
             return Err(e.into());
@@ -283,14 +276,19 @@ impl Territories {
     ) -> Result<pb::ListTerritoriesResponse, ApiError> {
         let mut v = Violations::default();
         let stage = v.check(convert::stage_from_pb("stage", r.stage)).flatten();
+        let issue_kind = v
+            .check(convert::issue_kind_from_pb(
+                "geography_issue_kind",
+                r.geography_issue_kind,
+            ))
+            .flatten();
         let kind = if r.kind == 0 {
             None
         } else {
             v.check(convert::kind_from_pb("kind", r.kind))
         };
         v.into_result()?;
-        let size = page_size(r.page_size, DEFAULT_PAGE, MAX_PAGE)?;
-        let after = decode_page_token(&r.page_token)?;
+        let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let non_empty = |s: String| {
             let s = s.trim().to_string();
             (!s.is_empty()).then_some(s)
@@ -302,18 +300,15 @@ impl Territories {
             departement_code: non_empty(r.departement_code),
             name_query: non_empty(names::normalize(&r.name_query)),
             visible_to: caller.principal.visibility().filter(),
+            geography_issue: match (issue_kind, r.has_geography_issue) {
+                (Some(k), _) => Some(storage::recoding::IssueFilter::Kind(k)),
+                (None, true) => Some(storage::recoding::IssueFilter::Any),
+                (None, false) => None,
+            },
         };
         caller.concerns("territories");
-        // One more than asked tells whether another page follows.
-        let mut page = storage::list(&self.ctx.db, &filter, after.as_deref(), size + 1).await?;
-        let next_page_token = if page.len() as u64 > size {
-            page.truncate(size as usize);
-            page.last()
-                .map(|t| encode_page_token(&t.id))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let rows = storage::list(&self.ctx.db, &filter, request.after(), request.fetch()).await?;
+        let (page, next_page_token) = request.page(rows, |t| t.id.clone());
         Ok(pb::ListTerritoriesResponse {
             territories: page
                 .iter()
@@ -425,6 +420,18 @@ impl TerritoryService for Territories {
                 &caller,
             )),
         }))
+    }
+
+    async fn resolve_geography_conflict(
+        &self,
+        request: Request<pb::ResolveGeographyConflictRequest>,
+    ) -> Result<Response<pb::ResolveGeographyConflictResponse>, Status> {
+        let caller = Caller::of(&request);
+        let (survivor, others) =
+            super::recoding::resolve(&self.ctx, &self.cache, &caller, request.into_inner()).await?;
+        Ok(Response::new(super::recoding::response(
+            &caller, &survivor, &others,
+        )))
     }
 
     async fn withdraw_territory(

@@ -8,32 +8,31 @@ use serde::{Deserialize, Serialize};
 
 use super::{DomainError, Violations, nest};
 
-/// A syntactically valid e-mail address, lowercased.
+/// A syntactically valid e-mail address, in the platform's normal form (trimmed, NFC,
+/// lowercased: see `tde_runtime::personal_data`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EmailAddress(String);
 
 impl EmailAddress {
     pub fn parse(field: &str, raw: &str) -> Result<Self, DomainError> {
-        let raw = raw.trim();
-        if raw.len() > 254 || !email_address::EmailAddress::is_valid(raw) || !raw.contains('.') {
+        let normal = tde_runtime::personal_data::normalize_email(raw);
+        if normal.len() > 254
+            || !email_address::EmailAddress::is_valid(&normal)
+            || !normal.contains('.')
+        {
             return Err(DomainError::invalid(field, "is not a valid e-mail address"));
         }
-        Ok(Self(raw.to_lowercase()))
+        Ok(Self(normal))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Lowercase hex SHA-256 of the normalised address: how events name a person without
-    /// republishing the address.
+    /// How events name a person without republishing the address.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        tde_runtime::personal_data::fingerprint(&self.0)
     }
 }
 

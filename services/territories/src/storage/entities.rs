@@ -27,8 +27,16 @@ pub mod territory {
         pub operational_team: String,
         pub steering_body: Option<String>,
         pub code_history: String,
+        /// The EPCI a commune belongs to.
+        pub epci_siren: Option<String>,
+        /// JSON of `recoding::GeographyIssue`; its kind and successor code are columns of
+        /// their own, to filter on.
+        pub geography_issue: Option<String>,
+        pub geography_issue_kind: Option<String>,
+        pub geography_successor: Option<String>,
+        /// JSON list of `recoding::MergedTerritory`.
+        pub merged_territories: String,
         pub version: i64,
-        pub request_id: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

@@ -9,11 +9,16 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
+        // The `request_id` column of `territories` is no longer written: idempotency keys
+        // live in the runtime's `idempotency_keys`, scoped per caller.
+        let mut migrations: Vec<Box<dyn MigrationTrait>> = vec![
             Box::new(tde_runtime::migration::CreateOutboxAndInbox),
             Box::new(CreateTerritoriesAndGeography),
             Box::new(tde_runtime::migration::CreateAuditTrail),
-        ]
+            Box::new(super::recoding::AddGeographyFollowUp),
+        ];
+        migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations
     }
 }
 

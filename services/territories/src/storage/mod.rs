@@ -4,6 +4,7 @@
 pub mod entities;
 pub mod geography;
 pub mod migrations;
+pub mod recoding;
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -25,6 +26,8 @@ pub struct TerritoryFilter {
     pub name_query: Option<String>,
     /// Only these territory ids and the territories of these régions (the caller's).
     pub visible_to: Option<(Vec<String>, Vec<String>)>,
+    /// Only the territories with a geography issue (of one kind).
+    pub geography_issue: Option<recoding::IssueFilter>,
 }
 
 use tde_runtime::db::{corrupt, from_json, to_json as json};
@@ -47,6 +50,9 @@ pub fn to_domain(m: territory::Model) -> Result<Territory, DbErr> {
         operational_team: from_json("operational team", &m.operational_team)?,
         steering_body: from_json_opt("steering body", &m.steering_body)?,
         code_history: from_json("code history", &m.code_history)?,
+        geography_issue: from_json_opt("geography issue", &m.geography_issue)?,
+        merged_territories: from_json("merged territories", &m.merged_territories)?,
+        epci_siren: m.epci_siren,
         id: m.id,
         official_code: m.official_code,
         name: m.name,
@@ -79,8 +85,15 @@ fn to_active(t: &Territory) -> Result<territory::ActiveModel, DbErr> {
         operational_team: Set(json(&t.operational_team)?),
         steering_body: Set(t.steering_body.as_ref().map(json).transpose()?),
         code_history: Set(json(&t.code_history)?),
+        epci_siren: Set(t.epci_siren.clone()),
+        geography_issue: Set(t.geography_issue.as_ref().map(json).transpose()?),
+        geography_issue_kind: Set(t.geography_issue.as_ref().map(|i| i.kind.as_str().into())),
+        geography_successor: Set(t
+            .geography_issue
+            .as_ref()
+            .and_then(|i| i.successor_code.clone())),
+        merged_territories: Set(json(&t.merged_territories)?),
         version: Set(t.version),
-        request_id: sea_orm::ActiveValue::NotSet,
         created_at: Set(t.created_at),
         updated_at: Set(t.updated_at),
     })
@@ -130,18 +143,6 @@ pub async fn find_mentioning(
     query.all(db).await?.into_iter().map(to_domain).collect()
 }
 
-pub async fn find_by_request_id(
-    db: &impl ConnectionTrait,
-    request_id: &str,
-) -> Result<Option<Territory>, DbErr> {
-    Entity::find()
-        .filter(Column::RequestId.eq(request_id))
-        .one(db)
-        .await?
-        .map(to_domain)
-        .transpose()
-}
-
 pub async fn find_by_code(
     db: &impl ConnectionTrait,
     kind: AuthorityKind,
@@ -174,14 +175,10 @@ pub async fn find_by_codes(
         .collect()
 }
 
-pub async fn insert(
-    db: &impl ConnectionTrait,
-    t: &Territory,
-    request_id: Option<&str>,
-) -> Result<(), DbErr> {
-    let mut row = to_active(t)?;
-    row.request_id = Set(request_id.map(str::to_string));
-    Entity::insert(row).exec_without_returning(db).await?;
+pub async fn insert(db: &impl ConnectionTrait, t: &Territory) -> Result<(), DbErr> {
+    Entity::insert(to_active(t)?)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -239,6 +236,9 @@ pub async fn list(
     }
     if let Some(d) = &filter.departement_code {
         query = query.filter(Column::DepartementCode.eq(d.clone()));
+    }
+    if let Some(issue) = &filter.geography_issue {
+        query = query.filter(issue.condition());
     }
     if let Some(q) = &filter.name_query {
         // Normalised text holds only letters, digits and spaces: no LIKE wildcard to escape.

@@ -14,10 +14,12 @@ use sea_orm::{ConnectionTrait, Statement};
 use tde_notifications::domain::Kind;
 use tde_notifications::domain::recipient::{Recipient, RosterEntry};
 use tde_notifications::domain::schedule::{Meeting, Planned};
-use tde_runtime::testing::{SmtpServer, TestEnv, Topology};
+use tde_notifications::settings::NotificationSettings;
+use tde_notifications::testing::{SmtpServer, configure};
+use tde_runtime::testing::{TestEnv, Topology};
 
 use super::{histogram, print_table};
-use crate::platform::Role;
+use tde::platform::Role;
 
 /// A meeting of the benchmark, on 12 June 2030 at 10:00 in Paris.
 fn meeting(id: String, territory_id: &str) -> anyhow::Result<Meeting> {
@@ -160,11 +162,15 @@ pub async fn run(reminders: usize, concurrency: usize, pool: u32) -> anyhow::Res
 
     // The service: reminders due now, dispatched by one replica.
     let mut env = TestEnv::new(Topology::Postgres, &["notifications"]).await;
-    let n = &mut env.settings.notifications;
-    n.smtp = Some(smtp_settings);
-    n.concurrency = concurrency;
-    n.batch_size = (concurrency * 4) as u64;
-    n.poll_interval_ms = 1_000;
+    configure(&mut env, Some(&smtp));
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| {
+            n.smtp = Some(smtp_settings);
+            n.concurrency = concurrency;
+            n.batch_size = (concurrency * 4) as u64;
+            n.poll_interval_ms = 1_000;
+        });
     // Seeded with the dispatcher stopped: started once every reminder is due.
     let db = tde_runtime::db::connect(&env.settings.database, tde_notifications::SERVICE).await?;
     use sea_orm_migration::MigratorTrait as _;
@@ -174,7 +180,7 @@ pub async fn run(reminders: usize, concurrency: usize, pool: u32) -> anyhow::Res
     let before = smtp.messages().len();
     let started = Instant::now();
     let platform = env
-        .start(crate::platform::modules(&[Role::Notifications]))
+        .start(tde::platform::modules(&[Role::Notifications]))
         .await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {

@@ -1,4 +1,5 @@
-//! Benchmarks (documented in the README). Each prints its figure beside a reference measured
+//! `tde-bench`: the benchmarks documented in the README, a binary of their own so that the
+//! test harness they run on never ships in `tde`. Each prints its figure beside a reference measured
 //! in the same run, on the same machine, by the same load generator:
 //!
 //! - `get-territory`: GetTerritory on PostgreSQL at 64 requests in flight over a socket, next
@@ -24,7 +25,13 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use hdrhistogram::Histogram;
 use sea_orm::ConnectionTrait;
-use tde_proto::bench::v1 as echo;
+use tde::platform::Role;
+
+/// The bare echo service, reference point of the gRPC benchmarks (never served by tde).
+mod echo {
+    tonic::include_proto!("tde.bench.v1");
+}
+
 use tde_proto::territories::v1 as pb;
 use tde_proto::territories::v1::territory_service_client::TerritoryServiceClient;
 use tde_runtime::auth::{AuthChannel, Bearer, TokenSpec};
@@ -33,10 +40,19 @@ use tde_runtime::testing::{
     TestEnv, Topology, channel, nats_url, raw_channel, token, unique_name, with_token,
 };
 
-use crate::platform::Role;
-
 mod meetings;
 mod reminders;
+
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "tde-bench",
+    version,
+    about = "tde's benchmarks: each figure next to a reference measured in the same run"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -93,7 +109,19 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    use clap::Parser as _;
+    match run(Cli::parse().command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: BenchCommand) -> anyhow::Result<()> {
     // Benchmarks report; the servers they start stay quiet.
     tde_runtime::telemetry::init(&tde_runtime::config::TelemetrySettings {
         log_level: "warn".into(),
@@ -263,7 +291,7 @@ async fn replica(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     Ok(tde_runtime::server::start(
         settings,
-        crate::platform::modules(&[Role::Territories]),
+        tde::platform::modules(&[Role::Territories]),
         Some(env.bus.clone()),
         Some(listener),
     )
@@ -271,14 +299,14 @@ async fn replica(
 }
 
 fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
-    println!("{}", crate::output::table(header, rows));
+    println!("{}", tde::output::table(header, rows));
 }
 
 async fn start_territories_on_postgres()
 -> anyhow::Result<(TestEnv, tde_runtime::server::RunningPlatform)> {
     let env = TestEnv::new(Topology::Postgres, &["territories"]).await;
     let platform = env
-        .start(crate::platform::modules(&[Role::Territories]))
+        .start(tde::platform::modules(&[Role::Territories]))
         .await?;
     Ok((env, platform))
 }

@@ -16,7 +16,7 @@ use tde_runtime::api::timestamp;
 use tde_runtime::testing::{TestEnv, Topology, channel};
 
 use super::{histogram, print_table};
-use crate::platform::Role;
+use tde::platform::Role;
 
 /// The régions of the seeded territories (codes of the 2026 geography).
 const REGIONS: &[&str] = &[
@@ -95,7 +95,7 @@ fn row(name: &str, pages: u64, h: &Histogram<u64>) -> Vec<String> {
 
 pub async fn run(territories: u32, rounds: usize, page_size: i32) -> anyhow::Result<()> {
     let env = TestEnv::new(Topology::Postgres, &["plans"]).await;
-    let platform = env.start(crate::platform::modules(&[Role::Plans])).await?;
+    let platform = env.start(tde::platform::modules(&[Role::Plans])).await?;
     let ctx = platform.service("plans").context("plans runs")?;
     let start = NaiveDate::from_ymd_opt(2027, 1, 1).context("date")?;
 

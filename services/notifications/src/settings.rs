@@ -1,0 +1,175 @@
+//! The notifications service's own settings: the `[notifications]` section, accepted only by
+//! a process that runs this service.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tde_runtime::config::{DevEnvironment, InvalidKey, Secret, ServiceSettings};
+
+/// How and when notifications are sent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotificationSettings {
+    /// The SMTP relay; without one (`tde dev`), e-mails are written as .eml files to
+    /// `mail_dir`.
+    pub smtp: Option<SmtpSettings>,
+    /// Where e-mails go without SMTP.
+    pub mail_dir: PathBuf,
+    /// Sender of the e-mails, and organizer of the meetings in calendars.
+    pub from: String,
+    pub from_name: String,
+    /// Reminders: days before the meeting, each at `reminder_hour`:`reminder_minute` in the
+    /// territory's time zone (a territory may have its own time, see the API).
+    pub reminder_days: Vec<u32>,
+    pub reminder_hour: u32,
+    pub reminder_minute: u32,
+    /// Attempts of one notification before it is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay, doubling at each attempt (milliseconds).
+    pub retry_backoff_ms: u64,
+    /// Longest retry delay (milliseconds).
+    pub max_backoff_ms: u64,
+    /// How long a replica owns the notifications it claimed (milliseconds): another replica
+    /// takes over those of a replica that died after this.
+    pub lease_ms: u64,
+    /// Notifications claimed at once, and sent concurrently.
+    pub batch_size: u64,
+    pub concurrency: usize,
+    /// Poll of due notifications when nothing woke the dispatcher (milliseconds).
+    pub poll_interval_ms: u64,
+    /// Secret signing webhook bodies (HMAC-SHA256); set it in production
+    /// (`TDE_NOTIFICATIONS__WEBHOOK_SECRET`).
+    pub webhook_secret: Secret,
+    /// Timeout of one webhook POST (milliseconds).
+    pub webhook_timeout_ms: u64,
+    /// HTTP address of the calendar feeds; none: no feed server.
+    pub feed_listen: Option<SocketAddr>,
+    /// Public base URL of the feeds, e.g. https://agenda.tde.anct.gouv.fr.
+    pub feed_base_url: String,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            mail_dir: "./data/mail".into(),
+            from: "ne-pas-repondre@tde.anct.gouv.fr".into(),
+            from_name: "Territoires d'engagement (ANCT)".into(),
+            reminder_days: vec![7, 1],
+            reminder_hour: 9,
+            reminder_minute: 0,
+            max_attempts: 6,
+            retry_backoff_ms: 2_000,
+            max_backoff_ms: 600_000,
+            lease_ms: 60_000,
+            batch_size: 64,
+            concurrency: 16,
+            poll_interval_ms: 1_000,
+            webhook_secret: Secret("tde-dev-webhook-secret".into()),
+            webhook_timeout_ms: 10_000,
+            feed_listen: None,
+            feed_base_url: String::new(),
+        }
+    }
+}
+
+impl ServiceSettings for NotificationSettings {
+    const SECTION: &'static str = crate::SERVICE;
+
+    fn validate(&self) -> Result<(), InvalidKey> {
+        if self.reminder_hour > 23 || self.reminder_minute > 59 {
+            return Err(InvalidKey::new(
+                "reminder_hour",
+                "must be a time of day (hour 0-23, minute 0-59)",
+            ));
+        }
+        if self.reminder_days.iter().any(|d| *d == 0 || *d > 60) {
+            return Err(InvalidKey::new(
+                "reminder_days",
+                "days before the meeting, between 1 and 60",
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(InvalidKey::new("max_attempts", "must be positive"));
+        }
+        if self.batch_size == 0 {
+            return Err(InvalidKey::new("batch_size", "must be positive"));
+        }
+        if self.concurrency == 0 {
+            return Err(InvalidKey::new("concurrency", "must be positive"));
+        }
+        if self.lease_ms < 1_000 {
+            return Err(InvalidKey::new("lease_ms", "must be at least 1 s"));
+        }
+        if self.poll_interval_ms == 0 {
+            return Err(InvalidKey::new("poll_interval_ms", "must be positive"));
+        }
+        if !self.from.contains('@') || self.from.chars().any(char::is_control) {
+            return Err(InvalidKey::new("from", "must be an e-mail address"));
+        }
+        if self.from_name.chars().any(char::is_control) {
+            return Err(InvalidKey::new(
+                "from_name",
+                "must not hold control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    /// E-mails as .eml files in the data dir when no relay is configured, and the calendar
+    /// feeds beside the gRPC port (any free port when that one is).
+    fn for_dev(&mut self, dev: &DevEnvironment) {
+        if self.smtp.is_none() {
+            self.mail_dir = dev.data_dir.join("mail");
+        }
+        if self.feed_listen.is_none() {
+            let mut feeds = dev.listen;
+            feeds.set_port(if dev.listen.port() == 0 {
+                0
+            } else {
+                dev.listen.port().saturating_add(1)
+            });
+            self.feed_listen = Some(feeds);
+            self.feed_base_url = format!("http://{feeds}");
+        }
+    }
+}
+
+/// How the SMTP relay is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// No encryption (a relay on the same host or network).
+    Plain,
+    /// STARTTLS on the submission port.
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// From the environment: `TDE_NOTIFICATIONS__SMTP__PASSWORD`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Connections kept open to the relay.
+    #[serde(default = "default_smtp_pool")]
+    pub pool_size: u32,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_smtp_pool() -> u32 {
+    8
+}
+
+fn default_smtp_timeout() -> u64 {
+    10_000
+}
