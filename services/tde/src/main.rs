@@ -135,6 +135,9 @@ enum Command {
         /// A région code whose territories the caller may see (repeatable; project leads).
         #[arg(long = "region")]
         regions: Vec<String>,
+        /// The person's verified e-mail address (their own notification preferences…).
+        #[arg(long)]
+        email: Option<String>,
         /// Lifetime: 90s, 30m, 8h, 2d.
         #[arg(long, default_value = "8h", value_parser = parse_lifetime)]
         lifetime: std::time::Duration,
@@ -288,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scopes,
             territories,
             regions,
+            email,
             lifetime,
         } => {
             let settings = load_settings(cli.config.as_deref(), Role::ALL)?;
@@ -300,6 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             spec.client_id = client_id;
             spec.territories = territories;
             spec.regions = regions;
+            spec.email = email;
             spec.lifetime = lifetime;
             println!("{}", issuer.mint(&spec)?);
         }

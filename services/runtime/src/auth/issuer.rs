@@ -39,6 +39,8 @@ pub struct TokenSpec {
     pub scopes: Vec<String>,
     pub territories: Vec<String>,
     pub regions: Vec<String>,
+    /// The person's verified e-mail address (`email`, with `email_verified: true`).
+    pub email: Option<String>,
     pub lifetime: std::time::Duration,
     /// Explicit `nbf` and `exp` (unix seconds), for tests of time checks.
     pub not_before: Option<i64>,
@@ -55,6 +57,7 @@ impl TokenSpec {
             scopes: role.default_scopes(),
             territories: Vec::new(),
             regions: Vec::new(),
+            email: None,
             lifetime: std::time::Duration::from_secs(3600),
             not_before: None,
             expires: None,
@@ -73,6 +76,11 @@ impl TokenSpec {
 
     pub fn region(mut self, code: impl Into<String>) -> Self {
         self.regions.push(code.into());
+        self
+    }
+
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
         self
     }
 
@@ -99,6 +107,10 @@ struct MintedClaims<'a> {
     tde_territories: &'a [String],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     tde_regions: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email_verified: Option<bool>,
 }
 
 /// An Ed25519 signing key with its key id, issuer and audience.
@@ -246,6 +258,8 @@ impl LocalIssuer {
             scope: spec.scopes.join(" "),
             tde_territories: &spec.territories,
             tde_regions: &spec.regions,
+            email: spec.email.as_deref(),
+            email_verified: spec.email.as_ref().map(|_| true),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

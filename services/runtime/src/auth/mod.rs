@@ -177,6 +177,9 @@ pub struct Principal {
     pub regions: Vec<String>,
     /// What the rate limit counts calls by: the client application, else the subject.
     pub rate_key: String,
+    /// The person's verified e-mail address (normalised), when the token carries one: what
+    /// a person's own data is matched on (their notification preferences…).
+    pub email: Option<String>,
 }
 
 impl Principal {
@@ -199,7 +202,14 @@ impl Principal {
             scopes,
             territories,
             regions,
+            email: None,
         }
+    }
+
+    /// The same caller, with their verified e-mail address.
+    pub fn with_email(mut self, email: Option<String>) -> Self {
+        self.email = email;
+        self
     }
 
     /// The caller when authentication is off (measurements only): every right.
@@ -225,6 +235,7 @@ impl Principal {
             scopes: Vec::new(),
             territories: Vec::new(),
             regions: Vec::new(),
+            email: None,
         }
     }
 

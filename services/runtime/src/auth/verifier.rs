@@ -59,6 +59,11 @@ struct Claims {
     tde_territories: Vec<String>,
     #[serde(default)]
     tde_regions: Vec<String>,
+    /// OIDC: the person's address, trusted only when `email_verified` is true.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
 }
 
 /// Verified tokens a worker thread saw last, by verifier: checked before the shared cache,
@@ -259,10 +264,16 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
         return Err(Rejection::Claims("sub is empty or too long".into()));
     }
     match role {
-        Role::TerritoryMember if claims.tde_territories.len() != 1 => {
+        Role::TerritoryMember if claims.tde_territories.len() != 1 || !claims.tde_regions.is_empty() => {
             return Err(Rejection::Claims(
-                "a territory member has exactly one territory".into(),
+                "a territory member has exactly one territory and no région".into(),
             ));
+        }
+        // Only project leads see by région: another role's régions would widen it.
+        Role::National | Role::Agency | Role::Provider if !claims.tde_regions.is_empty() => {
+            return Err(Rejection::Claims(format!(
+                "tde_regions is for project leads, not a {role}"
+            )));
         }
         Role::ProjectLead if claims.tde_territories.is_empty() && claims.tde_regions.is_empty() => {
             return Err(Rejection::Claims(
@@ -271,6 +282,11 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
         }
         _ => {}
     }
+    let email = claims
+        .email
+        .filter(|_| claims.email_verified)
+        .map(|e| crate::personal_data::normalize_email(&e))
+        .filter(|e| !e.is_empty() && e.len() <= 254);
     Ok(Principal::new(
         claims.sub,
         claims.client_id.filter(|c| !c.is_empty()),
@@ -278,7 +294,8 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
         claims.scope.split_whitespace().map(str::to_string),
         claims.tde_territories,
         claims.tde_regions,
-    ))
+    )
+    .with_email(email))
 }
 
 #[cfg(test)]
