@@ -1,10 +1,11 @@
 //! The rules of the territories service, without I/O: official codes, the path's state
-//! machine, contacts and their validation, name normalisation, time zones, and the reference
-//! geography's file format.
+//! machine, contacts and their validation, name normalisation, time zones, the reference
+//! geography's file format, and what a new vintage does to the territories.
 
 pub mod contact;
 pub mod geography;
 pub mod names;
+pub mod recoding;
 pub mod territory;
 
 use tde_runtime::FieldViolation;
@@ -18,6 +19,14 @@ pub enum DomainError {
     IllegalTransition {
         current: territory::Stage,
         target: territory::Stage,
+    },
+    /// The state of things does not allow it (FAILED_PRECONDITION), e.g. a geography issue
+    /// that is not there.
+    #[error("{description}")]
+    Precondition {
+        kind: &'static str,
+        subject: String,
+        description: String,
     },
 }
 

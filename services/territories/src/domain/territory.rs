@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::contact::{EmailAddress, Person, SteeringBody};
+use super::recoding::{GeographyIssue, MergedTerritory};
 use super::{DomainError, Violations, nest};
 
 /// The kind of local authority (collectivité).
@@ -301,6 +302,12 @@ pub struct CodeChange {
     pub new_code: String,
     pub vintage: String,
     pub at: DateTime<Utc>,
+    /// The authority's name under the old code and under the new one (empty in changes
+    /// recorded before names were kept).
+    #[serde(default)]
+    pub old_name: String,
+    #[serde(default)]
+    pub new_name: String,
 }
 
 /// What the reference geography says about an authority, copied at registration.
@@ -311,6 +318,8 @@ pub struct AuthorityFacts {
     pub departement_code: String,
     pub region_code: String,
     pub zone: Zone,
+    /// The EPCI a commune belongs to.
+    pub epci_siren: Option<String>,
 }
 
 /// An accompanied territory.
@@ -332,6 +341,12 @@ pub struct Territory {
     pub operational_team: Vec<Person>,
     pub steering_body: Option<SteeringBody>,
     pub code_history: Vec<CodeChange>,
+    /// The EPCI a commune belongs to, from the reference geography.
+    pub epci_siren: Option<String>,
+    /// What a new vintage left for the programme team to decide (see `recoding`).
+    pub geography_issue: Option<GeographyIssue>,
+    /// Territories merged into this one, with their histories.
+    pub merged_territories: Vec<MergedTerritory>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -357,6 +372,7 @@ impl Territory {
             departement_code: facts.departement_code,
             region_code: facts.region_code,
             zone: facts.zone,
+            epci_siren: facts.epci_siren,
             time_zone,
             stage: Stage::Prospect,
             stage_history: vec![StageChange {
@@ -371,6 +387,8 @@ impl Territory {
             operational_team: Vec::new(),
             steering_body: None,
             code_history: Vec::new(),
+            geography_issue: None,
+            merged_territories: Vec::new(),
             version: 1,
             created_at: now,
             updated_at: now,
@@ -417,18 +435,6 @@ impl Territory {
             }
         }
         steps
-    }
-
-    /// Follows a commune merger: the territory takes the new code, the old one goes to history.
-    pub fn recode(&mut self, new_code: &str, vintage: &str, now: DateTime<Utc>) {
-        self.code_history.push(CodeChange {
-            old_code: self.official_code.clone(),
-            new_code: new_code.to_string(),
-            vintage: vintage.to_string(),
-            at: now,
-        });
-        self.official_code = new_code.to_string();
-        self.touch(now);
     }
 
     /// Where the person with `email` appears: privileged_contact, operational_team or
@@ -663,6 +669,7 @@ mod tests {
             departement_code: "42".into(),
             region_code: "84".into(),
             zone: Zone::Metro,
+            epci_siren: None,
         }
     }
 
