@@ -9,8 +9,10 @@ use tde_runtime::outbox::NewEvent;
 
 use crate::SERVICE;
 use crate::api::convert::{
-    diagnostic_to_pb, kind_to_pb, person_to_pb, stage_to_pb, steering_body_to_pb, territory_to_pb,
+    diagnostic_to_pb, issue_to_pb, kind_to_pb, person_to_pb, resolution_to_pb, stage_to_pb,
+    steering_body_to_pb, territory_to_pb, zone_to_pb,
 };
+use crate::domain::recoding::Resolution;
 use crate::domain::territory::{Stage, Territory};
 
 const AGGREGATE: &str = "territory";
@@ -78,7 +80,7 @@ pub fn withdrawn(t: &Territory, from: Stage) -> NewEvent {
     )
 }
 
-/// After `recode`: the last code change.
+/// After `recode`: the last code change, and the facts of the new authority.
 pub fn code_changed(t: &Territory) -> NewEvent {
     let change = t.code_history.last();
     event(
@@ -92,6 +94,78 @@ pub fn code_changed(t: &Territory) -> NewEvent {
             new_code: t.official_code.clone(),
             vintage: change.map(|c| c.vintage.clone()).unwrap_or_default(),
             territory_name: t.name.clone(),
+            old_name: change.map(|c| c.old_name.clone()).unwrap_or_default(),
+            population: t.population,
+            departement_code: t.departement_code.clone(),
+            region_code: t.region_code.clone(),
+            zone: zone_to_pb(t.zone) as i32,
+            time_zone: t.time_zone.clone(),
+            epci_siren: t.epci_siren.clone().unwrap_or_default(),
+        },
+    )
+}
+
+/// After `refresh`: what a new vintage says of the territory's authority, same code.
+pub fn geography_updated(t: &Territory, old_name: &str, vintage: &str) -> NewEvent {
+    event(
+        t,
+        subjects::TERRITORY_GEOGRAPHY_UPDATED,
+        "tde.territories.v1.TerritoryGeographyUpdated",
+        &pb::TerritoryGeographyUpdated {
+            territory_id: t.id.clone(),
+            kind: kind_to_pb(t.kind) as i32,
+            official_code: t.official_code.clone(),
+            vintage: vintage.to_string(),
+            territory_name: t.name.clone(),
+            old_name: old_name.to_string(),
+            population: t.population,
+            departement_code: t.departement_code.clone(),
+            region_code: t.region_code.clone(),
+            zone: zone_to_pb(t.zone) as i32,
+            time_zone: t.time_zone.clone(),
+            epci_siren: t.epci_siren.clone().unwrap_or_default(),
+        },
+    )
+}
+
+/// After `raise`: the territory's geography issue.
+pub fn merge_conflict(t: &Territory) -> NewEvent {
+    event(
+        t,
+        subjects::TERRITORY_MERGE_CONFLICT,
+        "tde.territories.v1.TerritoryMergeConflict",
+        &pb::TerritoryMergeConflict {
+            territory_id: t.id.clone(),
+            territory_name: t.name.clone(),
+            kind: kind_to_pb(t.kind) as i32,
+            official_code: t.official_code.clone(),
+            issue: t.geography_issue.as_ref().map(issue_to_pb),
+        },
+    )
+}
+
+/// The issue of `t` is settled: by `resolution` of the programme team, or (None) by a vintage
+/// after which it no longer holds.
+pub fn merge_conflict_resolved(
+    t: &Territory,
+    resolution: Option<Resolution>,
+    survivor_id: &str,
+    reason: &str,
+    actor: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> NewEvent {
+    event(
+        t,
+        subjects::TERRITORY_MERGE_CONFLICT_RESOLVED,
+        "tde.territories.v1.TerritoryMergeConflictResolved",
+        &pb::TerritoryMergeConflictResolved {
+            territory_id: t.id.clone(),
+            resolution: resolution_to_pb(resolution) as i32,
+            surviving_territory_id: survivor_id.to_string(),
+            official_code: t.official_code.clone(),
+            reason: reason.to_string(),
+            resolve_time: Some(timestamp(at)),
+            actor: actor.to_string(),
         },
     )
 }

@@ -5,11 +5,13 @@
 //! - `domain`: the rules, without I/O;
 //! - `storage`: entities, migrations and queries;
 //! - `api`: the gRPC handlers;
-//! - `events`: what it publishes, and its consumer of the plans events.
+//! - `events`: what it publishes, and its consumer of the plans events;
+//! - `reference`: the reference geography as files, and the vintage shipped with tde.
 
 pub mod api;
 pub mod domain;
 pub mod events;
+pub mod reference;
 pub mod storage;
 
 use async_trait::async_trait;

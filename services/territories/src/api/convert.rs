@@ -7,8 +7,9 @@ use tde_runtime::auth::scope::CONTACTS_READ;
 
 use crate::domain::contact::{Person, SteeringBody};
 use crate::domain::geography::{Commune, Departement, Epci, Region};
+use crate::domain::recoding::{GeographyIssue, IssueKind, MergedTerritory, Resolution};
 use crate::domain::territory::{
-    AuthorityKind, Diagnostic, EngagementTheme, Stage, Territory, Zone,
+    AuthorityKind, CodeChange, Diagnostic, EngagementTheme, Stage, StageChange, Territory, Zone,
 };
 use crate::domain::{DomainError, nest};
 
@@ -173,6 +174,100 @@ pub fn diagnostic_to_pb(d: &Diagnostic) -> pb::Diagnostic {
     }
 }
 
+fn stage_change_to_pb(c: &StageChange) -> pb::StageChange {
+    pb::StageChange {
+        from_stage: c.from.map(stage_to_pb).unwrap_or(pb::Stage::Unspecified) as i32,
+        to_stage: stage_to_pb(c.to) as i32,
+        change_time: Some(timestamp(c.at)),
+        actor: c.actor.clone(),
+        reason: c.reason.clone(),
+    }
+}
+
+fn code_change_to_pb(c: &CodeChange) -> pb::CodeChange {
+    pb::CodeChange {
+        old_code: c.old_code.clone(),
+        new_code: c.new_code.clone(),
+        vintage: c.vintage.clone(),
+        change_time: Some(timestamp(c.at)),
+        old_name: c.old_name.clone(),
+        new_name: c.new_name.clone(),
+    }
+}
+
+pub fn issue_kind_to_pb(kind: IssueKind) -> pb::GeographyIssueKind {
+    match kind {
+        IssueKind::Merged => pb::GeographyIssueKind::Merged,
+        IssueKind::Vanished => pb::GeographyIssueKind::Vanished,
+    }
+}
+
+/// None for UNSPECIFIED (a filter left empty).
+pub fn issue_kind_from_pb(field: &str, value: i32) -> Result<Option<IssueKind>, DomainError> {
+    match pb::GeographyIssueKind::try_from(value) {
+        Ok(pb::GeographyIssueKind::Unspecified) => Ok(None),
+        Ok(pb::GeographyIssueKind::Merged) => Ok(Some(IssueKind::Merged)),
+        Ok(pb::GeographyIssueKind::Vanished) => Ok(Some(IssueKind::Vanished)),
+        Err(_) => Err(DomainError::invalid(
+            field,
+            format!("unknown geography issue kind {value}"),
+        )),
+    }
+}
+
+pub fn resolution_from_pb(field: &str, value: i32) -> Result<Resolution, DomainError> {
+    match pb::GeographyResolution::try_from(value) {
+        Ok(pb::GeographyResolution::Keep) => Ok(Resolution::Keep),
+        Ok(pb::GeographyResolution::Merge) => Ok(Resolution::Merge),
+        Ok(pb::GeographyResolution::Withdraw) => Ok(Resolution::Withdraw),
+        Ok(pb::GeographyResolution::Unspecified) => Err(DomainError::invalid(
+            field,
+            "is required: keep, merge or withdraw",
+        )),
+        Err(_) => Err(DomainError::invalid(
+            field,
+            format!("unknown resolution {value}"),
+        )),
+    }
+}
+
+pub fn resolution_to_pb(resolution: Option<Resolution>) -> pb::GeographyResolution {
+    match resolution {
+        None => pb::GeographyResolution::Unspecified,
+        Some(Resolution::Keep) => pb::GeographyResolution::Keep,
+        Some(Resolution::Merge) => pb::GeographyResolution::Merge,
+        Some(Resolution::Withdraw) => pb::GeographyResolution::Withdraw,
+    }
+}
+
+pub fn issue_to_pb(i: &GeographyIssue) -> pb::GeographyIssue {
+    pb::GeographyIssue {
+        kind: issue_kind_to_pb(i.kind) as i32,
+        vintage: i.vintage.clone(),
+        successor_code: i.successor_code.clone().unwrap_or_default(),
+        successor_name: i.successor_name.clone().unwrap_or_default(),
+        other_territory_ids: i.others.clone(),
+        detect_time: Some(timestamp(i.detected_at)),
+        description: i.describe(),
+    }
+}
+
+fn merged_to_pb(m: &MergedTerritory) -> pb::MergedTerritory {
+    pb::MergedTerritory {
+        id: m.id.clone(),
+        kind: kind_to_pb(m.kind) as i32,
+        official_code: m.official_code.clone(),
+        name: m.name.clone(),
+        stage: stage_to_pb(m.stage) as i32,
+        stage_history: m.stage_history.iter().map(stage_change_to_pb).collect(),
+        code_history: m.code_history.iter().map(code_change_to_pb).collect(),
+        diagnostic: m.diagnostic.as_ref().map(diagnostic_to_pb),
+        merge_time: Some(timestamp(m.merged_at)),
+        actor: m.actor.clone(),
+        reason: m.reason.clone(),
+    }
+}
+
 pub fn territory_to_pb(t: &Territory) -> pb::Territory {
     pb::Territory {
         id: t.id.clone(),
@@ -185,35 +280,19 @@ pub fn territory_to_pb(t: &Territory) -> pb::Territory {
         zone: zone_to_pb(t.zone) as i32,
         time_zone: t.time_zone.clone(),
         stage: stage_to_pb(t.stage) as i32,
-        stage_history: t
-            .stage_history
-            .iter()
-            .map(|c| pb::StageChange {
-                from_stage: c.from.map(stage_to_pb).unwrap_or(pb::Stage::Unspecified) as i32,
-                to_stage: stage_to_pb(c.to) as i32,
-                change_time: Some(timestamp(c.at)),
-                actor: c.actor.clone(),
-                reason: c.reason.clone(),
-            })
-            .collect(),
+        stage_history: t.stage_history.iter().map(stage_change_to_pb).collect(),
         diagnostic: t.diagnostic.as_ref().map(diagnostic_to_pb),
         privileged_contact: t.privileged_contact.as_ref().map(person_to_pb),
         operational_team: t.operational_team.iter().map(person_to_pb).collect(),
         steering_body: t.steering_body.as_ref().map(steering_body_to_pb),
-        code_history: t
-            .code_history
-            .iter()
-            .map(|c| pb::CodeChange {
-                old_code: c.old_code.clone(),
-                new_code: c.new_code.clone(),
-                vintage: c.vintage.clone(),
-                change_time: Some(timestamp(c.at)),
-            })
-            .collect(),
+        code_history: t.code_history.iter().map(code_change_to_pb).collect(),
         etag: t.etag(),
         create_time: Some(timestamp(t.created_at)),
         update_time: Some(timestamp(t.updated_at)),
         personal_data_withheld: false,
+        epci_siren: t.epci_siren.clone().unwrap_or_default(),
+        geography_issue: t.geography_issue.as_ref().map(issue_to_pb),
+        merged_territories: t.merged_territories.iter().map(merged_to_pb).collect(),
     }
 }
 

@@ -1,5 +1,5 @@
 //! tde.territories.v1.GeographyService, and the import of a vintage (shared by the RPC and
-//! `tde dev --geography`).
+//! `tde dev`).
 
 use std::path::Path;
 
@@ -14,7 +14,8 @@ use tde_runtime::outbox::{self, OutboxWaker};
 use tde_runtime::{ApiError, ServiceContext};
 
 use super::convert;
-use crate::domain::geography::{FILES, Geography};
+use crate::domain::geography::{FILES, Geography, stored_year};
+use crate::domain::recoding;
 use crate::domain::territory::AuthorityKind;
 use crate::events;
 use crate::storage::{self, geography};
@@ -24,26 +25,35 @@ pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 const MAX_SEARCH: u64 = 100;
 const DEFAULT_SEARCH: u64 = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportOutcome {
     pub changed: bool,
+    /// Territories that became the commune theirs merged into.
     pub territories_recoded: usize,
+    /// Territories whose authority kept its code and changed.
+    pub territories_updated: usize,
+    /// Territories given a geography issue (merged with another territory's, or vanished).
+    pub territories_flagged: usize,
 }
 
-/// Reads the four files of a vintage from a directory.
+/// The actor of what a vintage does to territories, in their histories and events.
+pub const GEOGRAPHY_ACTOR: &str = "tde-geography";
+
+/// Events per insert into the outbox: below the bind-parameter limit of SQLite.
+const EVENTS_PER_INSERT: usize = 1_000;
+
+/// Reads the vintage in a directory: the four JSON files of the package, or the compact form
+/// (`tde geography convert`), whose own vintage must then be `vintage`.
 pub fn read_dir(vintage: &str, dir: &Path) -> Result<Geography, anyhow::Error> {
-    let read = |name: &str| {
-        std::fs::read(dir.join(name))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(name).display()))
-    };
-    let [r, d, c, e] = FILES.map(read);
-    Ok(Geography::parse(vintage, &r?, &d?, &c?, &e?)?)
+    crate::reference::read_dir(dir, Some(vintage))
 }
 
-/// Loads a vintage. The same vintage with the same content changes nothing; an older vintage
-/// than the loaded one is refused; a newer one replaces it, and territories registered under
-/// the code of a commune that merged into another move to the new code (old code kept in
-/// their history, TerritoryCodeChanged published), all in one transaction.
+/// Loads a vintage. The same vintage with the same content changes nothing; a vintage older
+/// than the loaded one is refused; a newer one (or the same year with new content) replaces
+/// it, and every territory follows it in the same transaction (see `domain::recoding`): it
+/// becomes the commune its commune merged into (TerritoryCodeChanged), takes what changed of
+/// its authority (TerritoryGeographyUpdated), or is flagged when the programme team must
+/// decide (TerritoryMergeConflict).
 pub async fn import(
     db: &DatabaseConnection,
     waker: &OutboxWaker,
@@ -57,18 +67,18 @@ pub async fn import(
     }
     if let Some(current) = geography::current_vintage(&txn).await? {
         if current.vintage == g.vintage && current.content_hash == g.content_hash {
-            return Ok(ImportOutcome {
-                changed: false,
-                territories_recoded: 0,
-            });
+            return Ok(ImportOutcome::default());
         }
-        if g.vintage < current.vintage {
+        // Vintages are years, compared as numbers.
+        if let Some(loaded) = stored_year(&current.vintage)
+            && g.year < loaded
+        {
             return Err(ApiError::FailedPrecondition {
                 kind: "VINTAGE",
                 subject: g.vintage.clone(),
                 description: format!(
-                    "vintage {} is older than the loaded vintage {}",
-                    g.vintage, current.vintage
+                    "vintage {} is older than the loaded vintage {loaded}: a geography only moves forward",
+                    g.vintage
                 ),
             });
         }
@@ -76,42 +86,66 @@ pub async fn import(
     let now = tde_runtime::api::now();
     geography::replace(&txn, g, now).await?;
 
-    let former = g.former_codes();
-    let old_codes: Vec<String> = former.keys().map(|c| c.to_string()).collect();
-    let mut recoded = 0;
-    for chunk in old_codes.chunks(1000) {
-        for mut territory in
-            storage::find_by_codes(&txn, AuthorityKind::Commune, chunk.to_vec()).await?
-        {
-            let new_code = former[territory.official_code.as_str()];
-            if storage::find_by_code(&txn, AuthorityKind::Commune, new_code)
-                .await?
-                .is_some()
-            {
-                // Two territories for one commune now: leave it for the programme team.
-                tracing::warn!(territory_id = %territory.id, new_code, "merged commune already has a territory; code kept");
-                continue;
-            }
-            let expected = territory.version;
-            territory.recode(new_code, &g.vintage, now);
-            // The rows are locked (find_by_codes): a concurrent change cannot slip in.
-            if !storage::update(&txn, &territory, expected).await? {
-                return Err(ApiError::Aborted {
-                    resource_type: "territory",
-                    name: territory.id.clone(),
-                });
-            }
-            outbox::enqueue(&txn, vec![events::code_changed(&territory)]).await?;
-            recoded += 1;
+    let mut territories = storage::recoding::all_for_update(&txn).await?;
+    let versions: Vec<i64> = territories.iter().map(|t| t.version).collect();
+    let changed = recoding::follow_vintage(g, &mut territories, now);
+    let mut outcome = ImportOutcome {
+        changed: true,
+        ..Default::default()
+    };
+    let mut published = Vec::new();
+    for (i, followed) in changed {
+        let t = &territories[i];
+        // The rows are locked (all_for_update): a concurrent change cannot slip in.
+        if !storage::update(&txn, t, versions[i]).await? {
+            return Err(ApiError::Aborted {
+                resource_type: "territory",
+                name: t.id.clone(),
+            });
         }
+        if followed.recoded {
+            outcome.territories_recoded += 1;
+            published.push(events::code_changed(t));
+            tracing::info!(territory_id = %t.id, code = %t.official_code, "territory follows its merged commune");
+        }
+        if let Some(old_name) = &followed.updated_from {
+            outcome.territories_updated += 1;
+            published.push(events::geography_updated(t, old_name, &g.vintage));
+        }
+        if followed.flagged {
+            outcome.territories_flagged += 1;
+            published.push(events::merge_conflict(t));
+            if let Some(issue) = &t.geography_issue {
+                tracing::warn!(territory_id = %t.id, code = %t.official_code, issue = %issue.describe(), "territory needs a decision of the programme team");
+            }
+        }
+        if followed.cleared {
+            published.push(events::merge_conflict_resolved(
+                t,
+                None,
+                "",
+                &format!("the {} geography settles it", g.vintage),
+                GEOGRAPHY_ACTOR,
+                now,
+            ));
+        }
+    }
+    let mut published = published.into_iter().peekable();
+    while published.peek().is_some() {
+        outbox::enqueue(&txn, published.by_ref().take(EVENTS_PER_INSERT).collect()).await?;
     }
     txn.commit().await?;
     waker.wake();
-    tracing::info!(vintage = %g.vintage, communes = g.communes.len(), epcis = g.epcis.len(), territories_recoded = recoded, "geography imported");
-    Ok(ImportOutcome {
-        changed: true,
-        territories_recoded: recoded,
-    })
+    tracing::info!(
+        vintage = %g.vintage,
+        communes = g.communes.len(),
+        epcis = g.epcis.len(),
+        territories_recoded = outcome.territories_recoded,
+        territories_updated = outcome.territories_updated,
+        territories_flagged = outcome.territories_flagged,
+        "geography imported"
+    );
+    Ok(outcome)
 }
 
 pub struct GeographyApi {
@@ -210,6 +244,8 @@ impl GeographyService for GeographyApi {
             communes: g.communes.len() as i32,
             epcis: g.epcis.len() as i32,
             territories_recoded: outcome.territories_recoded as i32,
+            territories_updated: outcome.territories_updated as i32,
+            territories_flagged: outcome.territories_flagged as i32,
         }))
     }
 

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod geography;
 pub mod personal_data;
 pub mod policy;
+pub mod recoding;
 pub mod territories;
 
 use tde_runtime::ApiError;
@@ -25,6 +26,15 @@ impl From<DomainError> for ApiError {
                 } else {
                     format!("the territory is at stage {current}: it cannot move to {target}")
                 },
+            },
+            DomainError::Precondition {
+                kind,
+                subject,
+                description,
+            } => ApiError::FailedPrecondition {
+                kind,
+                subject,
+                description,
             },
         }
     }

@@ -32,6 +32,11 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.territories.v1.TerritoryService/WithdrawTerritory",
         TERRITORIES_ADMIN,
     ),
+    // Which territory continues when a new vintage merged communes: a programme decision.
+    MethodPolicy::write(
+        "/tde.territories.v1.TerritoryService/ResolveGeographyConflict",
+        TERRITORIES_ADMIN,
+    ),
     // Contacts' personal data (RGPD requests).
     MethodPolicy::write(
         "/tde.territories.v1.PersonalDataService/ExportPersonalData",

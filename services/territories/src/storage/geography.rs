@@ -377,7 +377,8 @@ struct Total {
     total: Option<i64>,
 }
 
-/// What registration copies from the reference geography, if the authority exists.
+/// What registration copies from the reference geography, if the authority exists (the same
+/// as `GeographyIndex::facts` computes from a vintage in memory).
 pub async fn authority_facts(
     db: &impl ConnectionTrait,
     kind: AuthorityKind,
@@ -390,6 +391,7 @@ pub async fn authority_facts(
             departement_code: c.departement_code,
             region_code: c.region_code,
             zone: c.zone,
+            epci_siren: c.epci_siren,
         }),
         AuthorityKind::Epci => geo_epci::Entity::find_by_id(code.to_string())
             .one(db)
@@ -401,6 +403,7 @@ pub async fn authority_facts(
                     population: e.population,
                     departement_code: e.departement_code,
                     region_code: e.region_code,
+                    epci_siren: None,
                 })
             })
             .transpose()?,
@@ -423,6 +426,7 @@ pub async fn authority_facts(
                     departement_code: d.code,
                     region_code: d.region_code,
                     zone: d.zone,
+                    epci_siren: None,
                 })
             }
         },
