@@ -56,15 +56,58 @@ impl From<StageArg> for pb::Stage {
     }
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum IssueArg {
+    Any,
+    Merged,
+    Vanished,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ResolutionArg {
+    Keep,
+    Merge,
+    Withdraw,
+}
+
+impl From<ResolutionArg> for pb::GeographyResolution {
+    fn from(r: ResolutionArg) -> Self {
+        match r {
+            ResolutionArg::Keep => Self::Keep,
+            ResolutionArg::Merge => Self::Merge,
+            ResolutionArg::Withdraw => Self::Withdraw,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum GeographyCommand {
-    /// Imports a vintage from a directory holding communes.json, epci.json,
-    /// departements.json and regions.json.
+    /// Imports a vintage: the one shipped with tde, or a directory holding communes.json,
+    /// epci.json, departements.json and regions.json (the package's raw files, or the compact
+    /// form of `tde geography convert`).
     Import {
+        /// The vintage's directory; the vintage shipped with tde when absent.
         #[arg(long)]
-        dir: std::path::PathBuf,
-        #[arg(long, default_value = "2026")]
+        dir: Option<std::path::PathBuf>,
+        /// The vintage (a year) of raw files; a compact directory names its own.
+        #[arg(long)]
+        vintage: Option<String>,
+    },
+    /// Turns an official release of `@etalab/decoupage-administratif` (the package's root, or
+    /// its data folder) into an importable vintage in compact form.
+    Convert {
+        /// The package (e.g. unpacked from `npm pack @etalab/decoupage-administratif`).
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The directory to write, e.g. services/territories/geography/2027.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// The vintage (millésime) the release is, a year.
+        #[arg(long)]
         vintage: String,
+        /// The package's version, when the folder has no package.json.
+        #[arg(long)]
+        package_version: Option<String>,
     },
     /// Shows the loaded vintage.
     Vintage,
@@ -109,10 +152,29 @@ pub enum TerritoryCommand {
         departement: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Only the territories with a geography issue to resolve (of this kind).
+        #[arg(long, value_enum)]
+        geography_issue: Option<IssueArg>,
         #[arg(long, default_value_t = 50)]
         page_size: i32,
         #[arg(long, default_value = "")]
         page_token: String,
+    },
+    /// Resolves the geography issue a new vintage raised: keep this territory as the commune
+    /// (the others sharing it are withdrawn), merge the others into it, or (a code that
+    /// vanished) keep it as the authority --successor, or withdraw it.
+    Resolve {
+        id: String,
+        #[arg(long, value_enum)]
+        resolution: ResolutionArg,
+        /// Why; recorded in the history of the territories withdrawn.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Of a territory whose code vanished: the official code of the authority it now is.
+        #[arg(long, default_value = "")]
+        successor: String,
+        #[arg(long, default_value = "")]
+        etag: String,
     },
     /// Moves a territory to the next stage of its path.
     Advance {
@@ -203,6 +265,7 @@ fn territory_rows(ts: &[pb::Territory]) -> String {
             "time zone",
             "stage",
             "etag",
+            "geography issue",
         ],
         ts.iter()
             .map(|t| {
@@ -216,6 +279,10 @@ fn territory_rows(ts: &[pb::Territory]) -> String {
                     t.time_zone.clone(),
                     stage_name(t.stage),
                     t.etag.clone(),
+                    t.geography_issue
+                        .as_ref()
+                        .map(|i| i.description.clone())
+                        .unwrap_or_default(),
                 ]
             })
             .collect(),
@@ -249,6 +316,30 @@ fn print_territory(t: &pb::Territory, format: Format) -> anyhow::Result<()> {
                             })
                             .collect(),
                     )
+                );
+            }
+            if !t.code_history.is_empty() {
+                println!(
+                    "{}",
+                    table(
+                        &["old code", "old name", "new code", "new name", "vintage"],
+                        t.code_history
+                            .iter()
+                            .map(|c| vec![
+                                c.old_code.clone(),
+                                c.old_name.clone(),
+                                c.new_code.clone(),
+                                c.new_name.clone(),
+                                c.vintage.clone(),
+                            ])
+                            .collect(),
+                    )
+                );
+            }
+            for m in &t.merged_territories {
+                println!(
+                    "merged into it: {} {} {} ({})",
+                    m.id, m.official_code, m.name, m.reason
                 );
             }
         }
@@ -293,9 +384,16 @@ pub async fn territory(
             region,
             departement,
             name,
+            geography_issue,
             page_size,
             page_token,
         } => {
+            let (has_geography_issue, geography_issue_kind) = match geography_issue {
+                None => (false, pb::GeographyIssueKind::Unspecified),
+                Some(IssueArg::Any) => (true, pb::GeographyIssueKind::Unspecified),
+                Some(IssueArg::Merged) => (true, pb::GeographyIssueKind::Merged),
+                Some(IssueArg::Vanished) => (true, pb::GeographyIssueKind::Vanished),
+            };
             let r = client
                 .list_territories(tonic::Request::new(pb::ListTerritoriesRequest {
                     stage: stage.map(|s| pb::Stage::from(s) as i32).unwrap_or(0),
@@ -305,6 +403,8 @@ pub async fn territory(
                     name_query: name.unwrap_or_default(),
                     page_size,
                     page_token,
+                    has_geography_issue,
+                    geography_issue_kind: geography_issue_kind as i32,
                 }))
                 .await
                 .map_err(status)?
@@ -377,6 +477,40 @@ pub async fn territory(
                 .into_inner();
             print_territory(&r.territory.unwrap_or_default(), format)
         }
+        TerritoryCommand::Resolve {
+            id,
+            resolution,
+            reason,
+            successor,
+            etag,
+        } => {
+            let r = client
+                .resolve_geography_conflict(tonic::Request::new(
+                    pb::ResolveGeographyConflictRequest {
+                        id,
+                        resolution: pb::GeographyResolution::from(resolution) as i32,
+                        reason,
+                        successor_code: successor,
+                        etag,
+                    },
+                ))
+                .await
+                .map_err(status)?
+                .into_inner();
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    to_json(&r, "tde.territories.v1.ResolveGeographyConflictResponse")?
+                ),
+                Format::Table => {
+                    print_territory(&r.territory.unwrap_or_default(), format)?;
+                    if !r.others.is_empty() {
+                        println!("{}", territory_rows(&r.others));
+                    }
+                }
+            }
+            Ok(())
+        }
         TerritoryCommand::Withdraw { id, reason } => {
             let r = client
                 .withdraw_territory(tonic::Request::new(pb::WithdrawTerritoryRequest {
@@ -394,25 +528,36 @@ pub async fn territory(
 
 const CHUNK: usize = 1024 * 1024;
 
-/// Streams the four files of a vintage, with a progress bar over the bytes sent.
+/// Streams the four files of the vintage in `dir` (raw or compact), with a progress bar over
+/// the bytes sent.
 pub async fn import_geography(
     client: &mut GeographyServiceClient<AuthChannel>,
     dir: &Path,
     vintage: &str,
     show_progress: bool,
 ) -> anyhow::Result<pb::ImportGeographyResponse> {
-    let files = [
-        ("regions.json", pb::GeographyFile::Regions),
-        ("departements.json", pb::GeographyFile::Departements),
-        ("communes.json", pb::GeographyFile::Communes),
-        ("epci.json", pb::GeographyFile::Epci),
-    ];
-    let mut contents = Vec::new();
-    for (name, file) in files {
-        let path = dir.join(name);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        contents.push((file, bytes));
-    }
+    let (manifest, files) = tde_territories::reference::read_files(dir)?;
+    let year = tde_territories::reference::vintage_of(dir, manifest.as_ref(), Some(vintage))?;
+    send_geography(client, &year.to_string(), files, show_progress).await
+}
+
+/// Streams the four files (JSON, in the order of `domain::geography::FILES`) of `vintage`.
+pub async fn send_geography(
+    client: &mut GeographyServiceClient<AuthChannel>,
+    vintage: &str,
+    files: [Vec<u8>; 4],
+    show_progress: bool,
+) -> anyhow::Result<pb::ImportGeographyResponse> {
+    // The order of `FILES`: regions, départements, communes, EPCI.
+    let contents: Vec<(pb::GeographyFile, Vec<u8>)> = [
+        pb::GeographyFile::Regions,
+        pb::GeographyFile::Departements,
+        pb::GeographyFile::Communes,
+        pb::GeographyFile::Epci,
+    ]
+    .into_iter()
+    .zip(files)
+    .collect();
     let total: u64 = contents.iter().map(|(_, b)| b.len() as u64).sum();
     let bar = if show_progress {
         indicatif::ProgressBar::new(total)
@@ -453,16 +598,77 @@ pub async fn import_geography(
     Ok(response.map_err(status)?.into_inner())
 }
 
+/// The vintage shipped with tde, as the JSON the import RPC takes.
+fn shipped_files() -> anyhow::Result<(String, [Vec<u8>; 4])> {
+    let g = tde_territories::reference::shipped_files()?;
+    Ok((g.0.to_string(), g.1))
+}
+
+/// `tde geography convert`: runs here, without a server.
+fn convert(
+    from: &Path,
+    to: &Path,
+    vintage: &str,
+    package_version: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let m = tde_territories::reference::convert(from, to, vintage, package_version)?;
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&m)?),
+        Format::Table => println!(
+            "vintage {} ({} {}) in {}: {} communes, {} EPCI, {} départements, {} régions; import it with `tde geography import --dir {}`",
+            m.vintage,
+            m.package,
+            m.package_version,
+            to.display(),
+            m.communes,
+            m.epcis,
+            m.departements,
+            m.regions,
+            to.display()
+        ),
+    }
+    Ok(())
+}
+
 pub async fn geography(
     target: &Target,
     format: Format,
     command: GeographyCommand,
 ) -> anyhow::Result<()> {
+    if let GeographyCommand::Convert {
+        from,
+        to,
+        vintage,
+        package_version,
+    } = &command
+    {
+        return convert(from, to, vintage, package_version.as_deref(), format);
+    }
     let mut client = GeographyServiceClient::new(target.channel().await?)
         .max_decoding_message_size(64 * 1024 * 1024);
     match command {
         GeographyCommand::Import { dir, vintage } => {
-            let r = import_geography(&mut client, &dir, &vintage, true).await?;
+            let r = match dir {
+                Some(dir) => {
+                    let (manifest, files) = tde_territories::reference::read_files(&dir)?;
+                    let year = tde_territories::reference::vintage_of(
+                        &dir,
+                        manifest.as_ref(),
+                        vintage.as_deref(),
+                    )?;
+                    send_geography(&mut client, &year.to_string(), files, true).await?
+                }
+                None => {
+                    let g = shipped_files()?;
+                    if let Some(v) = vintage
+                        && v.trim() != g.0
+                    {
+                        anyhow::bail!("tde ships vintage {}; give --dir for vintage {v}", g.0);
+                    }
+                    send_geography(&mut client, &g.0, g.1, true).await?
+                }
+            };
             match format {
                 Format::Json => println!(
                     "{}",
@@ -478,7 +684,9 @@ pub async fn geography(
                             "départements",
                             "communes",
                             "EPCI",
-                            "territories recoded"
+                            "territories recoded",
+                            "updated",
+                            "to resolve"
                         ],
                         vec![vec![
                             r.vintage.clone(),
@@ -488,11 +696,14 @@ pub async fn geography(
                             r.communes.to_string(),
                             r.epcis.to_string(),
                             r.territories_recoded.to_string(),
+                            r.territories_updated.to_string(),
+                            r.territories_flagged.to_string(),
                         ]],
                     )
                 ),
             }
         }
+        GeographyCommand::Convert { .. } => {}
         GeographyCommand::Vintage => {
             let r = client
                 .get_geography_vintage(pb::GetGeographyVintageRequest {})
