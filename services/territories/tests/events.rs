@@ -1,7 +1,7 @@
 //! Events through the outbox, on real PostgreSQL and NATS JetStream: exactly one event per
 //! committed change, in order per territory; writes accepted while NATS is down and published
 //! once it is back; a relay that dies between publishing and marking causes a duplicate that
-//! JetStream drops; and the full 2026 geography imports on PostgreSQL.
+//! JetStream drops; and the full 2026 geography shipped with tde imports on PostgreSQL.
 
 mod common;
 
@@ -212,8 +212,7 @@ async fn a_relay_that_dies_before_marking_causes_a_duplicate_that_jetstream_drop
 #[tokio::test]
 async fn the_full_2026_geography_imports_on_postgres() {
     let app = App::start(Topology::Postgres).await;
-    let g = tde_territories::api::geography::read_dir("2026", &common::official_geography())
-        .expect("shared/data/cog");
+    let g = tde_territories::reference::shipped().expect("the vintage shipped with tde");
     let ctx = app.ctx();
     let outcome = tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await

@@ -20,8 +20,9 @@ pub fn fixture(vintage: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/geo{vintage}"))
 }
 
-pub fn official_geography() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/cog")
+/// A vintage of the two-vintage journey (`fixtures/journey/<year>`, see its README).
+pub fn journey(vintage: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/journey/{vintage}"))
 }
 
 pub struct App {
@@ -62,6 +63,32 @@ impl App {
         tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
             .await
             .expect("import")
+    }
+
+    /// Imports the raw files in `dir` as `vintage` through the ImportGeography RPC, as an
+    /// operator does (the RPC also empties the read cache of territories).
+    pub async fn import_over_grpc(
+        &self,
+        dir: &std::path::Path,
+        vintage: &str,
+    ) -> Result<pb::ImportGeographyResponse, tonic::Status> {
+        let mut messages = Vec::new();
+        for (name, file) in [
+            ("regions.json", pb::GeographyFile::Regions),
+            ("departements.json", pb::GeographyFile::Departements),
+            ("communes.json", pb::GeographyFile::Communes),
+            ("epci.json", pb::GeographyFile::Epci),
+        ] {
+            messages.push(pb::ImportGeographyRequest {
+                vintage: vintage.into(),
+                file: file as i32,
+                data: std::fs::read(dir.join(name)).expect("fixture file"),
+            });
+        }
+        self.geography()
+            .import_geography(tokio_stream::iter(messages))
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub fn ctx(&self) -> &tde_runtime::ServiceContext {
