@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::settings::NotificationSettings;
 use chrono::{NaiveTime, Utc};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -118,10 +118,20 @@ impl Dispatcher {
     async fn deliver(&self, n: Notification, token: &str) {
         // Relays quote the address in their refusals: the log and the API show the
         // notification's id instead (addresses are personal data).
-        let result = self.attempt(&n).await.map_err(|mut e| {
-            e.message = e.message.replace(&n.recipient, "<destinataire>");
-            e
-        });
+        // A panic while preparing or sending one message is that message's failure: the
+        // batch and the dispatcher go on.
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(&n)).catch_unwind();
+        let result = attempt
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::permanent(
+                    "erreur interne en préparant le message",
+                ))
+            })
+            .map_err(|mut e| {
+                e.message = e.message.replace(&n.recipient, "<destinataire>");
+                e
+            });
         let now = Utc::now();
         let channel = n.channel.clone();
         let outcome = match result {
@@ -163,6 +173,26 @@ impl Dispatcher {
         }
     }
 
+    /// The e-mail of one notification. Rendering and building are pure, but lean on
+    /// libraries that have panicked on unexpected input: a panic here is this message's
+    /// permanent failure, never the dispatcher's end.
+    fn message(
+        &self,
+        meeting: &crate::domain::schedule::Meeting,
+        kind: Kind,
+        to: &crate::domain::recipient::Recipient,
+    ) -> Result<lettre::Message, SendError> {
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let email = render_email(meeting, kind, to, &self.organizer, &self.domain);
+            build(&email, &to.name, &to.email, &self.organizer)
+        }));
+        built.unwrap_or_else(|_| {
+            Err(SendError::permanent(
+                "le message ne peut pas être construit (données invalides)",
+            ))
+        })
+    }
+
     /// Sends one notification; `Ok(Some(why))` when it is no longer to be sent.
     async fn attempt(&self, n: &Notification) -> Result<Option<String>, SendError> {
         let kind = Kind::parse(&n.kind).ok_or_else(|| SendError::permanent("unknown kind"))?;
@@ -193,8 +223,7 @@ impl Dispatcher {
         let to = &to;
         match Channel::parse(&n.channel) {
             Some(Channel::Email) => {
-                let email = render_email(&meeting, kind, to, &self.organizer, &self.domain);
-                let message = build(&email, &to.name, &to.email, &self.organizer)?;
+                let message = self.message(&meeting, kind, to)?;
                 self.mailer.send(message).await?;
             }
             Some(Channel::Webhook) => {

@@ -78,6 +78,26 @@ pub fn build(
             .parse()
             .map_err(|e| SendError::permanent(format!("sender address: {e}")))?,
     );
+    // lettre panics on a display name holding a line break (and mishandles other control
+    // characters): such a name is refused here, so that this message alone fails.
+    if to_name.chars().any(char::is_control) {
+        return Err(SendError::permanent(
+            "nom du destinataire invalide : il contient des caractères de contrôle (retour à la ligne…)",
+        ));
+    }
+    if organizer.name.chars().any(char::is_control) {
+        return Err(SendError::permanent(
+            "nom de l'expéditeur invalide : il contient des caractères de contrôle",
+        ));
+    }
+    if to_address
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(SendError::permanent(
+            "adresse du destinataire invalide : caractères interdits",
+        ));
+    }
     let to = Mailbox::new(
         (!to_name.trim().is_empty()).then(|| to_name.trim().to_string()),
         to_address

@@ -304,7 +304,9 @@ pub fn feed(
     domain: &str,
 ) -> String {
     let mut cal = header("PUBLISH");
-    cal.name(&format!("Comités de pilotage — {territory_name}"));
+    cal.name(&text_value(&format!(
+        "Comités de pilotage — {territory_name}"
+    )));
     let mut zones: Vec<Tz> = meetings.iter().map(|m| m.zone).collect();
     zones.sort_by_key(|z| z.name());
     zones.dedup();
@@ -324,6 +326,81 @@ pub fn feed(
     with_timezones(cal.done().to_string(), &zones)
 }
 
+/// A parameter value (CN…) as RFC 6868 encodes it: the icalendar crate quotes values with
+/// `:`, `;` or `,` but writes a double quote or a line break as is, which would end the
+/// parameter early and let a name rewrite the attendee's address. `^` becomes `^^`, `"`
+/// becomes `^'`, a line break `^n`; other control characters are dropped.
+pub fn param_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '^' => out.push_str("^^"),
+            '"' => out.push_str("^'"),
+            '\r' => {
+                if chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                out.push_str("^n");
+            }
+            '\n' => out.push_str("^n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The reverse of `param_value` (RFC 6868), for clients and tests reading a CN back.
+pub fn decode_param_value(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut chars = encoded.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            ('^', Some('^')) => {
+                out.push('^');
+                chars.next();
+            }
+            ('^', Some('\'')) => {
+                out.push('"');
+                chars.next();
+            }
+            ('^', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    out
+}
+
+/// A TEXT value for the icalendar crate, which escapes `\\`, `;`, `,` and LF but not CR or
+/// the other control characters: line breaks become LF, the rest is dropped, so that no
+/// character of a place or an agenda can end a content line.
+pub fn text_value(raw: &str) -> String {
+    raw.replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .chars()
+        .filter(|c| *c == '\n' || *c == '\t' || !c.is_control())
+        .collect()
+}
+
+/// A calendar address (`mailto:`): the address itself must not carry what would end the
+/// value or the line; the recipient's address was checked as an address before this.
+fn cal_address(email: &str) -> String {
+    let clean: String = email
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '"' | ';' | ':' | ','))
+        .collect();
+    format!("mailto:{clean}")
+}
+
+/// Whether `s` looks like an absolute http(s) URL without spaces (what a URI value may hold).
+fn reqwest_like_url(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://")) && !s.contains(char::is_whitespace)
+}
+
 fn event(
     m: &Meeting,
     method: &str,
@@ -332,10 +409,13 @@ fn event(
     domain: &str,
 ) -> icalendar::Event {
     let mut e = icalendar::Event::new();
-    e.uid(&format!("{}@{domain}", m.id))
+    e.uid(&format!("{}@{domain}", text_value(&m.id)))
         .sequence(m.sequence)
         .timestamp(Utc::now())
-        .summary(&format!("Comité de pilotage — {}", m.territory_name))
+        .summary(&text_value(&format!(
+            "Comité de pilotage — {}",
+            m.territory_name
+        )))
         .starts(icalendar::CalendarDateTime::WithTimezone {
             date_time: m.start_local,
             tzid: m.zone.name().to_string(),
@@ -344,20 +424,26 @@ fn event(
             date_time: m.end_local,
             tzid: m.zone.name().to_string(),
         })
-        .location(&venue_text(m))
-        .description(m.agenda.trim());
-    if !m.video_link.trim().is_empty() {
-        e.url(m.video_link.trim());
+        .location(&text_value(&venue_text(m)))
+        .description(&text_value(m.agenda.trim()));
+    let link = text_value(m.video_link.trim());
+    if !link.is_empty() {
+        // A URI value is written as is: nothing in it may end the line (text_value) and a
+        // link that is not a URL is left out rather than written.
+        if reqwest_like_url(&link) {
+            e.url(&link);
+        }
     }
     e.append_property(
-        Property::new("ORGANIZER", format!("mailto:{}", organizer.email))
-            .add_parameter("CN", &organizer.name)
+        Property::new("ORGANIZER", cal_address(&organizer.email))
+            .add_parameter("CN", &param_value(&organizer.name))
             .done(),
     );
     if let Some(to) = attendee {
-        let mut p = Property::new("ATTENDEE", format!("mailto:{}", to.email));
-        if !to.name.trim().is_empty() {
-            p.add_parameter("CN", to.name.trim());
+        let mut p = Property::new("ATTENDEE", cal_address(&to.email));
+        let name = param_value(to.name.trim());
+        if !name.trim().is_empty() {
+            p.add_parameter("CN", &name);
         }
         p.add_parameter("ROLE", "REQ-PARTICIPANT")
             .add_parameter("PARTSTAT", "NEEDS-ACTION")
@@ -543,6 +629,75 @@ mod tests {
         assert!(e.calendar.contains("STATUS:CANCELLED"));
         assert!(e.calendar.contains("TZOFFSETTO:+1100"));
         assert!(!e.calendar.contains("DAYLIGHT"));
+    }
+
+    /// The attendee's address and CN as a calendar client reads them back.
+    fn attendee_of(calendar: &str) -> (String, Option<String>) {
+        let cal: Calendar = calendar.parse().expect("a calendar the parser reads");
+        let event = cal.events().next().expect("one event");
+        let attendees = event.multi_properties().get("ATTENDEE").expect("attendee");
+        assert_eq!(attendees.len(), 1, "one attendee");
+        let a = &attendees[0];
+        (
+            a.value().to_string(),
+            a.params().get("CN").map(|p| decode_param_value(p.value())),
+        )
+    }
+
+    #[test]
+    fn names_and_places_cannot_break_the_calendar() {
+        let organizer = organizer();
+        for name in [
+            "Claire \"la maire\"",
+            "Claire\":mailto:someone-else@example.com;X=\"",
+            "Claire\r\nATTENDEE:mailto:someone-else@example.com",
+            "Claire ^ ; , : Dupont",
+        ] {
+            let mut to = to();
+            to.name = name.into();
+            let mut m = meeting("Europe/Paris", 2027, 3, 30);
+            m.place = "Mairie\r\nATTENDEE:mailto:someone-else@example.com".into();
+            m.agenda = "1. Point\r\n2. \"Autre\"; point, final\u{7}".into();
+            m.territory_name = "Saint-Étienne\r\nX-EVIL:1".into();
+            let e = email(&m, Kind::Invitation, &to, &organizer, "tde.anct.gouv.fr");
+            let (address, cn) = attendee_of(&e.calendar);
+            assert_eq!(address, "mailto:delphine@mairie.fr", "{name:?}");
+            let expected = name.replace("\r\n", "\n");
+            assert_eq!(cn.as_deref(), Some(expected.as_str()), "{name:?}");
+            assert!(!e.calendar.contains("someone-else@example.com\r\n"));
+            assert!(!e.calendar.contains("\r\nX-EVIL"));
+            // Every line ends with CRLF and holds no other control character.
+            for line in e.calendar.split("\r\n") {
+                assert!(
+                    !line.chars().any(|c| c.is_control() && c != '\t'),
+                    "{line:?}"
+                );
+            }
+            let cal: Calendar = e.calendar.parse().unwrap();
+            let event = cal.events().next().unwrap();
+            assert_eq!(
+                event.get_location(),
+                Some(
+                    "Mairie\nATTENDEE:mailto:someone-else@example.com (ou en visioconférence : https://visio.example.fr/copil)"
+                )
+            );
+        }
+        let quoted = {
+            let mut to = to();
+            to.name = "Claire \"la maire\"".into();
+            email(
+                &meeting("Europe/Paris", 2027, 3, 30),
+                Kind::Invitation,
+                &to,
+                &organizer,
+                "d",
+            )
+            .calendar
+        };
+        assert!(
+            quoted.contains("CN=Claire ^'la maire^'"),
+            "RFC 6868: {quoted}"
+        );
     }
 
     #[test]
