@@ -24,7 +24,12 @@ pub struct NotificationSettings {
     pub reminder_days: Vec<u32>,
     pub reminder_hour: u32,
     pub reminder_minute: u32,
-    /// Attempts of one notification before it is dead-lettered.
+    /// How long a notification failing transiently (relay unreachable, timeouts, 4xx) is
+    /// retried after it was due, before it is dead-lettered (milliseconds). Permanent
+    /// refusals (SMTP 5xx, webhook 4xx but 408 and 429) are dead-lettered at once.
+    pub retry_for_ms: u64,
+    /// A cap on attempts besides `retry_for_ms`; 0 (the default): no cap, `retry_for_ms`
+    /// alone decides.
     pub max_attempts: u32,
     /// First retry delay, doubling at each attempt (milliseconds).
     pub retry_backoff_ms: u64,
@@ -59,7 +64,8 @@ impl Default for NotificationSettings {
             reminder_days: vec![7, 1],
             reminder_hour: 9,
             reminder_minute: 0,
-            max_attempts: 6,
+            retry_for_ms: 86_400_000,
+            max_attempts: 0,
             retry_backoff_ms: 2_000,
             max_backoff_ms: 600_000,
             lease_ms: 60_000,
@@ -90,8 +96,14 @@ impl ServiceSettings for NotificationSettings {
                 "days before the meeting, between 1 and 60",
             ));
         }
-        if self.max_attempts == 0 {
-            return Err(InvalidKey::new("max_attempts", "must be positive"));
+        if self.retry_for_ms == 0 {
+            return Err(InvalidKey::new("retry_for_ms", "must be positive"));
+        }
+        if self.retry_backoff_ms == 0 || self.max_backoff_ms < self.retry_backoff_ms {
+            return Err(InvalidKey::new(
+                "max_backoff_ms",
+                "must be at least retry_backoff_ms, itself positive",
+            ));
         }
         if self.batch_size == 0 {
             return Err(InvalidKey::new("batch_size", "must be positive"));

@@ -33,7 +33,8 @@ pub fn configure(env: &mut TestEnv, smtp: Option<&SmtpServer>) {
 
 /// The SMTP server of the tests: Python's aiosmtpd (from PyPI; `scripts/test` installs it),
 /// run as a real process on a free port. It stores what it accepts in a maildir, refuses
-/// recipients at `@rejected.example` (550), and holds every RCPT while `pause()` is on.
+/// recipients at `@rejected.example` (550), holds every RCPT while `pause()` is on, and
+/// answers each RCPT after `delay()` (a slow relay).
 pub struct SmtpServer {
     child: Option<std::process::Child>,
     pub port: u16,
@@ -46,6 +47,7 @@ from aiosmtpd.smtp import SMTP
 
 host, port, root = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 pause = os.path.join(root, "pause")
+delay = os.path.join(root, "delay")
 
 class Handler:
     def __init__(self):
@@ -54,6 +56,11 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         while os.path.exists(pause):
             await asyncio.sleep(0.01)
+        try:
+            with open(delay) as f:
+                await asyncio.sleep(float(f.read()))
+        except (OSError, ValueError):
+            pass
         if address.lower().endswith("@rejected.example"):
             return "550 5.1.1 <%s>: mailbox unavailable" % address
         envelope.rcpt_tos.append(address)
@@ -131,6 +138,16 @@ impl SmtpServer {
             std::fs::write(flag, b"").expect("pause flag");
         } else {
             let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    /// Answers each RCPT after `delay` (zero: at once): a slow relay.
+    pub fn delay(&self, delay: Duration) {
+        let file = self.dir.path().join("delay");
+        if delay.is_zero() {
+            let _ = std::fs::remove_file(file);
+        } else {
+            std::fs::write(file, delay.as_secs_f64().to_string()).expect("delay file");
         }
     }
 

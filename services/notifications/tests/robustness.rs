@@ -15,7 +15,10 @@ use tde_runtime::testing::Topology;
 
 use common::{App, MeetingSpec, wait_for_mail};
 
-tde_runtime::on_both_topologies!(a_name_with_a_line_break_fails_alone,);
+tde_runtime::on_both_topologies!(
+    a_name_with_a_line_break_fails_alone,
+    a_relay_down_longer_than_the_old_retries_loses_nothing,
+);
 
 fn later(month: u32, day: u32, hour: u32) -> chrono::NaiveDateTime {
     NaiveDate::from_ymd_opt(Utc::now().year() + 1, month, day)
@@ -102,4 +105,90 @@ async fn a_name_with_a_line_break_fails_alone(topology: Topology) {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(smtp.messages().len(), 6);
+}
+
+/// The relay is down for longer than six attempts from 100 ms doubling to 1 s (what the old
+/// defaults did, shortened): transient failures are retried until `retry_for_ms`, so that
+/// everything goes out once the relay is back, and nothing is dead-lettered but the address
+/// the relay refuses for good (5xx), as soon as the relay answers.
+async fn a_relay_down_longer_than_the_old_retries_loses_nothing(topology: Topology) {
+    let mut smtp = SmtpServer::start();
+    let mut env = tde_runtime::testing::TestEnv::new(topology, &["notifications"]).await;
+    tde_notifications::testing::configure(&mut env, Some(&smtp));
+    env.settings.services.update(
+        |n: &mut tde_notifications::settings::NotificationSettings| {
+            n.reminder_days = vec![];
+            n.retry_backoff_ms = 100;
+            n.max_backoff_ms = 1_000;
+            n.retry_for_ms = 120_000;
+        },
+    );
+    let app = App::start_in(env).await;
+    smtp.stop();
+    let territory = uuid::Uuid::now_v7().to_string();
+    app.roster(
+        &territory,
+        "Saint-Étienne",
+        "Europe/Paris",
+        &[
+            ("A", "a@x.fr"),
+            ("B", "b@x.fr"),
+            ("C", "c@x.fr"),
+            ("Nobody", "nobody@rejected.example"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = MeetingSpec::new(&territory, "Europe/Paris", later(6, 8, 10));
+    app.meeting_event("scheduled", &m).await;
+    // Down for 6 s: more than 0.1 + 0.2 + 0.4 + 0.8 + 1 + 1 s of the six old attempts.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let attempts: i32 = app
+        .notifications(&m.id)
+        .await
+        .iter()
+        .map(|n| n.attempts)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        attempts > 6,
+        "retried past the old limit: {attempts} attempts"
+    );
+    assert!(
+        app.notifications(&m.id)
+            .await
+            .iter()
+            .all(|n| n.status == pb::NotificationStatus::Pending as i32),
+        "nothing dead-lettered while the relay is down"
+    );
+    smtp.resume();
+    wait_for_mail(&smtp, "three invitations once the relay is back", |r| {
+        r.len() == 3
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let all = app.notifications(&m.id).await;
+        let dead: Vec<_> = all
+            .iter()
+            .filter(|n| n.status == pb::NotificationStatus::Dead as i32)
+            .collect();
+        let sent = all
+            .iter()
+            .filter(|n| n.status == pb::NotificationStatus::Sent as i32)
+            .count();
+        if sent == 3 && dead.len() == 1 {
+            assert!(dead[0].recipient.contains("rejected.example"));
+            assert!(dead[0].last_error.contains("550"), "{}", dead[0].last_error);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sent {sent}, dead {}",
+            dead.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(smtp.messages().len(), 3, "each once");
 }

@@ -82,27 +82,45 @@ impl Dispatcher {
     }
 
     /// Claims one batch of due notifications and sends it; returns how many were claimed.
+    /// While the batch is in flight, a heartbeat renews the leases of its rows not yet
+    /// recorded, so that a slow relay cannot let another replica claim (and send) them too.
     pub async fn dispatch_once(&self) -> Result<usize, sea_orm::DbErr> {
         let token = uuid::Uuid::now_v7().to_string();
-        let now = Utc::now();
-        let lease = chrono::Duration::milliseconds(self.settings.lease_ms as i64);
         let claimed = storage::claim(
             &self.db,
             &self.owner,
             &token,
-            now + lease,
-            now,
+            self.settings.lease_ms,
             self.settings.batch_size,
         )
         .await?;
         let count = claimed.len();
-        futures::stream::iter(claimed)
-            .for_each_concurrent(self.settings.concurrency, |n| {
+        if count == 0 {
+            return Ok(0);
+        }
+        let batch =
+            futures::stream::iter(claimed).for_each_concurrent(self.settings.concurrency, |n| {
                 let token = token.clone();
                 async move { self.deliver(n, &token).await }
-            })
-            .await;
+            });
+        tokio::select! {
+            _ = batch => {}
+            _ = self.heartbeat(&token) => {}
+        }
         Ok(count)
+    }
+
+    /// Renews the batch's leases a few times per lease, until dropped with its batch. A
+    /// failed renewal is retried at the next beat; the check before each send keeps a row
+    /// whose lease ran out from being sent.
+    async fn heartbeat(&self, token: &str) {
+        let beat = Duration::from_millis((self.settings.lease_ms / 4).max(100));
+        loop {
+            tokio::time::sleep(beat).await;
+            if let Err(e) = storage::renew_leases(&self.db, token, self.settings.lease_ms).await {
+                tracing::warn!(error = %e, "cannot renew the leases of the batch in flight");
+            }
+        }
     }
 
     fn backoff(&self, attempts: i32) -> chrono::Duration {
@@ -115,12 +133,22 @@ impl Dispatcher {
         chrono::Duration::milliseconds(ms as i64)
     }
 
+    /// Whether a transient failure is the last one: the notification has been failing for
+    /// longer than `retry_for_ms` after it was due (or, when set, `max_attempts` are spent).
+    fn gives_up(&self, n: &Notification, now: chrono::DateTime<Utc>) -> bool {
+        let age = now - n.due_at.min(now);
+        let retry_for = chrono::Duration::milliseconds(
+            i64::try_from(self.settings.retry_for_ms).unwrap_or(i64::MAX),
+        );
+        age >= retry_for
+            || (self.settings.max_attempts > 0
+                && n.attempts >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX))
+    }
+
     async fn deliver(&self, n: Notification, token: &str) {
-        // Relays quote the address in their refusals: the log and the API show the
-        // notification's id instead (addresses are personal data).
         // A panic while preparing or sending one message is that message's failure: the
         // batch and the dispatcher go on.
-        let attempt = std::panic::AssertUnwindSafe(self.attempt(&n)).catch_unwind();
+        let attempt = std::panic::AssertUnwindSafe(self.attempt(&n, token)).catch_unwind();
         let result = attempt
             .await
             .unwrap_or_else(|_| {
@@ -128,6 +156,8 @@ impl Dispatcher {
                     "erreur interne en préparant le message",
                 ))
             })
+            // Relays quote the address in their refusals: the log and the API show the
+            // notification's id instead (addresses are personal data).
             .map_err(|mut e| {
                 e.message = e.message.replace(&n.recipient, "<destinataire>");
                 e
@@ -135,17 +165,21 @@ impl Dispatcher {
         let now = Utc::now();
         let channel = n.channel.clone();
         let outcome = match result {
-            Ok(None) => {
+            Ok(Attempted::LeaseLost) => {
+                tracing::info!(notification_id = %n.id, "lease lost before sending: left to its new owner");
+                return;
+            }
+            Ok(Attempted::Sent) => {
                 let lateness = (now - n.due_at).num_milliseconds().max(0) as f64 / 1000.0;
                 metrics::histogram!(metric::LATENESS).record(lateness);
                 metrics::counter!(metric::SENT, "channel" => channel.clone(), "kind" => n.kind.clone())
                     .increment(1);
                 Outcome::Sent
             }
-            Ok(Some(why)) => Outcome::Dropped { why },
-            Err(e) if e.permanent || n.attempts >= self.settings.max_attempts as i32 => {
+            Ok(Attempted::NoLongerDue(why)) => Outcome::Dropped { why },
+            Err(e) if e.permanent || self.gives_up(&n, now) => {
                 metrics::counter!(metric::DEAD, "channel" => channel.clone()).increment(1);
-                tracing::warn!(notification_id = %n.id, attempts = n.attempts, error = %e.message, "notification dead-lettered");
+                tracing::warn!(notification_id = %n.id, attempts = n.attempts, permanent = e.permanent, error = %e.message, "notification dead-lettered");
                 Outcome::Dead { error: e.message }
             }
             Err(e) => {
@@ -157,8 +191,12 @@ impl Dispatcher {
                 }
             }
         };
-        // The record is retried briefly: the send happened and must not be repeated.
-        for attempt in 0..5 {
+        // The record is kept until it is written: a message that went out must not go out
+        // again because the database was briefly unreachable. The batch (and its lease
+        // heartbeat) waits for it; a shutdown in the meantime loses it, and the message is
+        // then sent again after the lease, with the same Message-ID.
+        let mut wait = Duration::from_millis(100);
+        loop {
             match storage::record_attempt(&self.db, &n, token, &outcome, now).await {
                 Ok(true) => return,
                 Ok(false) => {
@@ -166,8 +204,9 @@ impl Dispatcher {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(notification_id = %n.id, error = %e, attempt, "cannot record the attempt; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    tracing::warn!(notification_id = %n.id, error = %e, "cannot record the attempt; keeping it until the database answers");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
@@ -193,51 +232,76 @@ impl Dispatcher {
         })
     }
 
-    /// Sends one notification; `Ok(Some(why))` when it is no longer to be sent.
-    async fn attempt(&self, n: &Notification) -> Result<Option<String>, SendError> {
+    /// Sends one notification, unless it is no longer to be sent or its lease was lost.
+    async fn attempt(&self, n: &Notification, token: &str) -> Result<Attempted, SendError> {
         let kind = Kind::parse(&n.kind).ok_or_else(|| SendError::permanent("unknown kind"))?;
         let transient = |e: sea_orm::DbErr| SendError::transient(format!("storage: {e}"));
         let Some(stored) = storage::find_meeting(&self.db, &n.meeting_id)
             .await
             .map_err(transient)?
         else {
-            return Ok(Some("meeting unknown".into()));
+            return Ok(Attempted::NoLongerDue("meeting unknown".into()));
         };
         let meeting = stored.meeting;
         if (n.sequence as u32) < meeting.sequence {
-            return Ok(Some(format!("superseded by sequence {}", meeting.sequence)));
+            return Ok(Attempted::NoLongerDue(format!(
+                "superseded by sequence {}",
+                meeting.sequence
+            )));
         }
         if kind.is_reminder() && stored.status != "scheduled" {
-            return Ok(Some(format!("meeting {}", stored.status)));
+            return Ok(Attempted::NoLongerDue(format!("meeting {}", stored.status)));
         }
         // A reminder that could not go out before the meeting began is no longer one.
         if kind.is_reminder() && Utc::now() >= meeting.start {
-            return Ok(Some("the meeting has begun".into()));
+            return Ok(Attempted::NoLongerDue("the meeting has begun".into()));
         }
         let Some(to) = storage::find_recipient(&self.db, &n.territory_id, &n.recipient)
             .await
             .map_err(transient)?
         else {
-            return Ok(Some("no longer a recipient".into()));
+            return Ok(Attempted::NoLongerDue("no longer a recipient".into()));
         };
         let to = &to;
+        // Right before sending: still ours, unexpired by the database's clock, still
+        // pending. A row whose lease ran out (its heartbeat failed) may be another replica's
+        // now: it is skipped, never sent twice. Unable to check, nothing is sent.
+        let ours = || async {
+            storage::holds_lease(&self.db, &n.id, token)
+                .await
+                .map_err(transient)
+        };
         match Channel::parse(&n.channel) {
             Some(Channel::Email) => {
                 let message = self.message(&meeting, kind, to)?;
+                if !ours().await? {
+                    return Ok(Attempted::LeaseLost);
+                }
                 self.mailer.send(message).await?;
             }
             Some(Channel::Webhook) => {
                 let Some(url) = to.webhook_url.as_deref() else {
                     return Err(SendError::permanent("webhook channel without URL"));
                 };
-                self.webhooks
-                    .post(url, &webhook_body(&meeting, kind, to, &n.id), &n.id)
-                    .await?;
+                let body = webhook_body(&meeting, kind, to, &n.id);
+                if !ours().await? {
+                    return Ok(Attempted::LeaseLost);
+                }
+                self.webhooks.post(url, &body, &n.id).await?;
             }
             None => return Err(SendError::permanent("unknown channel")),
         }
-        Ok(None)
+        Ok(Attempted::Sent)
     }
+}
+
+/// What came of one attempt short of a failure.
+enum Attempted {
+    Sent,
+    /// Superseded, cancelled, or its recipient left: dropped with this reason.
+    NoLongerDue(String),
+    /// The lease ran out before the send: the row is left to whoever holds it now.
+    LeaseLost,
 }
 
 /// The local time of reminders: the territory's own, else the deployment's.

@@ -528,11 +528,7 @@ pub async fn drop_pending(db: &impl ConnectionTrait, which: Pending<'_>) -> Resu
             Expr::value(Status::Dropped.as_str()),
         )
         .filter(notification::Column::Status.eq(Status::Pending.as_str()))
-        .filter(
-            sea_orm::Condition::any()
-                .add(notification::Column::LeaseUntil.is_null())
-                .add(notification::Column::LeaseUntil.lt(Utc::now())),
-        );
+        .filter(lease_free(db.get_database_backend()));
     query = match which {
         Pending::Meeting(id) => query.filter(notification::Column::MeetingId.eq(id)),
         Pending::BeforeSequence(id, seq) => query
@@ -548,57 +544,132 @@ pub async fn drop_pending(db: &impl ConnectionTrait, which: Pending<'_>) -> Resu
     Ok(query.exec(db).await?.rows_affected)
 }
 
-/// Claims up to `limit` due notifications for `owner` until `until`, under `token`.
+/// Rows whose lease has expired (or that have none), by the database's clock on PostgreSQL:
+/// replicas' clocks drift, the database's is one. SQLite serves one process.
+fn lease_free(backend: DbBackend) -> sea_orm::Condition {
+    let expired = match backend {
+        DbBackend::Postgres => {
+            sea_orm::Condition::all().add(Expr::cust("notifications.lease_until < now()"))
+        }
+        _ => sea_orm::Condition::all().add(notification::Column::LeaseUntil.lt(Utc::now())),
+    };
+    sea_orm::Condition::any()
+        .add(notification::Column::LeaseUntil.is_null())
+        .add(expired)
+}
+
+/// Claims up to `limit` due notifications for `owner` for `lease_ms`, under `token`. On
+/// PostgreSQL the lease's expiry and what is due are computed with the database's clock
+/// (`now()`), so that two replicas whose clocks differ agree on when a lease ends.
 pub async fn claim(
     db: &impl ConnectionTrait,
     owner: &str,
     token: &str,
-    until: DateTime<Utc>,
-    now: DateTime<Utc>,
+    lease_ms: u64,
     limit: u64,
 ) -> Result<Vec<Notification>, DbErr> {
     let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "UPDATE notifications SET lease_owner = $1, lease_token = $2, lease_until = $3,
-                    attempts = attempts + 1
-             WHERE id IN (
-                 SELECT id FROM notifications
-                 WHERE status = 'pending' AND next_attempt_at <= $4
-                   AND (lease_until IS NULL OR lease_until < $4)
-                 ORDER BY next_attempt_at
-                 LIMIT $5
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING *"
-        }
-        _ => {
-            "UPDATE notifications SET lease_owner = $1, lease_token = $2, lease_until = $3,
-                    attempts = attempts + 1
-             WHERE id IN (
-                 SELECT id FROM notifications
-                 WHERE status = 'pending' AND next_attempt_at <= $4
-                   AND (lease_until IS NULL OR lease_until < $4)
-                 ORDER BY next_attempt_at
-                 LIMIT $5)
-             RETURNING *"
-        }
-    };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
+    let lease_ms = i64::try_from(lease_ms).unwrap_or(i64::MAX);
+    let statement = match backend {
+        DbBackend::Postgres => Statement::from_sql_and_values(
             backend,
-            sql,
+            "UPDATE notifications SET lease_owner = $1, lease_token = $2,
+                    lease_until = now() + $3 * interval '1 millisecond',
+                    attempts = attempts + 1
+             WHERE id IN (
+                 SELECT id FROM notifications
+                 WHERE status = 'pending' AND next_attempt_at <= now()
+                   AND (lease_until IS NULL OR lease_until < now())
+                 ORDER BY next_attempt_at
+                 LIMIT $4
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING *",
             [
                 owner.into(),
                 token.into(),
-                until.into(),
-                now.into(),
+                lease_ms.into(),
                 (limit as i64).into(),
             ],
-        ))
-        .await?;
+        ),
+        _ => {
+            let now = Utc::now();
+            let until = now + chrono::Duration::milliseconds(lease_ms);
+            Statement::from_sql_and_values(
+                backend,
+                "UPDATE notifications SET lease_owner = $1, lease_token = $2, lease_until = $3,
+                        attempts = attempts + 1
+                 WHERE id IN (
+                     SELECT id FROM notifications
+                     WHERE status = 'pending' AND next_attempt_at <= $4
+                       AND (lease_until IS NULL OR lease_until < $4)
+                     ORDER BY next_attempt_at
+                     LIMIT $5)
+                 RETURNING *",
+                [
+                    owner.into(),
+                    token.into(),
+                    until.into(),
+                    now.into(),
+                    (limit as i64).into(),
+                ],
+            )
+        }
+    };
+    let rows = db.query_all_raw(statement).await?;
     rows.iter()
         .map(|r| notification::Model::from_query_result(r, ""))
         .collect()
+}
+
+/// Extends, to `lease_ms` from now, the leases still held under `token` (rows still pending
+/// and not yet recorded): the heartbeat of a batch whose sending outlasts a lease. A row
+/// another replica claimed carries its token, and is left alone. Returns how many.
+pub async fn renew_leases(
+    db: &impl ConnectionTrait,
+    token: &str,
+    lease_ms: u64,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let lease_ms = i64::try_from(lease_ms).unwrap_or(i64::MAX);
+    let statement = match backend {
+        DbBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "UPDATE notifications SET lease_until = now() + $2 * interval '1 millisecond'
+             WHERE lease_token = $1 AND status = 'pending' AND lease_until IS NOT NULL",
+            [token.into(), lease_ms.into()],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "UPDATE notifications SET lease_until = $2
+             WHERE lease_token = $1 AND status = 'pending' AND lease_until IS NOT NULL",
+            [
+                token.into(),
+                (Utc::now() + chrono::Duration::milliseconds(lease_ms)).into(),
+            ],
+        ),
+    };
+    Ok(db.execute_raw(statement).await?.rows_affected())
+}
+
+/// Whether `token` still holds the lease of notification `id`, unexpired by the database's
+/// clock, and the notification is still to send: checked right before each send.
+pub async fn holds_lease(db: &impl ConnectionTrait, id: &str, token: &str) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    let statement = match backend {
+        DbBackend::Postgres => Statement::from_sql_and_values(
+            backend,
+            "SELECT id FROM notifications
+             WHERE id = $1 AND lease_token = $2 AND status = 'pending' AND lease_until > now()",
+            [id.into(), token.into()],
+        ),
+        _ => Statement::from_sql_and_values(
+            backend,
+            "SELECT id FROM notifications
+             WHERE id = $1 AND lease_token = $2 AND status = 'pending' AND lease_until > $3",
+            [id.into(), token.into(), Utc::now().into()],
+        ),
+    };
+    Ok(db.query_one_raw(statement).await?.is_some())
 }
 
 /// What came of an attempt.
@@ -664,8 +735,14 @@ async fn record_attempt_in(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(notification::Column::Id.eq(n.id.clone()))
-        .filter(notification::Column::LeaseToken.eq(token))
         .filter(notification::Column::Status.eq(Status::Pending.as_str()));
+    // A message that went out is recorded as sent even if this lease was lost meanwhile (the
+    // database was unreachable longer than the lease): another replica then finds it sent
+    // at its own check before sending, instead of sending it again. Other outcomes are
+    // fenced by the token: they must not overwrite what another replica did since.
+    if !matches!(outcome, Outcome::Sent) {
+        update = update.filter(notification::Column::LeaseToken.eq(token));
+    }
     let error = match outcome {
         Outcome::Sent => {
             update = update
@@ -890,11 +967,7 @@ pub async fn forget_unsent_reminders(
         .add(
             sea_orm::Condition::all()
                 .add(notification::Column::Status.eq(Status::Pending.as_str()))
-                .add(
-                    sea_orm::Condition::any()
-                        .add(notification::Column::LeaseUntil.is_null())
-                        .add(notification::Column::LeaseUntil.lt(Utc::now())),
-                ),
+                .add(lease_free(db.get_database_backend())),
         );
     notification::Entity::delete_many()
         .filter(notification::Column::MeetingId.eq(meeting_id))
