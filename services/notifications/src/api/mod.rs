@@ -171,6 +171,19 @@ impl NotificationsApi {
     }
 }
 
+/// Whether `principal`, who may see the recipient's territory, may change the preferences
+/// of the recipient at `address` (normalised).
+fn may_change_preferences(principal: &tde_runtime::auth::Principal, address: &str) -> bool {
+    use tde_runtime::auth::Role;
+    match principal.role {
+        Role::National | Role::ProjectLead => true,
+        Role::TerritoryMember | Role::Agency | Role::Provider => principal
+            .email
+            .as_deref()
+            .is_some_and(|own| tde_runtime::personal_data::normalize_email(own) == address),
+    }
+}
+
 /// A webhook URL: https, or http to the loopback interface (tests, local relays).
 fn check_webhook_url(url: &str) -> Result<(), ApiError> {
     let ok = match reqwest::Url::parse(url) {
@@ -404,12 +417,19 @@ impl NotificationService for NotificationsApi {
         }
         v.into_result().map_err(ApiError::from)?;
         let territory = self.territory(&caller, &r.territory_id).await?;
-        let email = r.email.trim().to_lowercase();
+        let email = tde_runtime::personal_data::normalize_email(&r.email);
         let txn = self.ctx.db.begin().await.map_err(ApiError::from)?;
         let current = storage::recipients_of(&txn, &territory)
             .await
             .map_err(ApiError::from)?;
-        let Some(mut recipient) = current.into_iter().find(|x| x.email == email) else {
+        // Only the person (their token's verified address) or the programme (the national
+        // team, a project lead who sees the territory) changes a person's preferences; any
+        // other caller learns nothing, not even that the recipient exists.
+        let Some(mut recipient) = current
+            .into_iter()
+            .find(|x| x.email == email)
+            .filter(|x| may_change_preferences(&caller.principal, &x.email))
+        else {
             return Err(ApiError::NotFound {
                 resource_type: "recipient",
                 name: "(address withheld)".into(),
