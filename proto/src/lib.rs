@@ -54,6 +54,12 @@ pub mod notifications {
     }
 }
 
+pub mod operations {
+    pub mod v1 {
+        tonic::include_proto!("tde.operations.v1");
+    }
+}
+
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("tde.audit.v1");

@@ -1,6 +1,12 @@
 //! The inbox of a consumer: the ids of events already processed, written in the same
 //! transaction as the event's effect, so that a redelivered event has no second effect.
-//! `run_consumer` drives a durable consumer through it.
+//! `run_consumer` drives a durable consumer through it, and never gives an event up:
+//!
+//! - the consumer's own database unreachable ("I cannot process now"): it waits with the
+//!   event in hand, telling the bus it is still working on it, and retries until the
+//!   database is back — no delivery is spent, nothing is parked;
+//! - the handler refusing the event for good, or again and again: the event is parked as a
+//!   dead letter (`dead_letter`), visible and replayable, and the consumer goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +19,7 @@ use sea_orm::{
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::{ConsumerSpec, Delivery, Envelope, EventBus, StreamSpec};
+use crate::dead_letter;
 use crate::server::ServiceContext;
 use crate::telemetry::{TraceContext, metric};
 
@@ -43,17 +50,26 @@ pub async fn claim(
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth retrying later (storage unavailable…).
+    /// The consumer's own storage cannot be reached: not the event's fault; wait and retry,
+    /// however long it takes.
+    #[error("storage unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    /// Worth retrying a few times (an event that came before its prerequisite…); parked as a
+    /// dead letter after `ConsumerTask::attempts`.
     #[error("transient: {0}")]
     Transient(#[source] anyhow::Error),
-    /// Will never succeed (undecodable payload…): the event is dropped and logged.
+    /// Will never succeed (undecodable payload…): parked as a dead letter at once.
     #[error("permanent: {0}")]
     Permanent(#[source] anyhow::Error),
 }
 
 impl From<DbErr> for HandlerError {
     fn from(e: DbErr) -> Self {
-        Self::Transient(e.into())
+        if crate::db::is_unavailable(&e) {
+            Self::Unavailable(e.into())
+        } else {
+            Self::Transient(e.into())
+        }
     }
 }
 
@@ -79,6 +95,9 @@ pub struct ConsumerTask {
     pub spec: ConsumerSpec,
     pub handler: Arc<dyn EventHandler>,
     pub retry_backoff: Duration,
+    /// Deliveries of an event its handler keeps refusing (not storage outages) before it is
+    /// parked as a dead letter.
+    pub attempts: u64,
     /// The stream to create if it does not exist yet, so that a consumer starting before the
     /// producer's first event subscribes at once.
     pub source: Option<StreamSpec>,
@@ -100,11 +119,13 @@ impl ConsumerTask {
                 stream: stream.name.clone(),
                 durable_name: ctx.namespace.durable(&format!("{}_{name}", ctx.service)),
                 filter_subjects: Vec::new(),
-                max_deliver: bus.max_deliver,
+                // The bus never gives an event up: the consumer parks what it cannot process.
+                max_deliver: -1,
                 ack_wait: Duration::from_millis(bus.ack_wait_ms),
             },
             handler,
             retry_backoff: Duration::from_millis(bus.retry_backoff_ms),
+            attempts: u64::try_from(bus.max_deliver).unwrap_or(1).max(1),
             source: Some(stream),
         }
     }
@@ -117,12 +138,25 @@ pub async fn process(
     handler: &dyn EventHandler,
     event: &Envelope,
 ) -> Result<bool, HandlerError> {
+    use futures::FutureExt as _;
     let txn = db.begin().await?;
     if !claim(&txn, consumer, &event.id).await? {
         txn.commit().await?;
         return Ok(false);
     }
-    handler.handle(&txn, event).await?;
+    // A panicking handler must not take the connection with it (SQLite has one): roll back,
+    // then let the panic reach the supervisor, which restarts the consumer.
+    let handled = std::panic::AssertUnwindSafe(handler.handle(&txn, event))
+        .catch_unwind()
+        .await;
+    let handled = match handled {
+        Ok(result) => result,
+        Err(panic) => {
+            let _ = txn.rollback().await;
+            std::panic::resume_unwind(panic);
+        }
+    };
+    handled?;
     txn.commit().await?;
     handler.committed(event).await;
     Ok(true)
@@ -172,57 +206,91 @@ pub async fn run_consumer(
                     tracing::warn!(consumer = %name, error = %e, "consumer interrupted");
                     break;
                 }
-                Some(Ok(delivery)) => handle_delivery(&db, &task, delivery).await,
+                Some(Ok(delivery)) => handle_delivery(&db, &task, delivery, &shutdown).await,
             }
         }
     }
 }
 
-async fn handle_delivery(db: &DatabaseConnection, task: &ConsumerTask, delivery: Delivery) {
+/// Longest wait between two attempts while the consumer's database is unreachable.
+const MAX_UNAVAILABLE_WAIT: Duration = Duration::from_secs(10);
+
+/// Processes one delivery until it is done, parked, or the consumer stops.
+async fn handle_delivery(
+    db: &DatabaseConnection,
+    task: &ConsumerTask,
+    delivery: Delivery,
+    shutdown: &CancellationToken,
+) {
     let name = task.spec.durable_name.as_str();
     if let Some(pending) = delivery.pending {
         metrics::gauge!(metric::CONSUMER_LAG, "consumer" => name.to_string()).set(pending as f64);
     }
     let trace = TraceContext::continue_from(delivery.envelope.traceparent.as_deref());
-    let outcome = trace
-        .scope(process(db, name, task.handler.as_ref(), &delivery.envelope))
-        .await;
     let event_id = delivery.envelope.id.clone();
-    let result = match outcome {
-        Ok(_) => {
-            metrics::counter!(metric::CONSUMER_PROCESSED, "consumer" => name.to_string())
-                .increment(1);
-            delivery.ack().await
-        }
-        Err(HandlerError::Permanent(e)) => {
-            tracing::error!(
-                consumer = name,
-                event_id,
-                error = format!("{e:#}"),
-                "event cannot be processed; dropped"
-            );
-            delivery.term().await
-        }
-        Err(HandlerError::Transient(e)) => {
-            if delivery.delivery_count as i64 >= task.spec.max_deliver {
-                // The bus will not deliver it again: say so loudly.
-                tracing::error!(
-                    consumer = name,
-                    event_id,
-                    deliveries = delivery.delivery_count,
-                    error = format!("{e:#}"),
-                    "event given up after its last delivery"
-                );
-                delivery.term().await
-            } else {
+    let mut wait = task.retry_backoff.max(Duration::from_millis(50));
+    let mut parked_for: Option<String> = None;
+    loop {
+        let outcome = match &parked_for {
+            // Parking is itself a write: it waits for the database like processing does.
+            Some(error) => {
+                dead_letter::park(db, name, &delivery.envelope, error, delivery.delivery_count)
+                    .await
+                    .map(|()| false)
+                    .map_err(HandlerError::from)
+            }
+            None => {
+                trace
+                    .scope(process(db, name, task.handler.as_ref(), &delivery.envelope))
+                    .await
+            }
+        };
+        let result = match outcome {
+            Ok(_) if parked_for.is_some() => {
+                metrics::counter!(metric::DEAD_LETTERED, "consumer" => name.to_string())
+                    .increment(1);
+                tracing::error!(consumer = name, event_id, "event parked as a dead letter");
+                delivery.ack().await
+            }
+            Ok(_) => {
+                metrics::counter!(metric::CONSUMER_PROCESSED, "consumer" => name.to_string())
+                    .increment(1);
+                delivery.ack().await
+            }
+            Err(HandlerError::Unavailable(e)) => {
+                // Not the event's fault: keep it, say so to the bus, and try again.
+                metrics::gauge!(metric::CONSUMER_WAITING, "consumer" => name.to_string()).set(1.0);
+                tracing::warn!(consumer = name, event_id, error = format!("{e:#}"), retry_in = ?wait, "storage unavailable; the event waits");
+                let _ = delivery.in_progress().await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(MAX_UNAVAILABLE_WAIT);
+                continue;
+            }
+            Err(HandlerError::Permanent(e)) => {
+                parked_for = Some(format!("{e:#}"));
+                continue;
+            }
+            Err(HandlerError::Transient(e)) if delivery.delivery_count >= task.attempts => {
+                parked_for = Some(format!(
+                    "refused at each of {} deliveries; last: {e:#}",
+                    delivery.delivery_count
+                ));
+                continue;
+            }
+            Err(HandlerError::Transient(e)) => {
                 let attempt = delivery.delivery_count.clamp(1, 6) as u32;
                 let delay = task.retry_backoff.saturating_mul(2u32.pow(attempt - 1));
                 tracing::warn!(consumer = name, event_id, error = format!("{e:#}"), retry_in = ?delay, "event processing failed");
                 delivery.nak(delay).await
             }
+        };
+        metrics::gauge!(metric::CONSUMER_WAITING, "consumer" => name.to_string()).set(0.0);
+        if let Err(e) = result {
+            tracing::warn!(consumer = name, error = %e, "acknowledgement failed; the event will be redelivered");
         }
-    };
-    if let Err(e) = result {
-        tracing::warn!(consumer = name, error = %e, "acknowledgement failed; the event will be redelivered");
+        return;
     }
 }

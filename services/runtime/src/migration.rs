@@ -240,6 +240,106 @@ impl MigrationTrait for CreateReadModelPositions {
     }
 }
 
+/// Events a consumer could never process (see `tde_runtime::dead_letter`): kept whole, with
+/// the error, until an operator replays them.
+pub struct CreateDeadLetters;
+
+impl MigrationName for CreateDeadLetters {
+    fn name(&self) -> &str {
+        "m20261201_000200_dead_letters"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateDeadLetters {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let table = Alias::new("dead_letters");
+        manager
+            .create_table(
+                Table::create()
+                    .table(table.clone())
+                    .if_not_exists()
+                    .col(string(Alias::new("id")).primary_key())
+                    .col(string(Alias::new("consumer")))
+                    .col(string(Alias::new("event_id")))
+                    .col(string(Alias::new("subject")))
+                    .col(string(Alias::new("event_type")))
+                    .col(string(Alias::new("source")))
+                    .col(timestamp_with_time_zone(Alias::new("event_time")))
+                    .col(string(Alias::new("aggregate_id")))
+                    .col(binary(Alias::new("payload")))
+                    .col(string_null(Alias::new("traceparent")))
+                    .col(text(Alias::new("error")))
+                    .col(big_integer(Alias::new("deliveries")))
+                    .col(timestamp_with_time_zone(Alias::new("parked_at")))
+                    .col(timestamp_with_time_zone_null(Alias::new("replayed_at")))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("dead_letters_once")
+                    .table(table)
+                    .col(Alias::new("consumer"))
+                    .col(Alias::new("event_id"))
+                    .unique()
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Alias::new("dead_letters")).to_owned())
+            .await
+    }
+}
+
+/// Outbox events the bus refused for good (too large…): parked, with the reason, so that the
+/// relay goes on with other aggregates while the same aggregate's later events wait.
+pub struct AddOutboxParking;
+
+impl MigrationName for AddOutboxParking {
+    fn name(&self) -> &str {
+        "m20261201_000300_outbox_parking"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddOutboxParking {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            timestamp_with_time_zone_null(Alias::new("parked_at")),
+            text_null(Alias::new("park_reason")),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("outbox_events"))
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for column in ["parked_at", "park_reason"] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Alias::new("outbox_events"))
+                        .drop_column(Alias::new(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// The runtime's tables added after a service's first release, in the order they came:
 /// each service's migrator lists these after its own (a new service lists
 /// `CreateOutboxAndInbox`, `CreateAuditTrail` and these).
@@ -247,5 +347,7 @@ pub fn later_shared_tables() -> Vec<Box<dyn MigrationTrait>> {
     vec![
         Box::new(CreateIdempotencyKeys),
         Box::new(CreateReadModelPositions),
+        Box::new(CreateDeadLetters),
+        Box::new(AddOutboxParking),
     ]
 }

@@ -40,6 +40,9 @@ pub mod entity {
         pub traceparent: Option<String>,
         pub created_at: DateTimeUtc,
         pub published_at: Option<DateTimeUtc>,
+        /// Set when the bus refused the event for good: it waits for an operator.
+        pub parked_at: Option<DateTimeUtc>,
+        pub park_reason: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -108,6 +111,8 @@ pub async fn enqueue(
                 traceparent: Set(traceparent.clone()),
                 created_at: Set(now),
                 published_at: Set(None),
+                parked_at: Set(None),
+                park_reason: Set(None),
                 ..Default::default()
             }
         })
@@ -136,10 +141,12 @@ pub struct Backlog {
 pub async fn backlog(db: &DatabaseConnection) -> Result<Backlog, DbErr> {
     let events = Entity::find()
         .filter(Column::PublishedAt.is_null())
+        .filter(Column::ParkedAt.is_null())
         .count(db)
         .await?;
     let oldest = Entity::find()
         .filter(Column::PublishedAt.is_null())
+        .filter(Column::ParkedAt.is_null())
         .order_by_asc(Column::Seq)
         .one(db)
         .await?;
@@ -147,6 +154,39 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<Backlog, DbErr> {
         .map(|m| (Utc::now() - m.created_at).to_std().unwrap_or_default())
         .unwrap_or_default();
     Ok(Backlog { events, oldest_age })
+}
+
+/// Events the bus refused for good, waiting for an operator (oldest first).
+pub async fn parked(
+    db: &impl ConnectionTrait,
+    after_seq: Option<i64>,
+    limit: u64,
+) -> Result<Vec<entity::Model>, DbErr> {
+    let mut query = Entity::find()
+        .filter(Column::PublishedAt.is_null())
+        .filter(Column::ParkedAt.is_not_null());
+    if let Some(after) = after_seq {
+        query = query.filter(Column::Seq.gt(after));
+    }
+    query.order_by_asc(Column::Seq).limit(limit).all(db).await
+}
+
+/// Puts parked events back in line (all of them when `event_ids` is empty): the relay
+/// publishes them again, in order, with the later events of their aggregates behind them.
+/// Returns how many.
+pub async fn republish(db: &impl ConnectionTrait, event_ids: &[String]) -> Result<u64, DbErr> {
+    let mut update = Entity::update_many()
+        .col_expr(
+            Column::ParkedAt,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(Column::ParkReason, Expr::value(Option::<String>::None))
+        .filter(Column::PublishedAt.is_null())
+        .filter(Column::ParkedAt.is_not_null());
+    if !event_ids.is_empty() {
+        update = update.filter(Column::EventId.is_in(event_ids.iter().cloned()));
+    }
+    Ok(update.exec(db).await?.rows_affected)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +261,17 @@ impl OutboxRelay {
                     metrics::gauge!(metric::OUTBOX_OLDEST_AGE, "service" => self.service)
                         .set(b.oldest_age.as_secs_f64());
                 }
+                if let Ok(n) = Entity::find()
+                    .filter(Column::PublishedAt.is_null())
+                    .filter(Column::ParkedAt.is_not_null())
+                    .count(&self.db)
+                    .await
+                {
+                    metrics::gauge!(metric::OUTBOX_PARKED, "service" => self.service).set(n as f64);
+                }
+                if let Ok(n) = crate::dead_letter::waiting(&self.db).await {
+                    metrics::gauge!(metric::DEAD_LETTERS, "service" => self.service).set(n as f64);
+                }
             }
             if wait.is_zero() {
                 if shutdown.is_cancelled() {
@@ -276,8 +327,17 @@ impl OutboxRelay {
         db: &impl ConnectionTrait,
         lock: bool,
     ) -> Result<usize, RelayError> {
+        // An aggregate with a parked event waits behind it: its order is kept.
+        let blocked = sea_orm::sea_query::Query::select()
+            .column(Column::AggregateId)
+            .from(Entity)
+            .and_where(Column::PublishedAt.is_null())
+            .and_where(Column::ParkedAt.is_not_null())
+            .to_owned();
         let mut query = Entity::find()
             .filter(Column::PublishedAt.is_null())
+            .filter(Column::ParkedAt.is_null())
+            .filter(Column::AggregateId.not_in_subquery(blocked))
             .order_by_asc(Column::Seq)
             .limit(self.settings.batch_size);
         if lock {
@@ -315,12 +375,26 @@ impl OutboxRelay {
             metrics::counter!(metric::OUTBOX_PUBLISHED, "service" => self.service)
                 .increment(published as u64);
         }
-        if let Some(error) = error {
-            // The stream may have been lost (NATS restarted without storage, stream deleted):
-            // ensure it again before the next attempt.
-            self.stream_ready.store(false, Ordering::Release);
-            return Err(error.into());
+        match error {
+            None => Ok(published),
+            Some(BusError::Refused(reason)) => {
+                // That one event, never the relay: parked, and the others go on.
+                let row = &rows[published];
+                Entity::update_many()
+                    .col_expr(Column::ParkedAt, Expr::value(Utc::now()))
+                    .col_expr(Column::ParkReason, Expr::value(reason.clone()))
+                    .filter(Column::Seq.eq(row.seq))
+                    .exec(db)
+                    .await?;
+                tracing::error!(service = self.service, event_id = %row.event_id, event_type = %row.event_type, aggregate_id = %row.aggregate_id, reason, "event refused by the bus: parked");
+                Ok(published + 1)
+            }
+            Some(error) => {
+                // The stream may have been lost (NATS restarted without storage, stream
+                // deleted): ensure it again before the next attempt.
+                self.stream_ready.store(false, Ordering::Release);
+                Err(error.into())
+            }
         }
-        Ok(published)
     }
 }

@@ -24,7 +24,9 @@ use crate::bus::{EventBus, JetStreamBus, MemoryBus, Namespace};
 use crate::config::{BusKind, Settings};
 use crate::inbox::{ConsumerTask, run_consumer};
 use crate::observe::ObserveLayer;
+use crate::operations::{OperatedService, OperationsApi};
 use crate::outbox::{OutboxRelay, OutboxWaker};
+use crate::supervisor::{BackgroundTask, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -102,6 +104,12 @@ pub trait ServiceModule: Send + Sync + 'static {
 
     /// Its durable consumers.
     fn consumers(&self, _ctx: &ServiceContext) -> Vec<ConsumerTask> {
+        Vec::new()
+    }
+
+    /// Its own background tasks (dispatchers, listeners…): the runtime runs them under
+    /// supervision, restarting them when they stop or panic.
+    fn background_tasks(&self, _ctx: &ServiceContext) -> Vec<BackgroundTask> {
         Vec::new()
     }
 }
@@ -215,6 +223,12 @@ pub async fn start(
         });
     }
 
+    let consumer_tasks: Vec<Vec<ConsumerTask>> = modules
+        .iter()
+        .zip(&contexts)
+        .map(|(module, ctx)| module.consumers(ctx))
+        .collect();
+
     let mut routes = RoutesBuilder::default();
     routes.add_service(health_service.clone());
     if settings.server.reflection {
@@ -230,6 +244,27 @@ pub async fn start(
         tde_proto::audit::v1::audit_service_server::AuditServiceServer::new(AuditApi::new(
             contexts.iter().map(|c| (c.service, c.db.clone())).collect(),
         ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit),
+    );
+    routes.add_service(
+        tde_proto::operations::v1::operations_service_server::OperationsServiceServer::new(
+            OperationsApi::new(
+                contexts
+                    .iter()
+                    .zip(&consumer_tasks)
+                    .map(|(ctx, tasks)| OperatedService {
+                        service: ctx.service,
+                        db: ctx.db.clone(),
+                        consumers: tasks
+                            .iter()
+                            .map(|t| (t.spec.durable_name.clone(), t.handler.clone()))
+                            .collect(),
+                        outbox: ctx.outbox.clone(),
+                    })
+                    .collect(),
+            ),
+        )
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit),
     );
@@ -256,25 +291,55 @@ pub async fn start(
         source,
     })?;
 
+    // Every background task runs under supervision: restarted when it stops or panics,
+    // its service NOT_SERVING meanwhile.
+    let supervisor = Supervisor::new(
+        health.clone(),
+        modules
+            .iter()
+            .map(|m| (m.name(), m.grpc_services().to_vec()))
+            .collect(),
+    );
     let mut relays = Vec::new();
     let mut consumers = Vec::new();
-    for (module, ctx) in modules.iter().zip(&contexts) {
-        let relay = OutboxRelay::new(
-            ctx.service,
-            ctx.db.clone(),
-            bus.clone(),
-            namespace.clone(),
-            settings.outbox.clone(),
-            ctx.outbox.clone(),
-        );
-        relays.push(tokio::spawn(relay.run(relays_stop.clone())));
-        for task in module.consumers(ctx) {
-            consumers.push(tokio::spawn(run_consumer(
-                ctx.db.clone(),
+    for ((module, ctx), tasks) in modules.iter().zip(&contexts).zip(consumer_tasks) {
+        let relay = {
+            let (ctx, bus, namespace, outbox) = (
+                ctx.clone(),
                 bus.clone(),
-                task,
-                consumers_stop.clone(),
-            )));
+                namespace.clone(),
+                settings.outbox.clone(),
+            );
+            BackgroundTask::new("outbox relay", move |stop| {
+                let relay = OutboxRelay::new(
+                    ctx.service,
+                    ctx.db.clone(),
+                    bus.clone(),
+                    namespace.clone(),
+                    outbox.clone(),
+                    ctx.outbox.clone(),
+                );
+                async move {
+                    relay.run(stop).await;
+                    Ok(())
+                }
+            })
+        };
+        relays.push(supervisor.spawn(ctx.service, relay, relays_stop.clone()));
+        for task in tasks {
+            let (db, bus) = (ctx.db.clone(), bus.clone());
+            let name = format!("consumer {}", task.spec.durable_name);
+            let consumer = BackgroundTask::new(name, move |stop| {
+                let (db, bus, task) = (db.clone(), bus.clone(), task.clone());
+                async move {
+                    run_consumer(db, bus, task, stop).await;
+                    Ok(())
+                }
+            });
+            consumers.push(supervisor.spawn(ctx.service, consumer, consumers_stop.clone()));
+        }
+        for task in module.background_tasks(ctx) {
+            consumers.push(supervisor.spawn(ctx.service, task, consumers_stop.clone()));
         }
     }
 
@@ -348,6 +413,7 @@ pub async fn start(
                 };
             }
             tracing::info!("shutting down");
+            supervisor.stand_down();
             set_all(&health, &modules, ServingStatus::NotServing).await;
             tokio::time::sleep(Duration::from_millis(settings.server.shutdown_drain_ms)).await;
             consumers_stop.cancel();
@@ -400,16 +466,20 @@ async fn auth_layer(
         );
         None
     };
+    let trails: Vec<AuditWriter> = contexts
+        .iter()
+        .map(|ctx| AuditWriter::start(ctx.db.clone()))
+        .collect();
+    // The runtime's own writes (replaying dead letters…) go on the first service's trail.
     let mut routes: Vec<Route> = RUNTIME_POLICIES
         .iter()
         .map(|policy| Route {
             policy: *policy,
             service: "runtime",
-            trail: None,
+            trail: trails.first().cloned(),
         })
         .collect();
-    for (module, ctx) in modules.iter().zip(contexts) {
-        let trail = AuditWriter::start(ctx.db.clone());
+    for ((module, ctx), trail) in modules.iter().zip(contexts).zip(trails) {
         routes.extend(module.policies().iter().map(|policy| Route {
             policy: *policy,
             service: ctx.service,

@@ -21,6 +21,16 @@ pub mod metric {
     /// Calls refused before any handler, by reason (unauthenticated, scope, rate, no_policy).
     pub const AUTH_REFUSED: &str = "tde_auth_refused_calls_total";
     pub const AUDIT_FAILURES: &str = "tde_audit_write_failures_total";
+    /// Events a consumer parked as dead letters (it could never process them).
+    pub const DEAD_LETTERED: &str = "tde_dead_lettered_events_total";
+    /// Dead letters not replayed yet, per service.
+    pub const DEAD_LETTERS: &str = "tde_dead_letters";
+    /// 1 while a consumer waits for its database with an event in hand.
+    pub const CONSUMER_WAITING: &str = "tde_consumer_waiting_for_storage";
+    /// Outbox events the bus refused for good, parked, per service.
+    pub const OUTBOX_PARKED: &str = "tde_outbox_parked_events";
+    /// Background tasks restarted after they stopped or panicked.
+    pub const TASK_RESTARTS: &str = "tde_task_restarts_total";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +76,17 @@ pub fn init_metrics(settings: &TelemetrySettings) -> Result<(), TelemetryError> 
         .set_buckets(&[
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
         ])
+        .map_err(|e| TelemetryError::Metrics {
+            addr,
+            message: e.to_string(),
+        })?
+        // Lateness is seconds to hours, not a call's milliseconds.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_lateness_seconds".into()),
+            &[
+                1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+            ],
+        )
         .map_err(|e| TelemetryError::Metrics {
             addr,
             message: e.to_string(),

@@ -12,6 +12,7 @@ use sea_orm::{
 use sea_orm_migration::prelude::*;
 use tde_runtime::bus::{ConsumerSpec, Envelope, EventBus, Namespace, Subscription};
 use tde_runtime::config::OutboxSettings;
+use tde_runtime::dead_letter;
 use tde_runtime::inbox::{self, EventHandler, HandlerError};
 use tde_runtime::outbox::{self, NewEvent, OutboxRelay, OutboxWaker};
 use tde_runtime::testing::{TestEnv, Topology, unique_name};
@@ -22,7 +23,10 @@ struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(tde_runtime::migration::CreateOutboxAndInbox)]
+        let mut migrations: Vec<Box<dyn MigrationTrait>> =
+            vec![Box::new(tde_runtime::migration::CreateOutboxAndInbox)];
+        migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations
     }
 }
 
@@ -326,6 +330,7 @@ async fn a_consumer_retries_failures_and_applies_each_event_once(topology: Topol
         },
         handler: Arc::new(FlakyHandler(attempts.clone(), effects.clone())),
         retry_backoff: Duration::from_millis(20),
+        attempts: 5,
         source: None,
     };
     let stop = CancellationToken::new();
@@ -360,3 +365,240 @@ async fn a_consumer_retries_failures_and_applies_each_event_once(topology: Topol
 }
 
 on_both!(a_consumer_retries_failures_and_applies_each_event_once);
+
+/// Refuses events whose payload is "poison" (Permanent) or, while `down` is set, answers as
+/// a handler whose database is unreachable; applies the others.
+struct PickyHandler {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    poison_fixed: Arc<std::sync::atomic::AtomicBool>,
+    applied: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait]
+impl EventHandler for PickyHandler {
+    async fn handle(
+        &self,
+        _txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(HandlerError::Unavailable(anyhow::anyhow!(
+                "connection refused"
+            )));
+        }
+        let body = <String as prost::Message>::decode(event.payload.clone())?;
+        if body.contains("poison") && !self.poison_fixed.load(Ordering::SeqCst) {
+            return Err(HandlerError::Permanent(anyhow::anyhow!(
+                "cannot read {body}"
+            )));
+        }
+        self.applied.lock().unwrap().push(body);
+        Ok(())
+    }
+}
+
+fn consumer_task(
+    s: &Setup,
+    name: &str,
+    handler: Arc<dyn EventHandler>,
+    attempts: u64,
+) -> inbox::ConsumerTask {
+    let stream = s.ns.stream("outbox");
+    inbox::ConsumerTask {
+        spec: ConsumerSpec {
+            stream: stream.name.clone(),
+            durable_name: s.ns.durable(name),
+            filter_subjects: vec![],
+            max_deliver: -1,
+            ack_wait: Duration::from_secs(2),
+        },
+        handler,
+        retry_backoff: Duration::from_millis(20),
+        attempts,
+        source: Some(stream),
+    }
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A consumer never gives an event up: while its database is unreachable it waits with the
+/// event in hand (however many times that takes; nothing parked), and an event it can never
+/// process is parked as a dead letter, the events after it processed, and replayed once the
+/// handler is fixed.
+async fn consumers_wait_for_their_database_and_park_poison(topology: Topology) {
+    let s = setup(topology).await;
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let applied = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handler = Arc::new(PickyHandler {
+        down: down.clone(),
+        poison_fixed: fixed.clone(),
+        applied: applied.clone(),
+    });
+    // One attempt before parking: waiting for the database must not spend it.
+    let task = consumer_task(&s, "picky", handler.clone(), 1);
+    let name = task.spec.durable_name.clone();
+    let stop = CancellationToken::new();
+    let consumer = tokio::spawn(inbox::run_consumer(
+        s.db.clone(),
+        s.env.bus.clone(),
+        task,
+        stop.clone(),
+    ));
+    let txn = s.db.begin().await.unwrap();
+    let events = vec![
+        NewEvent::new(
+            "outbox",
+            "thing",
+            "a",
+            "thing.changed",
+            "tde.test.v1.ThingChanged",
+            &"one".to_string(),
+        ),
+        NewEvent::new(
+            "outbox",
+            "thing",
+            "b",
+            "thing.changed",
+            "tde.test.v1.ThingChanged",
+            &"poison".to_string(),
+        ),
+        NewEvent::new(
+            "outbox",
+            "thing",
+            "c",
+            "thing.changed",
+            "tde.test.v1.ThingChanged",
+            &"three".to_string(),
+        ),
+    ];
+    outbox::enqueue(&txn, events).await.unwrap();
+    txn.commit().await.unwrap();
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(relay(&s).run(relay_stop.clone()));
+
+    // "Down" for longer than the acknowledgement wait: the event waits, nothing is parked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(applied.lock().unwrap().is_empty());
+    assert_eq!(
+        dead_letter::waiting(&s.db).await.unwrap(),
+        0,
+        "nothing parked while down"
+    );
+    down.store(false, Ordering::SeqCst);
+    wait_until("the readable events applied", || {
+        applied.lock().unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(
+        *applied.lock().unwrap(),
+        vec!["one".to_string(), "three".to_string()]
+    );
+    let letters = dead_letter::list(&s.db, Some(&name), false, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1, "the poison event is parked");
+    assert!(
+        letters[0].error.contains("cannot read poison"),
+        "{}",
+        letters[0].error
+    );
+
+    // Replayed while still broken: kept; once fixed: processed once, marked replayed.
+    assert!(matches!(
+        dead_letter::replay(&s.db, handler.as_ref(), &letters[0], chrono::Utc::now())
+            .await
+            .unwrap(),
+        dead_letter::Replayed::Refused(_)
+    ));
+    fixed.store(true, Ordering::SeqCst);
+    assert_eq!(
+        dead_letter::replay(&s.db, handler.as_ref(), &letters[0], chrono::Utc::now())
+            .await
+            .unwrap(),
+        dead_letter::Replayed::Done
+    );
+    assert_eq!(applied.lock().unwrap().len(), 3);
+    assert_eq!(dead_letter::waiting(&s.db).await.unwrap(), 0);
+    stop.cancel();
+    relay_stop.cancel();
+    consumer.await.unwrap();
+    relay.await.unwrap();
+}
+
+/// An event the bus refuses for good (above its maximum payload) is parked: the relay goes
+/// on with other aggregates, the same aggregate's later events wait behind it, and an
+/// operator puts it back in line.
+async fn an_oversized_event_is_parked_and_the_rest_goes_on(topology: Topology) {
+    let s = setup(topology).await;
+    let mut sub = subscribe(&s).await;
+    let txn = s.db.begin().await.unwrap();
+    outbox::enqueue(
+        &txn,
+        vec![
+            event("a", 1),
+            NewEvent::new(
+                "outbox",
+                "thing",
+                "big",
+                "thing.changed",
+                "tde.test.v1.ThingChanged",
+                &"x".repeat(2 << 20),
+            ),
+            event("big", 2),
+            event("b", 3),
+        ],
+    )
+    .await
+    .unwrap();
+    txn.commit().await.unwrap();
+    let relay_stop = CancellationToken::new();
+    let relay = tokio::spawn(relay(&s).run(relay_stop.clone()));
+    let got = receive(&mut sub, 2).await;
+    assert_eq!(
+        got.iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a", "b"]
+    );
+    let parked = outbox::parked(&s.db, None, 10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert!(
+        parked[0]
+            .park_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("maximum payload")
+    );
+    // The same aggregate's next event waits behind it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), sub.next())
+            .await
+            .is_err()
+    );
+    // Back in line: refused again (it is still too large), parked again; nothing is lost.
+    assert_eq!(outbox::republish(&s.db, &[]).await.unwrap(), 1);
+    wait_until_parked(&s).await;
+    relay_stop.cancel();
+    relay.await.unwrap();
+}
+
+async fn wait_until_parked(s: &Setup) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while outbox::parked(&s.db, None, 10).await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "parked again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both!(
+    consumers_wait_for_their_database_and_park_poison,
+    an_oversized_event_is_parked_and_the_rest_goes_on,
+);

@@ -41,6 +41,9 @@ pub mod scope {
     /// Export and erasure of a person's data (RGPD requests).
     pub const CONTACTS_ADMIN: &str = "contacts:admin";
     pub const AUDIT_READ: &str = "audit:read";
+    /// Dead letters and parked events: seeing them, and putting them back (operators).
+    pub const OPERATIONS_READ: &str = "operations:read";
+    pub const OPERATIONS_ADMIN: &str = "operations:admin";
     /// Accompaniment plans: charters, actions, steering meetings, reviews.
     pub const PLANS_READ: &str = "plans:read";
     pub const PLANS_WRITE: &str = "plans:write";
@@ -63,6 +66,8 @@ pub mod scope {
         CONTACTS_READ,
         CONTACTS_ADMIN,
         AUDIT_READ,
+        OPERATIONS_READ,
+        OPERATIONS_ADMIN,
     ];
 }
 
@@ -112,8 +117,10 @@ impl Role {
         let admin = scope.ends_with(":admin");
         match self {
             Role::National => true,
-            Role::ProjectLead | Role::TerritoryMember => !admin && scope != scope::AUDIT_READ,
-            Role::Agency => read && scope != scope::AUDIT_READ,
+            Role::ProjectLead | Role::TerritoryMember => {
+                !admin && scope != scope::AUDIT_READ && scope != scope::OPERATIONS_READ
+            }
+            Role::Agency => read && scope != scope::AUDIT_READ && scope != scope::OPERATIONS_READ,
             // Providers read the territories and plans they work for.
             Role::Provider => {
                 read && (scope == scope::TERRITORIES_READ || scope == scope::PLANS_READ)

@@ -59,6 +59,22 @@ pub const RUNTIME_POLICIES: &[MethodPolicy] = &[
         "/tde.audit.v1.AuditService/ListAuditEvents",
         super::scope::AUDIT_READ,
     ),
+    MethodPolicy::read(
+        "/tde.operations.v1.OperationsService/ListDeadLetters",
+        super::scope::OPERATIONS_READ,
+    ),
+    MethodPolicy::write(
+        "/tde.operations.v1.OperationsService/ReplayDeadLetters",
+        super::scope::OPERATIONS_ADMIN,
+    ),
+    MethodPolicy::read(
+        "/tde.operations.v1.OperationsService/ListParkedEvents",
+        super::scope::OPERATIONS_READ,
+    ),
+    MethodPolicy::write(
+        "/tde.operations.v1.OperationsService/RepublishParkedEvents",
+        super::scope::OPERATIONS_ADMIN,
+    ),
 ];
 
 /// Checks policy tables against the services of a descriptor pool: every method of

@@ -264,7 +264,9 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
         return Err(Rejection::Claims("sub is empty or too long".into()));
     }
     match role {
-        Role::TerritoryMember if claims.tde_territories.len() != 1 || !claims.tde_regions.is_empty() => {
+        Role::TerritoryMember
+            if claims.tde_territories.len() != 1 || !claims.tde_regions.is_empty() =>
+        {
             return Err(Rejection::Claims(
                 "a territory member has exactly one territory and no région".into(),
             ));

@@ -16,6 +16,9 @@ use super::{
 };
 use crate::telemetry::TRACEPARENT;
 
+/// Room kept for the headers of an event in the server's maximum payload.
+const HEADROOM: usize = 4 * 1024;
+
 /// JetStream's de-duplication header.
 const NATS_MSG_ID: &str = "Nats-Msg-Id";
 
@@ -135,6 +138,27 @@ impl EventBus for JetStreamBus {
     }
 
     async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
+        // What the server will never take (too large) is refused before anything is sent,
+        // so that the events before it still go out.
+        let max_payload = self.context.client().server_info().max_payload;
+        if let Some(at) = events
+            .iter()
+            .position(|e| max_payload > 0 && e.payload.len() + HEADROOM > max_payload)
+        {
+            let acked = if at == 0 {
+                0
+            } else {
+                Box::pin(self.publish(&events[..at])).await?;
+                at
+            };
+            return Err(PublishError {
+                acked,
+                source: BusError::Refused(format!(
+                    "{} bytes, above the server's maximum payload of {max_payload} bytes",
+                    events[at].payload.len()
+                )),
+            });
+        }
         // Events of different aggregates go out back to back and their acknowledgements are
         // collected together: one round trip for many events. A second event of the same
         // aggregate waits until the first is acknowledged, so that a message lost in a
@@ -193,10 +217,20 @@ impl EventBus for JetStreamBus {
             deliver_policy: consumer::DeliverPolicy::All,
             ..Default::default()
         };
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(&spec.durable_name, config)
+        let mut consumer: consumer::PullConsumer = stream
+            .get_or_create_consumer(&spec.durable_name, config.clone())
             .await
             .map_err(unavailable)?;
+        // A consumer created by an earlier release bounded its deliveries: it must not give
+        // events up any more (the consumer parks what it cannot process).
+        if consumer.cached_info().config.max_deliver != spec.max_deliver {
+            match stream.update_consumer(config).await {
+                Ok(updated) => consumer = updated,
+                Err(e) => {
+                    tracing::warn!(consumer = %spec.durable_name, error = %e, "cannot update the consumer's delivery bound")
+                }
+            }
+        }
         let messages = consumer.messages().await.map_err(unavailable)?;
         Ok(Box::new(JetStreamSubscription { messages }))
     }
@@ -248,5 +282,12 @@ impl Acker for JetStreamAcker {
 
     async fn term(&self) -> Result<(), BusError> {
         self.0.ack_with(AckKind::Term).await.map_err(unavailable)
+    }
+
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.0
+            .ack_with(AckKind::Progress)
+            .await
+            .map_err(unavailable)
     }
 }

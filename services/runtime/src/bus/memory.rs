@@ -15,6 +15,9 @@ use super::{
     Subscription, subject_matches,
 };
 
+/// NATS's default maximum payload: the in-process bus refuses what JetStream would.
+const MAX_PAYLOAD: usize = 1024 * 1024;
+
 #[derive(Default)]
 struct State {
     streams: HashMap<String, Stream>,
@@ -79,6 +82,15 @@ impl EventBus for MemoryBus {
     async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
         let mut state = self.lock();
         for (acked, event) in events.iter().enumerate() {
+            if event.payload.len() > MAX_PAYLOAD {
+                return Err(PublishError {
+                    acked,
+                    source: BusError::Refused(format!(
+                        "{} bytes, above the maximum payload of {MAX_PAYLOAD} bytes",
+                        event.payload.len()
+                    )),
+                });
+            }
             let Some(stream) = state.streams.values_mut().find(|s| {
                 s.subjects
                     .iter()
@@ -156,7 +168,8 @@ impl MemorySubscription {
             .find(|(_, (_, at))| *at <= now)
             .map(|(i, (n, _))| (*i, *n));
         if let Some((index, deliveries)) = due {
-            if deliveries as i64 >= consumer.max_deliver {
+            // -1 (or 0): no bound, as in JetStream.
+            if consumer.max_deliver > 0 && deliveries as i64 >= consumer.max_deliver {
                 consumer.unacked.remove(&index);
                 tracing::warn!(consumer = %self.consumer, event_id = %messages[index].id, "event given up after maximum deliveries");
                 return Next::WaitUntil(Some(now));
@@ -264,5 +277,15 @@ impl Acker for MemoryAcker {
 
     async fn term(&self) -> Result<(), BusError> {
         self.ack().await
+    }
+
+    async fn in_progress(&self) -> Result<(), BusError> {
+        self.update(|c, i| {
+            let ack_wait = c.ack_wait;
+            if let Some(entry) = c.unacked.get_mut(&i) {
+                entry.1 = Instant::now() + ack_wait;
+            }
+        });
+        Ok(())
     }
 }

@@ -18,6 +18,9 @@ pub use memory::MemoryBus;
 pub enum BusError {
     #[error("event bus unavailable: {0}")]
     Unavailable(String),
+    /// The bus will never accept this event as it is (too large…).
+    #[error("event refused by the bus: {0}")]
+    Refused(String),
     #[error("event bus: {0}")]
     Other(String),
 }
@@ -167,6 +170,11 @@ impl Delivery {
     pub async fn term(self) -> Result<(), BusError> {
         self.acker.term().await
     }
+
+    /// Still working on it: do not redeliver it yet (restarts the acknowledgement wait).
+    pub async fn in_progress(&self) -> Result<(), BusError> {
+        self.acker.in_progress().await
+    }
 }
 
 #[async_trait]
@@ -174,6 +182,7 @@ pub trait Acker: Send + Sync {
     async fn ack(&self) -> Result<(), BusError>;
     async fn nak(&self, delay: Duration) -> Result<(), BusError>;
     async fn term(&self) -> Result<(), BusError>;
+    async fn in_progress(&self) -> Result<(), BusError>;
 }
 
 #[async_trait]
