@@ -12,8 +12,10 @@ use tde_runtime::auth::client::{self as auth_client, AuthChannel, Bearer, Client
 use crate::output::{Format, table, to_json};
 
 mod notifications;
+mod operations;
 mod plans;
 pub use notifications::{NotificationCommand, notification};
+pub use operations::{DeadLetterCommand, OutboxCommand, dead_letter, outbox};
 pub use plans::{MeetingCommand, PlanCommand, meeting, plan};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

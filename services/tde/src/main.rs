@@ -142,6 +142,16 @@ enum Command {
         #[arg(long, default_value = "8h", value_parser = parse_lifetime)]
         lifetime: std::time::Duration,
     },
+    /// Events consumers could never process: listed, replayed.
+    DeadLetter {
+        #[command(subcommand)]
+        command: client::DeadLetterCommand,
+    },
+    /// Events the bus refused (parked in the outbox): listed, published again.
+    Outbox {
+        #[command(subcommand)]
+        command: client::OutboxCommand,
+    },
     /// Configuration files.
     Config {
         #[command(subcommand)]
@@ -280,6 +290,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client::notification(&target, cli.output, command).await?
         }
         Command::Audit { command } => client::audit(&target, cli.output, command).await?,
+        Command::DeadLetter { command } => {
+            client::dead_letter(&target, cli.output, command).await?
+        }
+        Command::Outbox { command } => client::outbox(&target, cli.output, command).await?,
         Command::PersonalData { command } => {
             client::personal_data(&target, cli.output, command).await?
         }
