@@ -8,7 +8,8 @@ use prost::Message as _;
 
 use crate::territories::v1::{
     AuthorityKind, Person, PersonalDataErased, Stage, SteeringBody, SteeringBodyChanged,
-    TerritoryCodeChanged, TerritoryRegistered, TerritoryStageChanged, TerritoryWithdrawn,
+    TerritoryCodeChanged, TerritoryGeographyUpdated, TerritoryRegistered, TerritoryStageChanged,
+    TerritoryWithdrawn,
 };
 
 /// Where the territory is: its authority and its place in the geography.
@@ -190,6 +191,21 @@ pub fn read(event_type: &str, payload: &[u8]) -> Result<TerritoryEvent, Unreadab
                 location: Some(Location {
                     kind: kind_name(e.kind),
                     official_code: e.new_code,
+                    departement_code: e.departement_code,
+                    region_code: e.region_code,
+                }),
+                ..Default::default()
+            }
+        }
+        "tde.territories.v1.TerritoryGeographyUpdated" => {
+            let e = TerritoryGeographyUpdated::decode(payload)?;
+            TerritoryFacts {
+                territory_id: e.territory_id,
+                name: some(e.territory_name),
+                time_zone: some(e.time_zone),
+                location: Some(Location {
+                    kind: kind_name(e.kind),
+                    official_code: e.official_code,
                     departement_code: e.departement_code,
                     region_code: e.region_code,
                 }),

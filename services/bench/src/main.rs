@@ -70,15 +70,17 @@ pub enum BenchCommand {
     },
     /// Import of the full reference geography into PostgreSQL, next to COPY of the same rows.
     Import {
-        #[arg(long, default_value = "../shared/data/cog")]
-        dir: PathBuf,
+        /// A vintage's folder; the 2026 vintage shipped with tde when not given.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
     /// RegisterTerritory to event consumed from JetStream, next to bare JetStream.
     Events {
-        #[arg(long, default_value = "../shared/data/cog")]
-        dir: PathBuf,
+        /// A vintage's folder; the 2026 vintage shipped with tde when not given.
+        #[arg(long)]
+        dir: Option<PathBuf>,
         #[arg(long, default_value_t = 5_000)]
         registrations: usize,
         /// Registrations in flight.
@@ -133,12 +135,12 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
             connections,
             seconds,
         } => get_territory(concurrency, connections, Duration::from_secs(seconds)).await,
-        BenchCommand::Import { dir, runs } => import(&dir, runs).await,
+        BenchCommand::Import { dir, runs } => import(dir.as_deref(), runs).await,
         BenchCommand::Events {
             dir,
             registrations,
             concurrency,
-        } => events(&dir, registrations, concurrency).await,
+        } => events(dir.as_deref(), registrations, concurrency).await,
         BenchCommand::Reminders {
             reminders,
             concurrency,
@@ -466,10 +468,20 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-async fn import(dir: &std::path::Path, runs: usize) -> anyhow::Result<()> {
+/// The geography of a benchmark: `dir`, or the vintage shipped with tde.
+fn geography(
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<tde_territories::domain::geography::Geography> {
+    match dir {
+        Some(dir) => tde_territories::reference::read_dir(dir, None),
+        None => tde_territories::reference::shipped(),
+    }
+}
+
+async fn import(dir: Option<&std::path::Path>, runs: usize) -> anyhow::Result<()> {
     use tde_territories::domain::names::normalize;
     let started = Instant::now();
-    let g = tde_territories::api::geography::read_dir("2026", dir)?;
+    let g = geography(dir)?;
     let parse = started.elapsed();
     println!(
         "{} communes, {} EPCI, {} départements, {} régions (parsed in {:.3} s)",
@@ -620,7 +632,7 @@ async fn consume_latencies(
 }
 
 async fn events(
-    dir: &std::path::Path,
+    dir: Option<&std::path::Path>,
     registrations: usize,
     concurrency: usize,
 ) -> anyhow::Result<()> {
@@ -628,7 +640,7 @@ async fn events(
     let ctx = platform
         .service("territories")
         .context("territories runs")?;
-    let g = tde_territories::api::geography::read_dir("2026", dir)?;
+    let g = geography(dir)?;
     tde_territories::api::geography::import(&ctx.db, &ctx.outbox, &g)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
