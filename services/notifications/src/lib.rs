@@ -49,6 +49,9 @@ pub const GRPC_SERVICES: &[&str] = &["tde.notifications.v1.NotificationService"]
 #[derive(Clone, Default)]
 pub struct NotificationsModule {
     waker: Waker,
+    /// How webhook receivers' names are resolved: the system's resolver unless a test
+    /// gives its own.
+    resolver: Option<Arc<dyn delivery::webhook::Resolver>>,
 }
 
 /// This service's section of the process settings.
@@ -64,6 +67,15 @@ pub fn mail_domain(from: &str) -> String {
 }
 
 impl NotificationsModule {
+    /// The module resolving webhook receivers with `resolver` (tests: no traffic leaves the
+    /// machine).
+    pub fn with_resolver(resolver: Arc<dyn delivery::webhook::Resolver>) -> Self {
+        Self {
+            resolver: Some(resolver),
+            ..Self::default()
+        }
+    }
+
     fn planner(&self, ctx: &ServiceContext) -> Planner {
         let settings = settings_of(ctx);
         Planner {
@@ -89,6 +101,10 @@ impl NotificationsModule {
             webhooks: delivery::webhook::WebhookClient::new(
                 &settings.webhook_secret.0,
                 Duration::from_millis(settings.webhook_timeout_ms),
+                settings.allow_insecure_webhooks,
+                self.resolver
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(delivery::webhook::SystemResolver)),
             )?,
             organizer: Self::organizer(&settings),
             domain: mail_domain(&settings.from),

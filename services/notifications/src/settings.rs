@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tde_runtime::config::{DevEnvironment, InvalidKey, Secret, ServiceSettings};
 
+/// The shared webhook key of `tde dev`: public, hence refused anywhere else.
+pub const DEV_WEBHOOK_SECRET: &str = "tde-dev-webhook-secret";
+
 /// How and when notifications are sent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -43,9 +46,17 @@ pub struct NotificationSettings {
     pub concurrency: usize,
     /// Poll of due notifications when nothing woke the dispatcher (milliseconds).
     pub poll_interval_ms: u64,
-    /// Secret signing webhook bodies (HMAC-SHA256); set it in production
-    /// (`TDE_NOTIFICATIONS__WEBHOOK_SECRET`).
+    /// The shared HMAC key of webhooks set before receivers had their own secret (each
+    /// receiver now gets its own when its URL is set); empty: none. The public development
+    /// value is refused outside `tde dev` (`TDE_NOTIFICATIONS__WEBHOOK_SECRET`).
     pub webhook_secret: Secret,
+    /// How long a rotated webhook secret keeps signing beside the new one (milliseconds).
+    pub webhook_secret_overlap_ms: u64,
+    /// http:// webhooks and receivers on loopback or private addresses: `tde dev` only.
+    pub allow_insecure_webhooks: bool,
+    /// Set by `for_dev` only (never read from a file): this process is `tde dev`.
+    #[serde(skip)]
+    pub dev: bool,
     /// Timeout of one webhook POST (milliseconds).
     pub webhook_timeout_ms: u64,
     /// HTTP address of the calendar feeds; none: no feed server.
@@ -72,7 +83,10 @@ impl Default for NotificationSettings {
             batch_size: 64,
             concurrency: 16,
             poll_interval_ms: 1_000,
-            webhook_secret: Secret("tde-dev-webhook-secret".into()),
+            webhook_secret: Secret(String::new()),
+            webhook_secret_overlap_ms: 48 * 3_600_000,
+            allow_insecure_webhooks: false,
+            dev: false,
             webhook_timeout_ms: 10_000,
             feed_listen: None,
             feed_base_url: String::new(),
@@ -126,12 +140,30 @@ impl ServiceSettings for NotificationSettings {
                 "must not hold control characters",
             ));
         }
+        if self.webhook_secret.0 == DEV_WEBHOOK_SECRET && !self.dev {
+            return Err(InvalidKey::new(
+                "webhook_secret",
+                "is the public development value: set a secret of your own (TDE_NOTIFICATIONS__WEBHOOK_SECRET), or none",
+            ));
+        }
+        if self.allow_insecure_webhooks && !self.dev {
+            return Err(InvalidKey::new(
+                "allow_insecure_webhooks",
+                "is for `tde dev` only: webhooks are https to public addresses elsewhere",
+            ));
+        }
         Ok(())
     }
 
     /// E-mails as .eml files in the data dir when no relay is configured, and the calendar
     /// feeds beside the gRPC port (any free port when that one is).
     fn for_dev(&mut self, dev: &DevEnvironment) {
+        self.dev = true;
+        // Local receivers (http://localhost…) and the shared development key.
+        self.allow_insecure_webhooks = true;
+        if self.webhook_secret.0.is_empty() {
+            self.webhook_secret = Secret(DEV_WEBHOOK_SECRET.into());
+        }
         if self.smtp.is_none() {
             self.mail_dir = dev.data_dir.join("mail");
         }
@@ -184,4 +216,32 @@ fn default_smtp_pool() -> u32 {
 
 fn default_smtp_timeout() -> u64 {
     10_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_dev_secret_and_insecure_webhooks_only_in_tde_dev() {
+        let mut s = NotificationSettings::default();
+        assert!(s.validate().is_ok(), "no shared secret by default");
+        s.webhook_secret = Secret(DEV_WEBHOOK_SECRET.into());
+        assert_eq!(s.validate().unwrap_err().key, "webhook_secret");
+        let mut s = NotificationSettings {
+            allow_insecure_webhooks: true,
+            ..NotificationSettings::default()
+        };
+        assert_eq!(s.validate().unwrap_err().key, "allow_insecure_webhooks");
+        s.for_dev(&DevEnvironment {
+            data_dir: "/tmp/tde".into(),
+            listen: "127.0.0.1:50051".parse().unwrap(),
+        });
+        assert!(s.validate().is_ok());
+        assert!(s.allow_insecure_webhooks);
+        assert_eq!(s.webhook_secret.0, DEV_WEBHOOK_SECRET);
+        // Never from a file: `dev` is not a key.
+        let from_file: Result<NotificationSettings, _> = serde_json::from_str(r#"{"dev": true}"#);
+        assert!(from_file.is_err());
+    }
 }

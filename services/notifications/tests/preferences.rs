@@ -119,3 +119,60 @@ async fn only_the_person_or_the_programme_changes_preferences() {
         .expect("the national team");
     assert!(!reminders_of(&app, &territory, "paul@mairie.fr").await);
 }
+
+#[tokio::test]
+async fn free_text_is_bounded_and_without_control_characters() {
+    let smtp = SmtpServer::start();
+    let app = App::start(Topology::Sqlite, &smtp).await;
+    let territory = uuid::Uuid::now_v7().to_string();
+    for (request, field) in [
+        (
+            pb::UpdateRecipientPreferencesRequest {
+                territory_id: territory.clone(),
+                email: "a@x.fr\r\nBcc: b@x.fr".into(),
+                ..Default::default()
+            },
+            "email",
+        ),
+        (
+            pb::UpdateRecipientPreferencesRequest {
+                territory_id: territory.clone(),
+                email: "a@x.fr".into(),
+                webhook_url: format!("https://hooks.example.fr/{}", "x".repeat(3_000)),
+                ..Default::default()
+            },
+            "webhook_url",
+        ),
+        (
+            pb::UpdateRecipientPreferencesRequest {
+                territory_id: territory.clone(),
+                email: "a@x.fr".into(),
+                language: "fr\u{0}".into(),
+                ..Default::default()
+            },
+            "language",
+        ),
+    ] {
+        let refused = app
+            .api()
+            .update_recipient_preferences(request)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{field}");
+        let details = tonic_types::StatusExt::get_error_details(&refused);
+        let violations = details.bad_request().expect("field violations");
+        assert!(
+            violations.field_violations.iter().any(|f| f.field == field),
+            "{field}: {violations:?}"
+        );
+    }
+    let refused = app
+        .api()
+        .set_reminder_time(pb::SetReminderTimeRequest {
+            territory_id: territory.clone(),
+            local_time: "09:00\n".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}

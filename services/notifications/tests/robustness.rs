@@ -192,3 +192,105 @@ async fn a_relay_down_longer_than_the_old_retries_loses_nothing(topology: Topolo
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(smtp.messages().len(), 3, "each once");
 }
+
+/// Dead letters are retried in bulk: by territory, meeting or due-time range, among the
+/// territories the caller sees; the call says how many.
+#[tokio::test]
+async fn dead_letters_are_retried_in_one_call() {
+    let smtp = SmtpServer::start();
+    let app = App::start(Topology::Sqlite, &smtp).await;
+    let territory = uuid::Uuid::now_v7().to_string();
+    app.roster(
+        &territory,
+        "Saint-Étienne",
+        "Europe/Paris",
+        &[
+            ("A", "a@x.fr"),
+            ("N1", "n1@rejected.example"),
+            ("N2", "n2@rejected.example"),
+        ],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = MeetingSpec::new(&territory, "Europe/Paris", later(7, 5, 10));
+    let second = MeetingSpec::new(&territory, "Europe/Paris", later(7, 12, 10));
+    app.meeting_event("scheduled", &first).await;
+    app.meeting_event("scheduled", &second).await;
+    let dead_of = |meeting: String| {
+        let app = &app;
+        async move {
+            app.notifications(&meeting)
+                .await
+                .into_iter()
+                .filter(|n| n.status == pb::NotificationStatus::Dead as i32)
+                .count()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while dead_of(first.id.clone()).await + dead_of(second.id.clone()).await < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retry = |r: pb::RetryDeadNotificationsRequest| {
+        let mut api = app.api();
+        async move { api.retry_dead_notifications(r).await }
+    };
+    // Without any filter: refused, so that nobody retries everything by mistake.
+    let refused = retry(pb::RetryDeadNotificationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    // A range before every due time: nothing.
+    let none = retry(pb::RetryDeadNotificationsRequest {
+        territory_id: territory.clone(),
+        due_time_to: Some(tde_runtime::api::timestamp(
+            Utc::now() - chrono::Duration::days(1),
+        )),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(none.retried, 0);
+    // Another territory's project lead sees nothing of it.
+    let lead = tde_runtime::auth::TokenSpec::new(tde_runtime::auth::Role::ProjectLead, "cdp")
+        .territory(uuid::Uuid::now_v7().to_string());
+    let channel = tde_runtime::testing::channel_as(app.platform.local_addr, &lead).await;
+    let hidden =
+        tde_proto::notifications::v1::notification_service_client::NotificationServiceClient::new(
+            channel,
+        )
+        .retry_dead_notifications(pb::RetryDeadNotificationsRequest {
+            territory_id: territory.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), tonic::Code::NotFound);
+    // One meeting's, then the territory's.
+    let one = retry(pb::RetryDeadNotificationsRequest {
+        meeting_id: first.id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(one.retried, 2);
+    // Retried, they are refused again by the relay (550) and dead again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while dead_of(first.id.clone()).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all = retry(pb::RetryDeadNotificationsRequest {
+        territory_id: territory.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(all.retried, 4);
+}

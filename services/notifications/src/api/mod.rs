@@ -11,6 +11,7 @@ use tde_runtime::api::{Caller, PageRequest, from_timestamp, parse_id, timestamp}
 use tde_runtime::auth::scope::CONTACTS_READ;
 use tde_runtime::{ApiError, ServiceContext, Violations};
 
+use crate::delivery::webhook::WebhookClient;
 use crate::domain::{Channel, Kind, Status};
 use crate::events::Planner;
 use crate::storage::{self, DeliveryFilter, NotificationFilter};
@@ -181,26 +182,6 @@ fn may_change_preferences(principal: &tde_runtime::auth::Principal, address: &st
             .email
             .as_deref()
             .is_some_and(|own| tde_runtime::personal_data::normalize_email(own) == address),
-    }
-}
-
-/// A webhook URL: https, or http to the loopback interface (tests, local relays).
-fn check_webhook_url(url: &str) -> Result<(), ApiError> {
-    let ok = match reqwest::Url::parse(url) {
-        Ok(u) => {
-            u.scheme() == "https"
-                || (u.scheme() == "http"
-                    && matches!(
-                        u.host_str(),
-                        Some("127.0.0.1") | Some("localhost") | Some("[::1]")
-                    ))
-        }
-        Err(_) => false,
-    };
-    if ok && url.len() <= 2_000 {
-        Ok(())
-    } else {
-        Err(ApiError::invalid("webhook_url", "must be an https:// URL"))
     }
 }
 
@@ -399,12 +380,22 @@ impl NotificationService for NotificationsApi {
         let r = request.into_inner();
         let channel = channel_from_pb("channel", r.channel)?;
         let mut v = Violations::default();
-        if !r.webhook_url.is_empty()
-            && let Err(ApiError::InvalidArgument(f)) = check_webhook_url(&r.webhook_url)
-        {
-            for x in f {
-                v.add(x.field, x.description);
+        // Bounded and free of control characters before anything else reads them.
+        for (field, value, max) in [
+            ("email", &r.email, 320),
+            ("webhook_url", &r.webhook_url, 2_000),
+            ("language", &r.language, 35),
+        ] {
+            if let Some(why) = tde_runtime::input::problem(value, max, false) {
+                v.add(field, why);
             }
+        }
+        let insecure = self.planner.settings.allow_insecure_webhooks;
+        if !r.webhook_url.is_empty()
+            && tde_runtime::input::problem(&r.webhook_url, 2_000, false).is_none()
+            && let Err(why) = WebhookClient::check_url(&r.webhook_url, insecure)
+        {
+            v.add("webhook_url", why);
         }
         if !r.language.is_empty()
             && (r.language.len() > 35
@@ -448,6 +439,13 @@ impl NotificationService for NotificationsApi {
                 ApiError::invalid("webhook_url", "is required with the webhook channel").into(),
             );
         }
+        if r.rotate_webhook_secret && recipient.webhook_url.is_none() {
+            return Err(ApiError::invalid(
+                "rotate_webhook_secret",
+                "the recipient has no webhook to sign for",
+            )
+            .into());
+        }
         if !r.language.is_empty() {
             recipient.language = r.language.clone();
         }
@@ -458,6 +456,21 @@ impl NotificationService for NotificationsApi {
         storage::update_recipient(&txn, &recipient)
             .await
             .map_err(ApiError::from)?;
+        // A new URL gets a new secret (the old receiver's is dropped at once); a rotation
+        // keeps the previous one signing for the overlap window. Shown in this response only.
+        let mut webhook_secret = String::new();
+        let mut previous_until = None;
+        if !r.webhook_url.is_empty() || r.rotate_webhook_secret {
+            webhook_secret = storage::new_webhook_secret();
+            if r.webhook_url.is_empty() {
+                let overlap = i64::try_from(self.planner.settings.webhook_secret_overlap_ms)
+                    .unwrap_or(i64::MAX);
+                previous_until = Some(chrono::Utc::now() + chrono::Duration::milliseconds(overlap));
+            }
+            storage::set_webhook_secret(&txn, &territory, &email, &webhook_secret, previous_until)
+                .await
+                .map_err(ApiError::from)?;
+        }
         storage::set_pending_channel(&txn, &territory, &email, recipient.channel)
             .await
             .map_err(ApiError::from)?;
@@ -483,6 +496,8 @@ impl NotificationService for NotificationsApi {
                 &recipient,
                 caller.has_scope(CONTACTS_READ),
             )),
+            webhook_secret,
+            previous_webhook_secret_valid_until: previous_until.map(timestamp),
         }))
     }
 
@@ -517,6 +532,7 @@ impl NotificationService for NotificationsApi {
     ) -> Result<Response<pb::SetReminderTimeResponse>, GrpcStatus> {
         let caller = Caller::of(&request);
         let r = request.into_inner();
+        tde_runtime::input::text("local_time", &r.local_time, 16)?;
         let minutes = if r.local_time.trim().is_empty() {
             None
         } else {
@@ -543,6 +559,53 @@ impl NotificationService for NotificationsApi {
         Ok(Response::new(pb::SetReminderTimeResponse {
             territory_id: territory,
             local_time: at.format("%H:%M").to_string(),
+        }))
+    }
+
+    async fn retry_dead_notifications(
+        &self,
+        request: Request<pb::RetryDeadNotificationsRequest>,
+    ) -> Result<Response<pb::RetryDeadNotificationsResponse>, GrpcStatus> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let meeting_id = if r.meeting_id.is_empty() {
+            None
+        } else {
+            Some(parse_id("meeting_id", &r.meeting_id)?.to_string())
+        };
+        let from = r.due_time_from.as_ref().and_then(from_timestamp);
+        let to = r.due_time_to.as_ref().and_then(from_timestamp);
+        if r.territory_id.is_empty() && meeting_id.is_none() && from.is_none() && to.is_none() {
+            return Err(ApiError::invalid(
+                "territory_id",
+                "name a territory, a meeting or a due-time range: every dead letter at once is not retried by mistake",
+            )
+            .into());
+        }
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(ApiError::invalid("due_time_to", "must be after due_time_from").into());
+        }
+        let mut territory_ids = self.visible_territories(&caller).await?;
+        if !r.territory_id.is_empty() {
+            territory_ids = Some(vec![self.territory(&caller, &r.territory_id).await?]);
+        } else {
+            caller.concerns("notifications");
+        }
+        let txn = self.ctx.db.begin().await.map_err(ApiError::from)?;
+        let retried = storage::retry_dead(&txn, territory_ids, meeting_id, from, to)
+            .await
+            .map_err(ApiError::from)?;
+        tde_runtime::audit::record_in(&txn)
+            .await
+            .map_err(ApiError::from)?;
+        txn.commit().await.map_err(ApiError::from)?;
+        if retried > 0 {
+            self.planner.waker.wake();
+        }
+        Ok(Response::new(pb::RetryDeadNotificationsResponse {
+            retried: i64::try_from(retried).unwrap_or(i64::MAX),
         }))
     }
 }

@@ -32,6 +32,10 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.notifications.v1.NotificationService/SetReminderTime",
         NOTIFICATIONS_WRITE,
     ),
+    MethodPolicy::write(
+        "/tde.notifications.v1.NotificationService/RetryDeadNotifications",
+        NOTIFICATIONS_WRITE,
+    ),
 ];
 
 #[cfg(test)]

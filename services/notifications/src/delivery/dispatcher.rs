@@ -284,10 +284,15 @@ impl Dispatcher {
                     return Err(SendError::permanent("webhook channel without URL"));
                 };
                 let body = webhook_body(&meeting, kind, to, &n.id);
+                let secrets = storage::webhook_secrets(&self.db, &n.territory_id, &n.recipient)
+                    .await
+                    .map_err(transient)?;
                 if !ours().await? {
                     return Ok(Attempted::LeaseLost);
                 }
-                self.webhooks.post(url, &body, &n.id).await?;
+                self.webhooks
+                    .post(url, &body, &n.id, secrets.as_ref())
+                    .await?;
             }
             None => return Err(SendError::permanent("unknown channel")),
         }

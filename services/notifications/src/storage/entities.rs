@@ -44,6 +44,11 @@ pub mod recipient {
         pub webhook_url: Option<String>,
         pub reminders: bool,
         pub updated_at: DateTimeUtc,
+        /// The receiver's HMAC key (base64url), and the previous one until
+        /// `webhook_previous_until` after a rotation.
+        pub webhook_secret: Option<String>,
+        pub webhook_previous_secret: Option<String>,
+        pub webhook_previous_until: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(tde_runtime::migration::CreateOutboxAndInbox),
             Box::new(CreateNotifications),
             Box::new(tde_runtime::migration::CreateAuditTrail),
+            Box::new(AddWebhookSecrets),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations
@@ -176,6 +177,54 @@ impl MigrationTrait for CreateNotifications {
                 .to_owned(),
         )
         .await?;
+        Ok(())
+    }
+}
+
+/// Each webhook receiver's own signing secret, and the previous one during a rotation.
+struct AddWebhookSecrets;
+
+impl MigrationName for AddWebhookSecrets {
+    fn name(&self) -> &str {
+        "m20261201_000202_webhook_secrets"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddWebhookSecrets {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one column at a time.
+        for column in [
+            string_null(ident("webhook_secret")),
+            string_null(ident("webhook_previous_secret")),
+            timestamp_with_time_zone_null(ident("webhook_previous_until")),
+        ] {
+            let mut column = column;
+            m.alter_table(
+                Table::alter()
+                    .table(ident("recipients"))
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for column in [
+            "webhook_secret",
+            "webhook_previous_secret",
+            "webhook_previous_until",
+        ] {
+            m.alter_table(
+                Table::alter()
+                    .table(ident("recipients"))
+                    .drop_column(ident(column))
+                    .to_owned(),
+            )
+            .await?;
+        }
         Ok(())
     }
 }

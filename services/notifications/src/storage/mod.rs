@@ -213,7 +213,102 @@ fn recipient_row(r: &Recipient) -> recipient::ActiveModel {
         webhook_url: Set(r.webhook_url.clone()),
         reminders: Set(r.reminders),
         updated_at: Set(Utc::now()),
+        // The webhook secrets are written by `set_webhook_secret` alone.
+        ..Default::default()
     }
+}
+
+/// The keys signing a receiver's webhooks: its own, and the previous one while a rotation
+/// overlaps.
+#[derive(Clone)]
+pub struct WebhookSecrets {
+    pub current: String,
+    pub previous: Option<(String, DateTime<Utc>)>,
+}
+
+pub async fn webhook_secrets(
+    db: &impl ConnectionTrait,
+    territory_id: &str,
+    email: &str,
+) -> Result<Option<WebhookSecrets>, DbErr> {
+    let row = recipient::Entity::find_by_id((territory_id.to_string(), email.to_string()))
+        .one(db)
+        .await?;
+    Ok(row.and_then(|r| {
+        let previous = r.webhook_previous_secret.zip(r.webhook_previous_until);
+        r.webhook_secret
+            .map(|current| WebhookSecrets { current, previous })
+    }))
+}
+
+/// Gives a receiver a new secret; the current one, if any, keeps signing until
+/// `previous_until` (None: dropped at once, the URL changed).
+pub async fn set_webhook_secret(
+    db: &impl ConnectionTrait,
+    territory_id: &str,
+    email: &str,
+    secret: &str,
+    previous_until: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let current = webhook_secrets(db, territory_id, email).await?;
+    let (previous, until) = match (current, previous_until) {
+        (Some(c), Some(until)) => (Some(c.current), Some(until)),
+        _ => (None, None),
+    };
+    recipient::Entity::update_many()
+        .col_expr(
+            recipient::Column::WebhookSecret,
+            Expr::value(Some(secret.to_string())),
+        )
+        .col_expr(
+            recipient::Column::WebhookPreviousSecret,
+            Expr::value(previous),
+        )
+        .col_expr(recipient::Column::WebhookPreviousUntil, Expr::value(until))
+        .filter(recipient::Column::TerritoryId.eq(territory_id))
+        .filter(recipient::Column::Email.eq(email))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A new webhook secret: 32 random bytes, base64url.
+pub fn new_webhook_secret() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Sends again the dead letters matching the filters, among `territory_ids` (None: all);
+/// returns how many.
+pub async fn retry_dead(
+    db: &impl ConnectionTrait,
+    territory_ids: Option<Vec<String>>,
+    meeting_id: Option<String>,
+    due_from: Option<DateTime<Utc>>,
+    due_to: Option<DateTime<Utc>>,
+) -> Result<u64, DbErr> {
+    let mut query = notification::Entity::update_many()
+        .col_expr(
+            notification::Column::Status,
+            Expr::value(Status::Pending.as_str()),
+        )
+        .col_expr(notification::Column::Attempts, Expr::value(0))
+        .col_expr(notification::Column::NextAttemptAt, Expr::value(Utc::now()))
+        .filter(notification::Column::Status.eq(Status::Dead.as_str()));
+    if let Some(ids) = territory_ids {
+        query = query.filter(notification::Column::TerritoryId.is_in(ids));
+    }
+    if let Some(m) = meeting_id {
+        query = query.filter(notification::Column::MeetingId.eq(m));
+    }
+    if let Some(from) = due_from {
+        query = query.filter(notification::Column::DueAt.gte(from));
+    }
+    if let Some(to) = due_to {
+        query = query.filter(notification::Column::DueAt.lt(to));
+    }
+    Ok(query.exec(db).await?.rows_affected)
 }
 
 pub async fn recipients_of(

@@ -66,6 +66,22 @@ pub enum NotificationCommand {
         webhook_url: String,
         #[arg(long)]
         reminders: Option<bool>,
+        /// A new webhook signing secret (the previous one stays valid for a while).
+        #[arg(long)]
+        rotate_webhook_secret: bool,
+    },
+    /// Sends again every dead letter of a territory, a meeting or a due-time range.
+    RetryDead {
+        #[arg(long, default_value = "")]
+        territory: String,
+        #[arg(long, default_value = "")]
+        meeting: String,
+        /// Due from (RFC 3339, e.g. 2027-03-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Due before (RFC 3339).
+        #[arg(long)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// The secret link of a territory's calendar feed.
     Feed {
@@ -275,6 +291,7 @@ pub async fn notification(
             channel,
             webhook_url,
             reminders,
+            rotate_webhook_secret,
         } => {
             let r = client
                 .update_recipient_preferences(pb::UpdateRecipientPreferencesRequest {
@@ -287,13 +304,42 @@ pub async fn notification(
                     webhook_url,
                     language: String::new(),
                     reminders,
+                    rotate_webhook_secret,
                 })
                 .await
                 .map_err(status)?
                 .into_inner();
-            if let Some(x) = r.recipient {
-                println!("{}", to_json(&x, "tde.notifications.v1.Recipient")?);
+            if let Some(x) = &r.recipient {
+                println!("{}", to_json(x, "tde.notifications.v1.Recipient")?);
             }
+            if !r.webhook_secret.is_empty() {
+                // Shown once: the service keeps no way to show it again.
+                eprintln!("secret de signature du webhook (affiché une seule fois) :");
+                println!("{}", r.webhook_secret);
+                let until = time(&r.previous_webhook_secret_valid_until);
+                if !until.is_empty() {
+                    eprintln!("l'ancien secret reste valide jusqu'au {until} (UTC)");
+                }
+            }
+            Ok(())
+        }
+        NotificationCommand::RetryDead {
+            territory,
+            meeting,
+            from,
+            to,
+        } => {
+            let r = client
+                .retry_dead_notifications(pb::RetryDeadNotificationsRequest {
+                    territory_id: territory,
+                    meeting_id: meeting,
+                    due_time_from: from.map(tde_runtime::api::timestamp),
+                    due_time_to: to.map(tde_runtime::api::timestamp),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!("{} notification(s) remise(s) en envoi", r.retried);
             Ok(())
         }
         NotificationCommand::Feed { territory } => {
