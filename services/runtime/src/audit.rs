@@ -304,6 +304,16 @@ impl AuditApi {
         if matches!(end, Some(None)) {
             return Err(ApiError::invalid("end_time", "is not a valid time"));
         }
+        // Filters are bounded before they reach the database.
+        for (field, value) in [
+            ("service", &r.service),
+            ("subject", &r.subject),
+            ("method", &r.method),
+            ("resource", &r.resource),
+            ("outcome", &r.outcome),
+        ] {
+            crate::input::text(field, value, 300)?;
+        }
         let text = |s: &str| {
             let s = s.trim();
             (!s.is_empty()).then(|| s.to_string())

@@ -33,6 +33,9 @@ pub enum ConfigError {
 /// services this process runs (each service declares its own type, see `ServiceSettings`).
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
+    /// `production` (the default) or `development` (`tde dev`): what development allows
+    /// (authentication off, development secrets) production refuses at start-up.
+    pub profile: Profile,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub bus: BusSettings,
@@ -47,6 +50,7 @@ pub struct Settings {
 /// The runtime's own top-level sections; any other top-level key must be the section of a
 /// service this process runs.
 const RUNTIME_SECTIONS: &[&str] = &[
+    "profile",
     "server",
     "database",
     "bus",
@@ -55,6 +59,16 @@ const RUNTIME_SECTIONS: &[&str] = &[
     "cache",
     "auth",
 ];
+
+/// What a process is for: production refuses the shortcuts development takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    #[default]
+    Production,
+    /// `tde dev`, or a developer's own process.
+    Development,
+}
 
 /// The settings section of one service (`[notifications]`, `[subsidies]`…): its type, with
 /// its defaults and its validation, lives next to the code that uses it.
@@ -485,6 +499,7 @@ impl Default for OutboxSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RuntimeSections {
+    profile: Profile,
     server: ServerSettings,
     database: DatabaseSettings,
     bus: BusSettings,
@@ -588,6 +603,7 @@ impl Settings {
         let runtime: RuntimeSections =
             config::Value::new(None, config::ValueKind::Table(root)).try_deserialize()?;
         let settings = Settings {
+            profile: runtime.profile,
             server: runtime.server,
             database: runtime.database,
             bus: runtime.bus,
@@ -698,6 +714,12 @@ impl Settings {
             );
         }
         let auth = &self.auth;
+        if !auth.enabled && self.profile != Profile::Development {
+            return invalid(
+                "auth.enabled",
+                "may be false only with profile = \"development\": every call would act with every right",
+            );
+        }
         if auth.enabled {
             if auth.issuer.trim().is_empty() {
                 return invalid("auth.issuer", "is required");
@@ -814,6 +836,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_authentication_off() {
+        let off = [("TDE_AUTH__ENABLED", "false")];
+        let err = Settings::load(None, &env(&off), &[]).unwrap_err().to_string();
+        assert!(err.contains("auth.enabled"), "{err}");
+        let dev = [("TDE_AUTH__ENABLED", "false"), ("TDE_PROFILE", "development")];
+        assert!(Settings::load(None, &env(&dev), &[]).is_ok());
     }
 
     #[test]

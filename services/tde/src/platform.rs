@@ -76,6 +76,7 @@ pub fn dev_settings(
     settings.bus.kind = BusKind::Memory;
     settings.server.listen = listen;
     settings.server.reflection = true;
+    settings.profile = tde_runtime::config::Profile::Development;
     // Each service puts its files under the data dir and its other ports beside this one.
     settings.for_dev(&DevEnvironment {
         data_dir: dir.clone(),

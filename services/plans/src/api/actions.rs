@@ -226,7 +226,7 @@ impl PlansApi {
                 "budget_cents" => a.budget_cents = input.budget_cents,
                 other => v.add(
                     "update_mask",
-                    format!("{other:?} cannot be updated: {FIELDS}"),
+                    format!("{} cannot be updated: {FIELDS}", tde_runtime::input::quote(other)),
                 ),
             }
         }

@@ -185,7 +185,10 @@ impl PlansApi {
                 }
                 other => v.add(
                     "update_mask",
-                    format!("{other:?} cannot be updated: title, start_date"),
+                    format!(
+                        "{} cannot be updated: title, start_date",
+                        tde_runtime::input::quote(other)
+                    ),
                 ),
             }
         }

@@ -133,11 +133,19 @@ pub struct Action {
 impl Action {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = super::Violations::default();
-        if self.title.trim().is_empty() || self.title.chars().count() > 200 {
-            v.add("title", "is required (at most 200 characters)");
+        if self.title.trim().is_empty()
+            || tde_runtime::input::problem(&self.title, 200, false).is_some()
+        {
+            v.add(
+                "title",
+                "is required (at most 200 characters, no control characters)",
+            );
         }
-        if self.description.chars().count() > 5_000 {
-            v.add("description", "at most 5000 characters");
+        if tde_runtime::input::problem(&self.description, 5000, true).is_some() {
+            v.add(
+                "description",
+                "at most 5000 characters, no control characters but line breaks",
+            );
         }
         if self.audiences.is_empty() {
             v.add("audiences", "at least one audience");

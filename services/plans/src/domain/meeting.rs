@@ -42,8 +42,11 @@ impl Venue {
         if self.place.trim().is_empty() && self.video_link.trim().is_empty() {
             v.add("place", "a place or a video link is required");
         }
-        if self.place.chars().count() > 500 {
-            v.add("place", "at most 500 characters");
+        if tde_runtime::input::problem(&self.place, 500, false).is_some() {
+            v.add(
+                "place",
+                "at most 500 characters, no control characters but line breaks",
+            );
         }
         if !self.video_link.is_empty()
             && (!self.video_link.starts_with("https://") || self.video_link.len() > 2_000)
@@ -83,8 +86,11 @@ fn wrong(current: MeetingStatus, action: &'static str) -> DomainError {
 
 impl SteeringMeeting {
     pub fn validate_agenda(agenda: &str) -> Result<(), DomainError> {
-        if agenda.chars().count() > 10_000 {
-            return Err(DomainError::invalid("agenda", "at most 10000 characters"));
+        if tde_runtime::input::problem(agenda, 10000, true).is_some() {
+            return Err(DomainError::invalid(
+                "agenda",
+                "at most 10000 characters, no control characters but line breaks",
+            ));
         }
         Ok(())
     }
@@ -111,7 +117,7 @@ impl SteeringMeeting {
         if self.status != MeetingStatus::Scheduled {
             return Err(wrong(self.status, "cancel it"));
         }
-        if reason.trim().is_empty() || reason.chars().count() > 2_000 {
+        if reason.trim().is_empty() || tde_runtime::input::problem(reason, 2000, true).is_some() {
             return Err(DomainError::invalid(
                 "reason",
                 "is required (at most 2000 characters)",
@@ -141,14 +147,17 @@ impl SteeringMeeting {
             });
         }
         let mut v = super::Violations::default();
-        if minutes.chars().count() > 50_000 {
-            v.add("minutes", "at most 50000 characters");
+        if tde_runtime::input::problem(minutes, 50000, true).is_some() {
+            v.add(
+                "minutes",
+                "at most 50000 characters, no control characters but line breaks",
+            );
         }
         if decisions.len() > 100 {
             v.add("decisions", "at most 100 decisions");
         }
         for (i, d) in decisions.iter().enumerate() {
-            if d.trim().is_empty() || d.chars().count() > 2_000 {
+            if d.trim().is_empty() || tde_runtime::input::problem(d, 2000, false).is_some() {
                 v.add(
                     format!("decisions[{i}]"),
                     "is required (at most 2000 characters)",

@@ -116,8 +116,11 @@ impl CharterVersion {
         {
             v.add("content_sha256", "must be 64 lowercase hexadecimal digits");
         }
-        if self.change_summary.chars().count() > 2_000 {
-            v.add("change_summary", "at most 2000 characters");
+        if tde_runtime::input::problem(&self.change_summary, 2000, true).is_some() {
+            v.add(
+                "change_summary",
+                "at most 2000 characters, no control characters but line breaks",
+            );
         }
         if self.signatories.is_empty() {
             v.add("signatories", "at least one signatory");
@@ -126,16 +129,20 @@ impl CharterVersion {
             v.add("signatories", "at most 20 signatories");
         }
         for (i, s) in self.signatories.iter().enumerate() {
-            if s.name.trim().is_empty() || s.name.chars().count() > 200 {
+            if s.name.trim().is_empty()
+                || tde_runtime::input::problem(&s.name, 200, false).is_some()
+            {
                 v.add(
                     format!("signatories[{i}].name"),
-                    "is required (at most 200 characters)",
+                    "is required (at most 200 characters, no control characters)",
                 );
             }
-            if s.role.trim().is_empty() || s.role.chars().count() > 200 {
+            if s.role.trim().is_empty()
+                || tde_runtime::input::problem(&s.role, 200, false).is_some()
+            {
                 v.add(
                     format!("signatories[{i}].role"),
-                    "is required (at most 200 characters)",
+                    "is required (at most 200 characters, no control characters)",
                 );
             }
             if let Some(email) = &s.email
@@ -286,10 +293,10 @@ pub struct Plan {
 }
 
 fn validate_title(title: &str) -> Result<(), DomainError> {
-    if title.trim().is_empty() || title.chars().count() > 200 {
+    if title.trim().is_empty() || tde_runtime::input::problem(title, 200, false).is_some() {
         return Err(DomainError::invalid(
             "title",
-            "is required (at most 200 characters)",
+            "is required (at most 200 characters, no control characters)",
         ));
     }
     Ok(())
@@ -421,7 +428,7 @@ impl Plan {
 
     /// Stops the plan (the territory withdrew, or the programme decided so).
     pub fn stop(&mut self, reason: &str, now: DateTime<Utc>) -> Result<PlanStatus, DomainError> {
-        if reason.trim().is_empty() || reason.chars().count() > 2_000 {
+        if reason.trim().is_empty() || tde_runtime::input::problem(reason, 2000, true).is_some() {
             return Err(DomainError::invalid(
                 "reason",
                 "is required (at most 2000 characters)",

@@ -40,21 +40,28 @@ impl Review {
         {
             v.add("year", "must be between 1 and 3 (0 for the final review)");
         }
-        if self.narrative.trim().is_empty() || self.narrative.chars().count() > 50_000 {
+        if self.narrative.trim().is_empty()
+            || tde_runtime::input::problem(&self.narrative, 50000, true).is_some()
+        {
             v.add("narrative", "is required (at most 50000 characters)");
         }
         if self.indicators.len() > 100 {
             v.add("indicators", "at most 100 indicators");
         }
         for (i, ind) in self.indicators.iter().enumerate() {
-            if ind.name.trim().is_empty() || ind.name.chars().count() > 200 {
+            if ind.name.trim().is_empty()
+                || tde_runtime::input::problem(&ind.name, 200, false).is_some()
+            {
                 v.add(
                     format!("indicators[{i}].name"),
-                    "is required (at most 200 characters)",
+                    "is required (at most 200 characters, no control characters)",
                 );
             }
-            if ind.unit.chars().count() > 50 {
-                v.add(format!("indicators[{i}].unit"), "at most 50 characters");
+            if tde_runtime::input::problem(&ind.unit, 50, false).is_some() {
+                v.add(
+                    format!("indicators[{i}].unit"),
+                    "at most 50 characters, no control characters but line breaks",
+                );
             }
             if !ind.value.is_finite() {
                 v.add(format!("indicators[{i}].value"), "must be a finite number");
@@ -88,11 +95,19 @@ pub struct Celebration {
 impl Celebration {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut v = super::Violations::default();
-        if self.title.trim().is_empty() || self.title.chars().count() > 200 {
-            v.add("title", "is required (at most 200 characters)");
+        if self.title.trim().is_empty()
+            || tde_runtime::input::problem(&self.title, 200, false).is_some()
+        {
+            v.add(
+                "title",
+                "is required (at most 200 characters, no control characters)",
+            );
         }
-        if self.description.chars().count() > 5_000 {
-            v.add("description", "at most 5000 characters");
+        if tde_runtime::input::problem(&self.description, 5000, true).is_some() {
+            v.add(
+                "description",
+                "at most 5000 characters, no control characters but line breaks",
+            );
         }
         Ok(v.into_result()?)
     }

@@ -54,10 +54,21 @@ pub fn acceptable_url(url: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
+impl std::fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A verification key and the one algorithm it may verify.
 pub struct VerificationKey {
     pub key: DecodingKey,
     pub algorithm: Algorithm,
+    /// The JWK as published: a re-read finding the same text keeps this very key (and the
+    /// tokens verified with it).
+    pub published: String,
 }
 
 /// The key set, by key id.
@@ -68,8 +79,15 @@ pub struct KeySet {
     /// Serialises refreshes and remembers the last one.
     last_refresh: tokio::sync::Mutex<Instant>,
     min_interval: Duration,
-    generation: std::sync::atomic::AtomicU64,
+    /// Unknown key ids a refresh was made for lately: one refresh each, not one per token.
+    tried: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an unknown key id that a refresh did not find stays unknown without another
+/// refresh.
+const UNKNOWN_KID_QUIET: Duration = Duration::from_secs(300);
+/// Unknown key ids remembered at most (random ids cannot grow memory).
+const UNKNOWN_KIDS_KEPT: usize = 1_024;
 
 impl KeySet {
     /// Loads the key set. A file must be readable; a URL that does not answer yet leaves the
@@ -91,7 +109,7 @@ impl KeySet {
             keys: RwLock::new(Arc::new(HashMap::new())),
             last_refresh: tokio::sync::Mutex::new(Instant::now()),
             min_interval,
-            generation: Default::default(),
+            tried: Default::default(),
         };
         match set.fetch().await {
             Ok(keys) => set.replace(keys),
@@ -111,10 +129,10 @@ impl KeySet {
             .cloned()
     }
 
-    /// Changes whenever the set is replaced (verified tokens remembered before are then
-    /// checked again).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    /// Whether `key` is still the key of `kid` in the set (a token verified with it stays
+    /// valid across re-reads that keep it).
+    pub fn still_holds(&self, kid: &str, key: &Arc<VerificationKey>) -> bool {
+        self.get(kid).is_some_and(|current| Arc::ptr_eq(&current, key))
     }
 
     pub fn len(&self) -> usize {
@@ -128,6 +146,17 @@ impl KeySet {
     /// A token names `kid`, which the set does not hold: fetches the set again unless that
     /// was done less than `min_interval` ago, and looks again.
     pub async fn refresh_for(&self, kid: &str) -> Option<Arc<VerificationKey>> {
+        {
+            // An id a recent refresh did not find is not worth another.
+            let tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            if tried
+                .get(kid)
+                .is_some_and(|at| at.elapsed() < UNKNOWN_KID_QUIET)
+                && !self.is_empty()
+            {
+                return None;
+            }
+        }
         let mut last = self.last_refresh.lock().await;
         // Another call may have refreshed while this one waited.
         if let Some(key) = self.get(kid) {
@@ -137,6 +166,13 @@ impl KeySet {
             return None;
         }
         *last = Instant::now();
+        {
+            let mut tried = self.tried.lock().unwrap_or_else(|p| p.into_inner());
+            if tried.len() >= UNKNOWN_KIDS_KEPT {
+                tried.clear();
+            }
+            tried.insert(kid.chars().take(64).collect(), Instant::now());
+        }
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), "key set refreshed");
@@ -147,10 +183,18 @@ impl KeySet {
         self.get(kid)
     }
 
-    fn replace(&self, keys: HashMap<String, Arc<VerificationKey>>) {
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    /// Installs a re-read set, keeping the very key of every kid whose JWK did not change.
+    fn replace(&self, mut keys: HashMap<String, Arc<VerificationKey>>) {
+        let mut current = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        for (kid, key) in keys.iter_mut() {
+            if let Some(old) = current.get(kid)
+                && old.published == key.published
+                && old.algorithm == key.algorithm
+            {
+                *key = old.clone();
+            }
+        }
+        *current = Arc::new(keys);
     }
 
     async fn fetch(&self) -> Result<HashMap<String, Arc<VerificationKey>>, KeySetError> {
@@ -195,6 +239,7 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<HashMap<String, Arc<VerificationKey>>,
         serde_json::from_slice(bytes).map_err(|e| KeySetError::Parse(e.to_string()))?;
     let mut keys = HashMap::new();
     for value in doc.keys {
+        let published = value.to_string();
         let jwk: Jwk = match serde_json::from_value(value) {
             Ok(jwk) => jwk,
             Err(e) => {
@@ -215,7 +260,14 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<HashMap<String, Arc<VerificationKey>>,
         };
         match DecodingKey::from_jwk(&jwk) {
             Ok(key) => {
-                keys.insert(kid, Arc::new(VerificationKey { key, algorithm }));
+                keys.insert(
+                    kid,
+                    Arc::new(VerificationKey {
+                        key,
+                        algorithm,
+                        published,
+                    }),
+                );
             }
             Err(e) => tracing::warn!(kid, error = %e, "skipping an unreadable key"),
         }

@@ -250,6 +250,7 @@ where
             } else {
                 None
             };
+            let mut outcome = outcome;
             if let (Some(kind), Some(trail)) = (kind, route.and_then(|r| r.trail.as_ref())) {
                 let entry = record(kind, code);
                 // Written before the caller hears back, so that an answered call is on the
@@ -257,6 +258,13 @@ where
                 if let Err(error) = trail.append(entry).await {
                     metrics::counter!(metric::AUDIT_FAILURES).increment(1);
                     tracing::error!(%error, "the audit record could not be written");
+                    // Personal data is not handed out unrecorded: the read fails closed.
+                    if kind == AuditKind::PersonalDataRead {
+                        outcome = Err(ApiError::Unavailable {
+                            message: "the read could not be audited: try again".into(),
+                            retry_after: std::time::Duration::from_secs(1),
+                        });
+                    }
                 }
             }
             let response = match outcome {

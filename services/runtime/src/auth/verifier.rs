@@ -13,7 +13,7 @@ use std::time::Duration;
 use jsonwebtoken::{Validation, decode, decode_header};
 use serde::Deserialize;
 
-use super::keys::{ALLOWED_ALGORITHMS, KeySet, KeySetError, KeySource};
+use super::keys::{ALLOWED_ALGORITHMS, KeySet, KeySetError, KeySource, VerificationKey};
 use super::{Principal, Role};
 use crate::config::AuthSettings;
 
@@ -87,7 +87,9 @@ pub struct Verified {
     pub principal: Arc<Principal>,
     not_before: i64,
     expires: i64,
-    key_generation: u64,
+    /// The key that verified it: valid while the set still holds this very key.
+    kid: Arc<str>,
+    key: Arc<VerificationKey>,
 }
 
 /// Verifies tokens against the configured key set.
@@ -140,8 +142,8 @@ impl Verifier {
     /// times, and its key still in the set.
     pub fn still_valid(&self, verified: &Verified, now: i64) -> Result<(), Rejection> {
         let leeway = self.leeway as i64;
-        if verified.key_generation != self.keys.generation() {
-            return Err(Rejection::Invalid("key set changed".into()));
+        if !self.keys.still_holds(&verified.kid, &verified.key) {
+            return Err(Rejection::Invalid("its key left the key set".into()));
         }
         if now > verified.expires + leeway {
             return Err(Rejection::Invalid("ExpiredSignature".into()));
@@ -172,7 +174,6 @@ impl Verifier {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token)
-            .filter(|r| r.key_generation == self.keys.generation())
             .cloned();
         if let Some(hit) = shared {
             self.still_valid(&hit, now)?;
@@ -180,7 +181,6 @@ impl Verifier {
             return Ok(hit);
         }
 
-        let generation = self.keys.generation();
         let header = decode_header(token).map_err(|e| Rejection::Header(format!("{e:?}")))?;
         if !ALLOWED_ALGORITHMS.contains(&header.alg) {
             return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
@@ -214,7 +214,8 @@ impl Verifier {
         let verified = Verified {
             not_before: claims.nbf.unwrap_or(i64::MIN),
             expires: claims.exp,
-            key_generation: generation,
+            kid: kid.as_str().into(),
+            key: key.clone(),
             principal: Arc::new(principal_of(claims)?),
         };
 
@@ -366,6 +367,48 @@ mod tests {
                 .await
                 .is_ok()
         );
+    }
+
+    /// Tokens with unknown key ids, sent by anyone without credentials, make the key set be
+    /// re-read: a re-read finding the same keys invalidates nothing, and a token whose key is
+    /// still in the set keeps verifying; a key that left the set stops verifying.
+    #[tokio::test]
+    async fn key_set_re_reads_keep_the_keys_still_there() {
+        let signer = LocalIssuer::generate("iss", "aud").unwrap();
+        let stranger = LocalIssuer::generate("iss", "aud").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        std::fs::write(&path, serde_json::json!({"keys": [signer.jwk()]}).to_string()).unwrap();
+        let settings = AuthSettings {
+            issuer: "iss".into(),
+            audience: "aud".into(),
+            jwks_file: Some(path.clone()),
+            jwks_refresh_min_interval_ms: 0,
+            ..AuthSettings::default()
+        };
+        let verifier = Verifier::new(&settings).await.unwrap();
+        let spec = TokenSpec::new(crate::auth::Role::National, "n");
+        let held = format!("Bearer {}", signer.mint(&spec).unwrap());
+        assert!(verifier.verify(Some(&held)).await.is_ok());
+        for i in 0..50 {
+            let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+            header.kid = Some(format!("random-{i}-{}", uuid::Uuid::new_v4()));
+            let forged = stranger.mint(&spec).unwrap();
+            let (_, rest) = forged.split_once('.').unwrap();
+            let head = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+            let token = format!("Bearer {head}.{rest}");
+            assert!(verifier.verify(Some(&token)).await.is_err());
+            // Those who hold good tokens keep working, old and new alike.
+            assert!(verifier.verify(Some(&held)).await.is_ok(), "after {i} re-reads");
+            let fresh = format!("Bearer {}", signer.mint(&spec).unwrap());
+            assert!(verifier.verify(Some(&fresh)).await.is_ok());
+        }
+        // Rotation: the old key leaves the set; a token of the new key makes it re-read.
+        let next = LocalIssuer::generate("iss", "aud").unwrap();
+        std::fs::write(&path, serde_json::json!({"keys": [next.jwk()]}).to_string()).unwrap();
+        let rotated = format!("Bearer {}", next.mint(&spec).unwrap());
+        assert!(verifier.verify(Some(&rotated)).await.is_ok());
+        assert!(verifier.verify(Some(&held)).await.is_err(), "its key left the set");
     }
 
     #[test]

@@ -340,6 +340,8 @@ impl GeographyService for GeographyApi {
         request: Request<pb::SearchCommunesRequest>,
     ) -> Result<Response<pb::SearchCommunesResponse>, Status> {
         let r = request.into_inner();
+        tde_runtime::input::text("query", &r.query, 200)?;
+        tde_runtime::input::text("departement_code", &r.departement_code, 3)?;
         if crate::domain::names::normalize(&r.query).chars().count() < 2 {
             return Err(ApiError::invalid("query", "give at least 2 letters").into());
         }

@@ -287,6 +287,16 @@ impl Territories {
         } else {
             v.check(convert::kind_from_pb("kind", r.kind))
         };
+        // Filters are bounded before they reach the database (LIKE patterns especially).
+        for (field, value) in [
+            ("name_query", &r.name_query),
+            ("region_code", &r.region_code),
+            ("departement_code", &r.departement_code),
+        ] {
+            if let Some(why) = tde_runtime::input::problem(value, 200, false) {
+                v.add(field, why);
+            }
+        }
         v.into_result()?;
         let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let non_empty = |s: String| {

@@ -109,8 +109,9 @@ impl Person {
         let name = name.trim();
         if name.is_empty() {
             v.add("name", "is required");
-        } else if name.chars().count() > MAX_NAME {
-            v.add("name", format!("at most {MAX_NAME} characters"));
+        } else if let Some(why) = tde_runtime::input::problem(name, MAX_NAME, false) {
+            // A line break in a name would become a header or a calendar line elsewhere.
+            v.add("name", why);
         }
         let email = v.check(EmailAddress::parse("email", email));
         let phone = if phone.trim().is_empty() {
@@ -119,8 +120,8 @@ impl Person {
             v.check(PhoneNumber::parse("phone", phone)).map(Some)
         };
         let role = role.trim();
-        if role.chars().count() > MAX_NAME {
-            v.add("role", format!("at most {MAX_NAME} characters"));
+        if let Some(why) = tde_runtime::input::problem(role, MAX_NAME, false) {
+            v.add("role", why);
         }
         v.into_result()?;
         match (email, phone) {
@@ -165,11 +166,8 @@ impl SteeringBody {
         let name = name.trim();
         if name.is_empty() {
             v.add("steering_body.name", "is required");
-        } else if name.chars().count() > MAX_NAME {
-            v.add(
-                "steering_body.name",
-                format!("at most {MAX_NAME} characters"),
-            );
+        } else if let Some(why) = tde_runtime::input::problem(name, MAX_NAME, false) {
+            v.add("steering_body.name", why);
         }
         if members.len() > MAX_MEMBERS {
             v.add(

@@ -266,11 +266,8 @@ impl Diagnostic {
             v.add("diagnostic.themes", "name at least one engagement issue");
         }
         let text = text.trim();
-        if text.chars().count() > MAX_DIAGNOSTIC_TEXT {
-            v.add(
-                "diagnostic.text",
-                format!("at most {MAX_DIAGNOSTIC_TEXT} characters"),
-            );
+        if let Some(why) = tde_runtime::input::problem(text, MAX_DIAGNOSTIC_TEXT, true) {
+            v.add("diagnostic.text", why);
         }
         v.into_result()?;
         themes.sort();
@@ -525,6 +522,12 @@ impl UpdatableField {
                 "name the fields to change: diagnostic, privileged_contact, operational_team, steering_body",
             ));
         }
+        if paths.len() > Self::ALL.len() * 2 {
+            return Err(DomainError::invalid(
+                "update_mask",
+                format!("at most {} paths", Self::ALL.len() * 2),
+            ));
+        }
         let mut fields = Vec::new();
         let mut v = Violations::default();
         for path in paths {
@@ -533,7 +536,10 @@ impl UpdatableField {
                 Some(_) => {}
                 None => v.add(
                     "update_mask",
-                    format!("{path:?} cannot be updated; allowed: diagnostic, privileged_contact, operational_team, steering_body"),
+                    format!(
+                        "{} cannot be updated; allowed: diagnostic, privileged_contact, operational_team, steering_body",
+                        tde_runtime::input::quote(path)
+                    ),
                 ),
             }
         }
