@@ -231,3 +231,111 @@ async fn across_two_processes_on_postgres_and_jetstream() {
 async fn in_one_process_as_tde_dev() {
     the_signed_charter_moves_the_territory(one_process().await).await;
 }
+
+/// `tde dev` stopped right after a charter is signed and started again: the territory still
+/// reaches charter_signed. The in-process bus dies with the process; the event comes back
+/// from the plans outbox at the next start. (The signature is made while only plans runs, so
+/// that nothing can have consumed it before the stop.)
+#[tokio::test]
+async fn tde_dev_restarted_after_a_signature_still_moves_the_territory() {
+    let env = TestEnv::sqlite().await;
+    let start_with = |roles: &'static [Role]| {
+        let mut settings = env.settings.clone();
+        settings.bus.kind = tde_runtime::config::BusKind::Memory;
+        async move {
+            // A fresh in-process bus each time: a new process.
+            let bus: std::sync::Arc<dyn tde_runtime::bus::EventBus> =
+                std::sync::Arc::new(tde_runtime::bus::MemoryBus::new());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tde_runtime::server::start(
+                settings,
+                platform::modules(roles),
+                Some(bus),
+                Some(listener),
+            )
+            .await
+            .expect("starts")
+        }
+    };
+    let first = start_with(Role::ALL).await;
+    let ch = channel(first.local_addr).await;
+    let territory = common::quickstart(ch.clone()).await;
+    let mut plans = PlanServiceClient::new(ch.clone());
+    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
+    let plan = eventually("the plans service knows the territory", || {
+        let mut plans = plans.clone();
+        let request = plans_pb::CreatePlanRequest {
+            territory_id: territory.id.clone(),
+            title: "Plan".into(),
+            start_date: start.clone(),
+            request_id: String::new(),
+        };
+        async move {
+            match plans.create_plan(request).await {
+                Ok(r) => r.into_inner().plan,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    first.shutdown().await.unwrap();
+
+    // Only plans: the signature's event has no consumer before the stop.
+    let plans_only = start_with(&[Role::Plans]).await;
+    plans = PlanServiceClient::new(channel(plans_only.local_addr).await);
+    let plan = plans
+        .add_charter_version(plans_pb::AddCharterVersionRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            document_ref: "ged://chartes/42218/v1".into(),
+            content_sha256: "5e".repeat(32),
+            change_summary: String::new(),
+            signatories: vec![plans_pb::Signatory {
+                name: "Maire".into(),
+                role: "maire".into(),
+                email: String::new(),
+                signed_on: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let signed = plans
+        .sign_charter(plans_pb::SignCharterRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            version_number: 1,
+            signatory_index: 0,
+            signed_on: chrono::Utc::now().date_naive().to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(signed.fully_signed);
+    plans_only.shutdown().await.unwrap();
+
+    let again = start_with(Role::ALL).await;
+    let territories = TerritoryServiceClient::new(channel(again.local_addr).await);
+    eventually(
+        "the territory reaches charter_signed after the restart",
+        || {
+            let mut territories = territories.clone();
+            let id = territory.id.clone();
+            async move {
+                let t = territories
+                    .get_territory(pb::GetTerritoryRequest { id })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .territory
+                    .unwrap();
+                (t.stage == pb::Stage::CharterSigned as i32).then_some(())
+            }
+        },
+    )
+    .await;
+    again.shutdown().await.unwrap();
+}

@@ -189,6 +189,50 @@ pub async fn republish(db: &impl ConnectionTrait, event_ids: &[String]) -> Resul
     Ok(update.exec(db).await?.rows_affected)
 }
 
+/// Publishes again, in order, every event this outbox already published: how the in-process
+/// bus of `tde dev`, which lives as long as the process, gets back at start what its
+/// consumers may not have processed before the last stop. Consumers' inboxes make what they
+/// had processed a no-op; the outbox is the bus's durable log in development.
+pub async fn replay_published(
+    db: &DatabaseConnection,
+    bus: &dyn EventBus,
+    namespace: &Namespace,
+    service: &str,
+) -> Result<u64, RelayError> {
+    bus.ensure_stream(&namespace.stream(service)).await?;
+    let source = format!("/tde/{service}");
+    let mut after = 0i64;
+    let mut replayed = 0u64;
+    loop {
+        let rows = Entity::find()
+            .filter(Column::PublishedAt.is_not_null())
+            .filter(Column::Seq.gt(after))
+            .order_by_asc(Column::Seq)
+            .limit(1_000)
+            .all(db)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(replayed);
+        };
+        after = last.seq;
+        let envelopes: Vec<Envelope> = rows
+            .iter()
+            .map(|r| Envelope {
+                id: r.event_id.clone(),
+                subject: namespace.prefixed(&r.subject),
+                event_type: r.event_type.clone(),
+                source: source.clone(),
+                time: r.created_at,
+                aggregate_id: r.aggregate_id.clone(),
+                payload: r.payload.clone().into(),
+                traceparent: r.traceparent.clone(),
+            })
+            .collect();
+        bus.publish(&envelopes).await.map_err(|e| e.source)?;
+        replayed += envelopes.len() as u64;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error(transparent)]

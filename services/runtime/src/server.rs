@@ -291,6 +291,24 @@ pub async fn start(
         source,
     })?;
 
+    // The in-process bus starts empty: it gets back, from the outboxes, what consumers may
+    // not have processed before the last stop (their inboxes skip what they had).
+    if settings.bus.kind == BusKind::Memory {
+        for ctx in &contexts {
+            let replayed =
+                crate::outbox::replay_published(&ctx.db, bus.as_ref(), &namespace, ctx.service)
+                    .await
+                    .map_err(|e| {
+                        StartError::Other(format!("replaying {}'s outbox: {e}", ctx.service))
+                    })?;
+            tracing::debug!(
+                service = ctx.service,
+                replayed,
+                "outbox replayed into the in-process bus"
+            );
+        }
+    }
+
     // Every background task runs under supervision: restarted when it stops or panics,
     // its service NOT_SERVING meanwhile.
     let supervisor = Supervisor::new(
