@@ -98,3 +98,70 @@ async fn a_slow_relay_outlasting_the_lease_sends_each_invitation_once() {
     assert_eq!(unsent, 0);
     drop(replica_a);
 }
+
+/// The record of a sent message that the database refuses (here: its delivery log table is
+/// briefly gone, longer than the lease) is kept and written once the database answers
+/// again, instead of being dropped and the message sent again after the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_record_the_database_refuses_is_kept_until_written() {
+    let smtp = SmtpServer::start();
+    let mut env = TestEnv::new(Topology::Postgres, &["notifications"]).await;
+    configure(&mut env, Some(&smtp));
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| {
+            n.reminder_days = vec![];
+            n.lease_ms = 2_000;
+        });
+    let app = App::start_in(env).await;
+    let territory = uuid::Uuid::now_v7().to_string();
+    app.roster(
+        &territory,
+        "Saint-Étienne",
+        "Europe/Paris",
+        &[("Delphine", "delphine@mairie.fr")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = &app.ctx().db;
+    let sql = |s: &str| Statement::from_string(db.get_database_backend(), s.to_string());
+    // Every record of an attempt fails while the delivery log is away.
+    db.execute_raw(sql("ALTER TABLE deliveries RENAME TO deliveries_away"))
+        .await
+        .unwrap();
+    let year = Utc::now().year() + 1;
+    let m = MeetingSpec::new(
+        &territory,
+        "Europe/Paris",
+        NaiveDate::from_ymd_opt(year, 3, 3)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap(),
+    );
+    app.meeting_event("scheduled", &m).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while smtp.messages().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Three leases long: a dropped record would have let the row be claimed and sent again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    db.execute_raw(sql("ALTER TABLE deliveries_away RENAME TO deliveries"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sent = db
+            .query_all_raw(sql("SELECT id FROM notifications WHERE status = 'sent'"))
+            .await
+            .unwrap()
+            .len();
+        if sent == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(smtp.messages().len(), 1, "sent once");
+}
