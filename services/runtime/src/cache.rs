@@ -173,8 +173,19 @@ pub async fn keep_coherent<V: Send + Sync + 'static>(
     cache: ReadCache<V>,
     shutdown: CancellationToken,
 ) {
+    // However this ends (a panic included), the cache goes off: without invalidations it
+    // could serve stale reads.
+    struct OffWhenDone<V: Send + Sync + 'static>(ReadCache<V>);
+    impl<V: Send + Sync + 'static> Drop for OffWhenDone<V> {
+        fn drop(&mut self) {
+            self.0.disable();
+        }
+    }
+    let _off = OffWhenDone(cache.clone());
     if db.get_database_backend() != DbBackend::Postgres {
+        // One process per SQLite file: its own writes evict; nothing to listen to.
         cache.enable();
+        shutdown.cancelled().await;
         return;
     }
     let pool = db.get_postgres_connection_pool().clone();

@@ -24,6 +24,7 @@ use tde_proto::territories::v1::personal_data_service_server::PersonalDataServic
 use tde_proto::territories::v1::territory_service_server::TerritoryServiceServer;
 use tde_runtime::auth::MethodPolicy;
 use tde_runtime::inbox::ConsumerTask;
+use tde_runtime::supervisor::BackgroundTask;
 use tde_runtime::{ServiceContext, ServiceModule};
 
 /// The service's name: database, stream `TDE_TERRITORIES` and subjects `tde.territories.>`.
@@ -72,18 +73,9 @@ impl ServiceModule for TerritoriesModule {
         storage::migrations::Migrator::up(db, None).await
     }
 
-    /// Also starts what keeps the read cache of territories coherent across replicas.
     fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
         let limit = ctx.max_message_bytes();
         let cache = self.cache.clone();
-        if ctx.settings.cache.enabled {
-            tokio::spawn(tde_runtime::cache::keep_coherent(
-                ctx.db.clone(),
-                storage::CACHE_CHANNEL.to_string(),
-                cache.clone(),
-                ctx.shutdown.clone(),
-            ));
-        }
         routes.add_service(
             TerritoryServiceServer::new(api::territories::Territories::new(
                 ctx.clone(),
@@ -105,6 +97,30 @@ impl ServiceModule for TerritoriesModule {
                 .max_decoding_message_size(limit)
                 .max_encoding_message_size(limit),
         );
+    }
+
+    /// What keeps the read cache of territories coherent across replicas, supervised.
+    fn background_tasks(&self, ctx: &ServiceContext) -> Vec<BackgroundTask> {
+        if !ctx.settings.cache.enabled {
+            return Vec::new();
+        }
+        let (db, cache) = (ctx.db.clone(), self.cache.clone());
+        vec![BackgroundTask::new(
+            "read cache invalidation",
+            move |stop| {
+                let (db, cache) = (db.clone(), cache.clone());
+                async move {
+                    tde_runtime::cache::keep_coherent(
+                        db,
+                        storage::CACHE_CHANNEL.to_string(),
+                        cache,
+                        stop,
+                    )
+                    .await;
+                    Ok(())
+                }
+            },
+        )]
     }
 
     /// The plans events move territories along their path (CharterSigned).
