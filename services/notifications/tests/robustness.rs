@@ -294,3 +294,74 @@ async fn dead_letters_are_retried_in_one_call() {
     .into_inner();
     assert_eq!(all.retried, 4);
 }
+
+/// A dead letter put back by hand gets a whole retry window from then, however long ago it
+/// was due: the relay still down, it is retried, not dead again at its first failure.
+#[tokio::test]
+async fn a_retried_old_dead_letter_gets_a_new_retry_window() {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let mut smtp = SmtpServer::start();
+    let app = App::start(Topology::Sqlite, &smtp).await;
+    smtp.stop();
+    let territory = uuid::Uuid::now_v7().to_string();
+    app.roster(
+        &territory,
+        "Saint-Étienne",
+        "Europe/Paris",
+        &[("A", "a@x.fr")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = MeetingSpec::new(&territory, "Europe/Paris", later(8, 3, 10));
+    app.meeting_event("scheduled", &m).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let invitation = loop {
+        if let Some(n) = app
+            .notifications(&m.id)
+            .await
+            .into_iter()
+            .find(|n| n.kind == pb::NotificationKind::Invitation as i32 && n.attempts >= 1)
+        {
+            break n;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // As if it had died two days ago, after a long outage.
+    let db = &app.ctx().db;
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE notifications SET status = 'dead', lease_until = NULL, due_at = $1 WHERE id = $2",
+        [
+            (Utc::now() - chrono::Duration::days(2)).into(),
+            invitation.id.clone().into(),
+        ],
+    ))
+    .await
+    .unwrap();
+    app.api()
+        .retry_notification(pb::RetryNotificationRequest {
+            id: invitation.id.clone(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let now = app
+        .notifications(&m.id)
+        .await
+        .into_iter()
+        .find(|n| n.id == invitation.id)
+        .unwrap();
+    assert_eq!(
+        now.status,
+        pb::NotificationStatus::Pending as i32,
+        "still retried: {}",
+        now.last_error
+    );
+    assert!(now.attempts >= 2, "{} attempts", now.attempts);
+    smtp.resume();
+    wait_for_mail(&smtp, "the invitation once the relay is back", |r| {
+        r.len() == 1
+    })
+    .await;
+}

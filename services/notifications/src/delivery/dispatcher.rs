@@ -134,9 +134,11 @@ impl Dispatcher {
     }
 
     /// Whether a transient failure is the last one: the notification has been failing for
-    /// longer than `retry_for_ms` after it was due (or, when set, `max_attempts` are spent).
+    /// longer than `retry_for_ms` after it was due, or after a person put it back
+    /// (RetryNotification…), or, when set, `max_attempts` are spent.
     fn gives_up(&self, n: &Notification, now: chrono::DateTime<Utc>) -> bool {
-        let age = now - n.due_at.min(now);
+        let from = n.retry_from.map_or(n.due_at, |r| r.max(n.due_at));
+        let age = now - from.min(now);
         let retry_for = chrono::Duration::milliseconds(
             i64::try_from(self.settings.retry_for_ms).unwrap_or(i64::MAX),
         );

@@ -110,6 +110,9 @@ pub mod notification {
         pub last_error: Option<String>,
         pub message_id: String,
         pub created_at: DateTimeUtc,
+        /// When a dead letter was last put back by hand: its retry window starts there
+        /// rather than at `due_at`.
+        pub retry_from: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateNotifications),
             Box::new(tde_runtime::migration::CreateAuditTrail),
             Box::new(AddWebhookSecrets),
+            Box::new(AddRetryFrom),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations
@@ -226,5 +227,37 @@ impl MigrationTrait for AddWebhookSecrets {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Where the retry window of a dead letter put back by hand starts.
+struct AddRetryFrom;
+
+impl MigrationName for AddRetryFrom {
+    fn name(&self) -> &str {
+        "m20261201_000203_retry_from"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRetryFrom {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ident("notifications"))
+                .add_column(&mut timestamp_with_time_zone_null(ident("retry_from")))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ident("notifications"))
+                .drop_column(ident("retry_from"))
+                .to_owned(),
+        )
+        .await
     }
 }

@@ -295,6 +295,10 @@ pub async fn retry_dead(
         )
         .col_expr(notification::Column::Attempts, Expr::value(0))
         .col_expr(notification::Column::NextAttemptAt, Expr::value(Utc::now()))
+        .col_expr(
+            notification::Column::RetryFrom,
+            Expr::value(Some(Utc::now())),
+        )
         .filter(notification::Column::Status.eq(Status::Dead.as_str()));
     if let Some(ids) = territory_ids {
         query = query.filter(notification::Column::TerritoryId.is_in(ids));
@@ -574,6 +578,7 @@ pub async fn insert_planned(
                     domain,
                 )),
                 created_at: Set(now),
+                retry_from: Set(None),
             })
         })
         .collect();
@@ -922,6 +927,10 @@ pub async fn retry(db: &impl ConnectionTrait, id: &str) -> Result<bool, DbErr> {
         )
         .col_expr(notification::Column::Attempts, Expr::value(0))
         .col_expr(notification::Column::NextAttemptAt, Expr::value(Utc::now()))
+        .col_expr(
+            notification::Column::RetryFrom,
+            Expr::value(Some(Utc::now())),
+        )
         .filter(notification::Column::Id.eq(id))
         .filter(notification::Column::Status.eq(Status::Dead.as_str()))
         .exec(db)
