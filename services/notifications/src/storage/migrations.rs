@@ -245,7 +245,7 @@ impl MigrationTrait for AddRetryFrom {
         m.alter_table(
             Table::alter()
                 .table(ident("notifications"))
-                .add_column(&mut timestamp_with_time_zone_null(ident("retry_from")))
+                .add_column(timestamp_with_time_zone_null(ident("retry_from")))
                 .to_owned(),
         )
         .await
