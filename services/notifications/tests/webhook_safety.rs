@@ -354,3 +354,77 @@ async fn no_redirects_no_echo_and_secrets_per_receiver_rotated_with_overlap() {
         "the redirect was not followed"
     );
 }
+
+/// A name answering a public address to the check and the loopback address to the
+/// connection (DNS rebinding): the HTTP client resolves through the same check, so it
+/// never connects to the loopback listener.
+struct Rebinding {
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Resolver for Rebinding {
+    async fn resolve(&self, _host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(vec![if n % 2 == 0 {
+            "203.0.113.10".parse().unwrap()
+        } else {
+            "127.0.0.1".parse().unwrap()
+        }])
+    }
+}
+
+#[tokio::test]
+async fn dns_rebinding_between_check_and_connect_never_reaches_the_loopback() {
+    let smtp = SmtpServer::start();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let mut env = TestEnv::new(Topology::Sqlite, &["notifications"]).await;
+    configure(&mut env, Some(&smtp));
+    env.settings
+        .services
+        .update(|n: &mut NotificationSettings| {
+            n.reminder_days = vec![];
+            n.max_attempts = 2;
+        });
+    let platform = env
+        .start(vec![Arc::new(NotificationsModule::with_resolver(
+            Arc::new(Rebinding {
+                calls: Default::default(),
+            }),
+        ))])
+        .await
+        .expect("server starts");
+    let channel = tde_runtime::testing::channel(platform.local_addr).await;
+    let app = App {
+        env,
+        platform,
+        channel,
+    };
+    let territory = uuid::Uuid::now_v7().to_string();
+    roster(&app, &territory, &[("A", "a@x.fr")]).await;
+    set_webhook(
+        &app,
+        &territory,
+        "a@x.fr",
+        &format!("https://rebind.example.test:{port}/hook"),
+    )
+    .await
+    .unwrap();
+    let m = MeetingSpec::new(&territory, "Europe/Paris", later(9, 7));
+    app.meeting_event("scheduled", &m).await;
+    let dead = all_dead(&app, &m.id, 1).await;
+    assert_eq!(dead[0].attempts, 2);
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no connection to the loopback listener"
+    );
+}
