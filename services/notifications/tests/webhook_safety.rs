@@ -366,7 +366,7 @@ struct Rebinding {
 impl Resolver for Rebinding {
     async fn resolve(&self, _host: &str) -> std::io::Result<Vec<IpAddr>> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(vec![if n % 2 == 0 {
+        Ok(vec![if n.is_multiple_of(2) {
             "203.0.113.10".parse().unwrap()
         } else {
             "127.0.0.1".parse().unwrap()
