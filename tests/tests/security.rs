@@ -445,10 +445,6 @@ async fn a_territory_member_sees_only_their_territory() {
                 ))
                 .await
                 .unwrap_err(),
-            as_member
-                .advance_territory_stage(advance(id))
-                .await
-                .unwrap_err(),
         ]
         .map(|s| same_as_missing(s, id));
         let reference = (
@@ -458,6 +454,13 @@ async fn a_territory_member_sees_only_their_territory() {
         for shape in shapes {
             assert_eq!(shape, reference, "B looks exactly like a missing territory");
         }
+        // Moving a territory along its path is a programme decision, not a member's: refused
+        // before any lookup, so it reveals nothing either.
+        let status = as_member
+            .advance_territory_stage(advance(id))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
         // Withdrawing needs territories:admin, which no territory member can hold.
         let status = as_member
             .withdraw_territory(pb::WithdrawTerritoryRequest {
@@ -996,5 +999,293 @@ async fn mutual_tls_refuses_clients_without_a_trusted_certificate() {
     )
     .await;
     assert_eq!(status, Some(1), "SERVING on the probe port");
+    running.shutdown().await.unwrap();
+}
+
+/// The objects of two territories, A (Saint-Étienne, région 84) and B (Ajaccio, région 94),
+/// through every service: territory, roster, plan, action, steering meeting.
+struct TwoTerritories {
+    a: std::collections::HashMap<&'static str, String>,
+    b: std::collections::HashMap<&'static str, String>,
+}
+
+async fn objects_of(
+    running: &RunningPlatform,
+    territories: &mut TerritoryServiceClient<tde_runtime::auth::AuthChannel>,
+    code: &str,
+    email: &str,
+) -> std::collections::HashMap<&'static str, String> {
+    use chrono::Datelike as _;
+    use tde_proto::plans::v1 as plans_pb;
+    let t = register(territories, code).await;
+    territories
+        .update_territory(pb::UpdateTerritoryRequest {
+            territory: Some(pb::Territory {
+                id: t.id.clone(),
+                steering_body: Some(pb::SteeringBody {
+                    name: "Comité de pilotage".into(),
+                    relies_on_existing_body: false,
+                    members: vec![person("Claire Durand", email)],
+                }),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["steering_body".into()],
+            }),
+        })
+        .await
+        .unwrap();
+    let ch = channel(running.local_addr).await;
+    let mut plans = tde_proto::plans::v1::plan_service_client::PlanServiceClient::new(ch.clone());
+    let y = chrono::Utc::now().year() + 1;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let plan = loop {
+        match plans
+            .create_plan(plans_pb::CreatePlanRequest {
+                territory_id: t.id.clone(),
+                title: "Plan".into(),
+                start_date: format!("{y}-01-01"),
+                request_id: String::new(),
+            })
+            .await
+        {
+            Ok(r) => break r.into_inner().plan.unwrap(),
+            Err(s) if s.code() == Code::NotFound && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(s) => panic!("{s:?}"),
+        }
+    };
+    let action = tde_proto::plans::v1::action_service_client::ActionServiceClient::new(ch.clone())
+        .create_action(plans_pb::CreateActionRequest {
+            action: Some(plans_pb::Action {
+                plan_id: plan.id.clone(),
+                year: 1,
+                kind: plans_pb::ActionKind::Training as i32,
+                title: "Formation des élus".into(),
+                audiences: vec![plans_pb::Audience::ElectedOfficials as i32],
+                skills: vec![plans_pb::Skill::ElectedOfficialsTraining as i32],
+                planned_start: format!("{y}-02-01"),
+                planned_end: format!("{y}-03-31"),
+                budget_cents: 100_000,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .action
+        .unwrap();
+    let meeting =
+        tde_proto::plans::v1::steering_meeting_service_client::SteeringMeetingServiceClient::new(
+            ch,
+        )
+        .schedule_steering_meeting(plans_pb::ScheduleSteeringMeetingRequest {
+            plan_id: plan.id.clone(),
+            start_local: format!("{y}-03-10T10:00"),
+            end_local: format!("{y}-03-10T12:00"),
+            place: "Hôtel de ville".into(),
+            video_link: String::new(),
+            agenda: "Lancement".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meeting
+        .unwrap();
+    [
+        ("territory", t.id),
+        ("plan", plan.id),
+        ("action", action.id),
+        ("meeting", meeting.id),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The kind of object a string field names, from its name and where it stands.
+fn names_object(service: &str, message: &str, field: &str) -> Option<&'static str> {
+    match field {
+        "territory_id" => Some("territory"),
+        "plan_id" => Some("plan"),
+        "action_id" => Some("action"),
+        "meeting_id" => Some("meeting"),
+        "id" => match (service, message) {
+            (_, "Territory") => Some("territory"),
+            (_, "Plan") => Some("plan"),
+            (_, "Action") => Some("action"),
+            (_, "SteeringMeeting") => Some("meeting"),
+            ("TerritoryService", _) => Some("territory"),
+            ("PlanService", _) => Some("plan"),
+            ("ActionService", _) => Some("action"),
+            ("SteeringMeetingService", _) => Some("meeting"),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A request of `descriptor` whose fields naming objects (at any depth up to 2) name those of
+/// `ids`; whether any did.
+fn request_naming(
+    service: &str,
+    descriptor: &prost_reflect::MessageDescriptor,
+    ids: &dyn Fn(&str) -> String,
+    depth: usize,
+) -> (prost_reflect::DynamicMessage, bool) {
+    use prost_reflect::{Kind, Value};
+    let mut message = prost_reflect::DynamicMessage::new(descriptor.clone());
+    let mut named = false;
+    for field in descriptor.fields() {
+        match field.kind() {
+            Kind::String if !field.is_list() => {
+                if let Some(object) = names_object(service, descriptor.name(), field.name()) {
+                    message.set_field(&field, Value::String(ids(object)));
+                    named = true;
+                }
+            }
+            Kind::Message(inner) if depth < 2 && !field.is_list() && !field.is_map() => {
+                let (nested, any) = request_naming(service, &inner, ids, depth + 1);
+                if any {
+                    message.set_field(&field, Value::Message(nested));
+                    named = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    (message, named)
+}
+
+/// Calls `path` with `body`: the status, and the reply's bytes when it succeeded.
+async fn call_with(
+    channel: tonic::transport::Channel,
+    path: &str,
+    token: &str,
+    body: Vec<u8>,
+) -> (tonic::Status, Vec<u8>) {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("channel ready");
+    let mut request = tonic::Request::new(body);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let path = http::uri::PathAndQuery::from_str(path).unwrap();
+    match grpc.unary(request, path, RawCodec).await {
+        Ok(reply) => (tonic::Status::ok(""), reply.into_inner()),
+        Err(status) => (status, Vec::new()),
+    }
+}
+
+/// The role × method matrix, generated from the descriptors and the policy tables so that a
+/// new method cannot escape it: for every unary method of every service whose request names
+/// an object, callers who may not see territory B (a member of A, a project lead of A's
+/// région, a provider of A) get for B's objects exactly what they get for objects that do not
+/// exist; and a member of A gets PERMISSION_DENIED for every programme decision on A's own
+/// objects.
+#[tokio::test]
+async fn another_territorys_objects_are_missing_ones_for_every_method_and_role() {
+    use prost::Message as _;
+    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+    let running = start(&env).await;
+    import_geography(&running).await;
+    let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
+    let world = TwoTerritories {
+        a: objects_of(&running, &mut national, "42218", "claire@saint-etienne.fr").await,
+        b: objects_of(&running, &mut national, "2A004", "claire@ajaccio.fr").await,
+    };
+    let missing: std::collections::HashMap<&str, String> =
+        ["territory", "plan", "action", "meeting"]
+            .into_iter()
+            .map(|k| (k, uuid::Uuid::now_v7().to_string()))
+            .collect();
+    let a_id = world.a["territory"].clone();
+    let callers = [
+        (
+            "member of A",
+            TokenSpec::new(Role::TerritoryMember, "elu-a").territory(a_id.clone()),
+        ),
+        (
+            "project lead of région 84",
+            TokenSpec::new(Role::ProjectLead, "cdp-84").region("84"),
+        ),
+        (
+            "provider of A",
+            TokenSpec::new(Role::Provider, "prestataire").territory(a_id.clone()),
+        ),
+    ];
+    let policies = all_policies();
+    let pool = tde_proto::descriptor_pool();
+    let raw = raw_channel(running.local_addr).await;
+    let mut checked = 0;
+    for service in pool
+        .services()
+        .filter(|s| s.full_name().starts_with("tde."))
+    {
+        for method in service.methods() {
+            if method.is_client_streaming() || method.is_server_streaming() {
+                continue;
+            }
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let policy = policies
+                .iter()
+                .find(|p| p.method == path)
+                .expect("a policy");
+            let (of_b, names) =
+                request_naming(service.name(), &method.input(), &|o| world.b[o].clone(), 0);
+            if !names {
+                continue;
+            }
+            let (of_nobody, _) =
+                request_naming(service.name(), &method.input(), &|o| missing[o].clone(), 0);
+            for (who, spec) in &callers {
+                let token = token(spec);
+                let (seen_b, reply_b) =
+                    call_with(raw.clone(), &path, &token, of_b.encode_to_vec()).await;
+                let (seen_missing, reply_missing) =
+                    call_with(raw.clone(), &path, &token, of_nobody.encode_to_vec()).await;
+                let blank = |s: &tonic::Status, ids: &std::collections::HashMap<&str, String>| {
+                    let mut m = s.message().to_string();
+                    for id in ids.values() {
+                        m = m.replace(id.as_str(), "ID");
+                    }
+                    (s.code(), m)
+                };
+                let missing_ids: std::collections::HashMap<&str, String> =
+                    missing.iter().map(|(k, v)| (*k, v.clone())).collect();
+                let b_ids: std::collections::HashMap<&str, String> =
+                    world.b.iter().map(|(k, v)| (*k, v.clone())).collect();
+                assert_eq!(
+                    blank(&seen_b, &b_ids),
+                    blank(&seen_missing, &missing_ids),
+                    "{who} on {path}: B's objects must look missing"
+                );
+                // A list filtered by B's ids answers as for a missing one: nothing.
+                assert_eq!(reply_b, reply_missing, "{who} on {path}: the same reply");
+                assert_ne!(seen_b.code(), Code::Internal, "{who} on {path}");
+            }
+            // Programme decisions on A's own objects are not a member's.
+            if !policy.admits(Role::TerritoryMember) {
+                let (of_a, _) =
+                    request_naming(service.name(), &method.input(), &|o| world.a[o].clone(), 0);
+                let (status, _) = call_with(
+                    raw.clone(),
+                    &path,
+                    &token(&callers[0].1),
+                    of_a.encode_to_vec(),
+                )
+                .await;
+                assert_eq!(
+                    status.code(),
+                    Code::PermissionDenied,
+                    "member of A on {path}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} methods name an object");
     running.shutdown().await.unwrap();
 }

@@ -132,7 +132,8 @@ impl KeySet {
     /// Whether `key` is still the key of `kid` in the set (a token verified with it stays
     /// valid across re-reads that keep it).
     pub fn still_holds(&self, kid: &str, key: &Arc<VerificationKey>) -> bool {
-        self.get(kid).is_some_and(|current| Arc::ptr_eq(&current, key))
+        self.get(kid)
+            .is_some_and(|current| Arc::ptr_eq(&current, key))
     }
 
     pub fn len(&self) -> usize {

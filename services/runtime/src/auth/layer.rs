@@ -89,6 +89,13 @@ impl AuthState {
                 "this method has no access policy".into(),
             ));
         };
+        if !route.policy.admits(principal.role) {
+            metrics::counter!(metric::AUTH_REFUSED, "reason" => "role").increment(1);
+            return Err(ApiError::PermissionDenied(format!(
+                "this call is a programme decision, not open to the role {}",
+                principal.role
+            )));
+        }
         if let Some(scope) = route.policy.scope
             && !principal.has_scope(scope)
         {

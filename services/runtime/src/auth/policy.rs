@@ -2,6 +2,8 @@
 //! method of its gRPC services; a method without an entry is refused (deny by default), and
 //! a test checks the tables against the protobuf descriptors.
 
+use super::Role;
+
 /// The policy of one RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MethodPolicy {
@@ -11,7 +13,13 @@ pub struct MethodPolicy {
     pub scope: Option<&'static str>,
     /// Whether every call is recorded in the audit trail (writes).
     pub audited: bool,
+    /// The roles that may call it at all, whatever their scopes (`None`: every role the
+    /// scope allows).
+    pub roles: Option<&'static [Role]>,
 }
+
+/// The roles that take programme decisions: the national team and project leads.
+pub const PROGRAMME: &[Role] = &[Role::National, Role::ProjectLead];
 
 impl MethodPolicy {
     /// A read: needs `scope`, audited only if it returns personal data (the handler says so).
@@ -20,6 +28,7 @@ impl MethodPolicy {
             method,
             scope: Some(scope),
             audited: false,
+            roles: None,
         }
     }
 
@@ -29,7 +38,24 @@ impl MethodPolicy {
             method,
             scope: Some(scope),
             audited: true,
+            roles: None,
         }
+    }
+
+    /// A programme decision: a write that only the national team and project leads may
+    /// make (a territory member's token is refused, whatever its scopes).
+    pub const fn programme(method: &'static str, scope: &'static str) -> Self {
+        Self {
+            method,
+            scope: Some(scope),
+            audited: true,
+            roles: Some(PROGRAMME),
+        }
+    }
+
+    /// Whether `role` may call it at all.
+    pub fn admits(&self, role: Role) -> bool {
+        self.roles.is_none_or(|roles| roles.contains(&role))
     }
 
     /// Any authenticated caller (e.g. reflection).
@@ -38,6 +64,7 @@ impl MethodPolicy {
             method,
             scope: None,
             audited: false,
+            roles: None,
         }
     }
 

@@ -378,7 +378,11 @@ mod tests {
         let stranger = LocalIssuer::generate("iss", "aud").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jwks.json");
-        std::fs::write(&path, serde_json::json!({"keys": [signer.jwk()]}).to_string()).unwrap();
+        std::fs::write(
+            &path,
+            serde_json::json!({"keys": [signer.jwk()]}).to_string(),
+        )
+        .unwrap();
         let settings = AuthSettings {
             issuer: "iss".into(),
             audience: "aud".into(),
@@ -399,7 +403,10 @@ mod tests {
             let token = format!("Bearer {head}.{rest}");
             assert!(verifier.verify(Some(&token)).await.is_err());
             // Those who hold good tokens keep working, old and new alike.
-            assert!(verifier.verify(Some(&held)).await.is_ok(), "after {i} re-reads");
+            assert!(
+                verifier.verify(Some(&held)).await.is_ok(),
+                "after {i} re-reads"
+            );
             let fresh = format!("Bearer {}", signer.mint(&spec).unwrap());
             assert!(verifier.verify(Some(&fresh)).await.is_ok());
         }
@@ -408,7 +415,10 @@ mod tests {
         std::fs::write(&path, serde_json::json!({"keys": [next.jwk()]}).to_string()).unwrap();
         let rotated = format!("Bearer {}", next.mint(&spec).unwrap());
         assert!(verifier.verify(Some(&rotated)).await.is_ok());
-        assert!(verifier.verify(Some(&held)).await.is_err(), "its key left the set");
+        assert!(
+            verifier.verify(Some(&held)).await.is_err(),
+            "its key left the set"
+        );
     }
 
     #[test]

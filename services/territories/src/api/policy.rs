@@ -24,7 +24,8 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.territories.v1.TerritoryService/UpdateTerritory",
         TERRITORIES_WRITE,
     ),
-    MethodPolicy::write(
+    // Moving a territory along its path is the programme's decision.
+    MethodPolicy::programme(
         "/tde.territories.v1.TerritoryService/AdvanceTerritoryStage",
         TERRITORIES_WRITE,
     ),
