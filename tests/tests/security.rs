@@ -1289,3 +1289,111 @@ async fn another_territorys_objects_are_missing_ones_for_every_method_and_role()
     assert!(checked >= 25, "only {checked} methods name an object");
     running.shutdown().await.unwrap();
 }
+
+/// Every string field of every request (and of the messages it holds), filled with control
+/// characters, quotes that would break a calendar line, 1 MiB of text and odd Unicode, sent
+/// by the national team on real objects: the answer is a clear refusal or a success — never
+/// INTERNAL or UNKNOWN — and its trailers stay small enough for any client to read.
+#[tokio::test]
+async fn hostile_text_in_every_field_gets_a_readable_answer() {
+    use prost::Message as _;
+    use prost_reflect::{Kind, Value};
+    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+    let running = start(&env).await;
+    import_geography(&running).await;
+    let mut national_client = TerritoryServiceClient::new(channel(running.local_addr).await);
+    let a = objects_of(
+        &running,
+        &mut national_client,
+        "42218",
+        "claire@saint-etienne.fr",
+    )
+    .await;
+    let national = tde_runtime::testing::national_token();
+    let raw = raw_channel(running.local_addr).await;
+    let hostile = [
+        "Claire\r\nBcc: intrus@exemple.fr\0".to_string(),
+        "Claire \"la maire\":mailto:someone-else@example.com;X=\"".to_string(),
+        "é".repeat(512 * 1024),
+        "\u{202E}\u{FEFF}🙂e\u{301}\u{10FFFF}\u{7}".to_string(),
+    ];
+    let pool = tde_proto::descriptor_pool();
+    let mut calls = 0;
+    for service in pool
+        .services()
+        .filter(|s| s.full_name().starts_with("tde."))
+    {
+        for method in service.methods() {
+            if method.is_client_streaming() || method.is_server_streaming() {
+                continue;
+            }
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let (base, _) = request_naming(service.name(), &method.input(), &|o| a[o].clone(), 0);
+            // (field path, value) of every string field, at the top and one level down.
+            let mut targets: Vec<(Vec<prost_reflect::FieldDescriptor>, ())> = Vec::new();
+            for field in method.input().fields() {
+                match field.kind() {
+                    Kind::String => targets.push((vec![field.clone()], ())),
+                    Kind::Message(inner) if !field.is_map() => {
+                        for f in inner.fields().filter(|f| f.kind() == Kind::String) {
+                            targets.push((vec![field.clone(), f], ()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (fields, ()) in &targets {
+                for text in &hostile {
+                    let mut request = base.clone();
+                    let value = |f: &prost_reflect::FieldDescriptor| {
+                        if f.is_list() {
+                            Value::List(vec![Value::String(text.clone())])
+                        } else {
+                            Value::String(text.clone())
+                        }
+                    };
+                    match fields.as_slice() {
+                        [f] => request.set_field(f, value(f)),
+                        [outer, f] => {
+                            let Kind::Message(inner) = outer.kind() else {
+                                continue;
+                            };
+                            let mut nested = match request.get_field(outer).as_ref() {
+                                Value::Message(m) => m.clone(),
+                                Value::List(l) => match l.first() {
+                                    Some(Value::Message(m)) => m.clone(),
+                                    _ => prost_reflect::DynamicMessage::new(inner.clone()),
+                                },
+                                _ => prost_reflect::DynamicMessage::new(inner.clone()),
+                            };
+                            nested.set_field(f, value(f));
+                            if outer.is_list() {
+                                request.set_field(outer, Value::List(vec![Value::Message(nested)]));
+                            } else {
+                                request.set_field(outer, Value::Message(nested));
+                            }
+                        }
+                        _ => continue,
+                    }
+                    let (status, _) =
+                        call_with(raw.clone(), &path, &national, request.encode_to_vec()).await;
+                    let field_name: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+                    assert!(
+                        !matches!(status.code(), Code::Internal | Code::Unknown),
+                        "{path} {}: {status:?}",
+                        field_name.join(".")
+                    );
+                    let trailer_bytes = status.message().len() + status.details().len();
+                    assert!(
+                        trailer_bytes < 8 * 1024,
+                        "{path} {}: a {trailer_bytes}-byte error",
+                        field_name.join(".")
+                    );
+                    calls += 1;
+                }
+            }
+        }
+    }
+    assert!(calls > 200, "only {calls} calls");
+    running.shutdown().await.unwrap();
+}

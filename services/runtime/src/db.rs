@@ -127,6 +127,25 @@ pub fn is_unavailable(e: &DbErr) -> bool {
     }
 }
 
+/// Whether the database refused a value for what it is, not for the state of the data: a NUL
+/// or an invalid character in a text (22021, 22P05), a string too long for its column
+/// (22001), a value too large to index (54000).
+pub fn is_refused_input(e: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) =
+        e
+    else {
+        return false;
+    };
+    match error.as_ref() {
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| matches!(code.as_ref(), "22021" | "22P05" | "22001" | "54000")),
+        sqlx::Error::Encode(_) => true,
+        _ => false,
+    }
+}
+
 /// Whether a unique constraint refused the write.
 pub fn is_unique_violation(e: &DbErr) -> bool {
     matches!(

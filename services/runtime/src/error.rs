@@ -257,6 +257,14 @@ impl From<ApiError> for Status {
 /// else is internal.
 impl From<sea_orm::DbErr> for ApiError {
     fn from(error: sea_orm::DbErr) -> Self {
+        if crate::db::is_refused_input(&error) {
+            // A safety net: handlers bound and clean their text, but what the database
+            // refuses of a caller's text is still the caller's, not an internal error.
+            return ApiError::invalid(
+                "",
+                "a text holds characters or a length the storage refuses (NUL, too long)",
+            );
+        }
         if crate::db::is_unavailable(&error) {
             tracing::warn!(error = %error, "database unavailable");
             return ApiError::Unavailable {

@@ -226,7 +226,10 @@ impl PlansApi {
                 "budget_cents" => a.budget_cents = input.budget_cents,
                 other => v.add(
                     "update_mask",
-                    format!("{} cannot be updated: {FIELDS}", tde_runtime::input::quote(other)),
+                    format!(
+                        "{} cannot be updated: {FIELDS}",
+                        tde_runtime::input::quote(other)
+                    ),
                 ),
             }
         }

@@ -142,6 +142,8 @@ impl PlansApi {
         r: pb::ListPlansRequest,
     ) -> Result<pb::ListPlansResponse, ApiError> {
         let status = convert::plan_status_from_pb("status", r.status)?;
+        tde_runtime::input::text("region_code", &r.region_code, 3)?;
+        tde_runtime::input::text("territory_id", &r.territory_id, 64)?;
         let request = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let non_empty = |s: String| {
             let s = s.trim().to_string();
