@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tde_runtime::config::{DevEnvironment, InvalidKey, Secret, ServiceSettings};
+use tde_runtime::config::{DevEnvironment, InvalidKey, Profile, Secret, ServiceSettings};
 
 /// The shared webhook key of `tde dev`: public, hence refused anywhere else.
 pub const DEV_WEBHOOK_SECRET: &str = "tde-dev-webhook-secret";
@@ -97,7 +97,8 @@ impl Default for NotificationSettings {
 impl ServiceSettings for NotificationSettings {
     const SECTION: &'static str = crate::SERVICE;
 
-    fn validate(&self) -> Result<(), InvalidKey> {
+    fn validate(&self, profile: Profile) -> Result<(), InvalidKey> {
+        let dev = self.dev || profile == Profile::Development;
         if self.reminder_hour > 23 || self.reminder_minute > 59 {
             return Err(InvalidKey::new(
                 "reminder_hour",
@@ -140,13 +141,13 @@ impl ServiceSettings for NotificationSettings {
                 "must not hold control characters",
             ));
         }
-        if self.webhook_secret.0 == DEV_WEBHOOK_SECRET && !self.dev {
+        if self.webhook_secret.0 == DEV_WEBHOOK_SECRET && !dev {
             return Err(InvalidKey::new(
                 "webhook_secret",
                 "is the public development value: set a secret of your own (TDE_NOTIFICATIONS__WEBHOOK_SECRET), or none",
             ));
         }
-        if self.allow_insecure_webhooks && !self.dev {
+        if self.allow_insecure_webhooks && !dev {
             return Err(InvalidKey::new(
                 "allow_insecure_webhooks",
                 "is for `tde dev` only: webhooks are https to public addresses elsewhere",
@@ -225,19 +226,28 @@ mod tests {
     #[test]
     fn the_public_dev_secret_and_insecure_webhooks_only_in_tde_dev() {
         let mut s = NotificationSettings::default();
-        assert!(s.validate().is_ok(), "no shared secret by default");
+        let production = Profile::Production;
+        assert!(
+            s.validate(production).is_ok(),
+            "no shared secret by default"
+        );
         s.webhook_secret = Secret(DEV_WEBHOOK_SECRET.into());
-        assert_eq!(s.validate().unwrap_err().key, "webhook_secret");
+        assert_eq!(s.validate(production).unwrap_err().key, "webhook_secret");
+        // A process declared as development (profile = "development") may use it.
+        assert!(s.validate(Profile::Development).is_ok());
         let mut s = NotificationSettings {
             allow_insecure_webhooks: true,
             ..NotificationSettings::default()
         };
-        assert_eq!(s.validate().unwrap_err().key, "allow_insecure_webhooks");
+        assert_eq!(
+            s.validate(production).unwrap_err().key,
+            "allow_insecure_webhooks"
+        );
         s.for_dev(&DevEnvironment {
             data_dir: "/tmp/tde".into(),
             listen: "127.0.0.1:50051".parse().unwrap(),
         });
-        assert!(s.validate().is_ok());
+        assert!(s.validate(production).is_ok());
         assert!(s.allow_insecure_webhooks);
         assert_eq!(s.webhook_secret.0, DEV_WEBHOOK_SECRET);
         // Never from a file: `dev` is not a key.

@@ -78,8 +78,9 @@ pub trait ServiceSettings:
     /// The section's name: the top-level TOML table and the `TDE_<NAME>__` variables.
     const SECTION: &'static str;
 
-    /// Checks the values; an error names the key inside the section.
-    fn validate(&self) -> Result<(), InvalidKey> {
+    /// Checks the values for a process of `profile` (production refuses development
+    /// shortcuts); an error names the key inside the section.
+    fn validate(&self, _profile: Profile) -> Result<(), InvalidKey> {
         Ok(())
     }
 
@@ -116,7 +117,7 @@ impl InvalidKey {
 pub struct SectionSpec {
     pub name: &'static str,
     defaults: fn() -> Result<config::Value, config::ConfigError>,
-    parse: fn(config::Value) -> Result<Arc<dyn SectionValue>, ConfigError>,
+    parse: fn(config::Value, Profile) -> Result<Arc<dyn SectionValue>, ConfigError>,
 }
 
 impl std::fmt::Debug for SectionSpec {
@@ -137,19 +138,19 @@ impl SectionSpec {
                     config::ValueKind::Table(config::Source::collect(&defaults)?),
                 ))
             },
-            parse: |raw| {
+            parse: |raw, profile| {
                 let value: T = raw
                     .try_deserialize()
                     .map_err(|e| in_section(T::SECTION, e))?;
-                check_section(&value)?;
+                check_section(&value, profile)?;
                 Ok(Arc::new(value))
             },
         }
     }
 }
 
-fn check_section<T: ServiceSettings>(value: &T) -> Result<(), ConfigError> {
-    value.validate().map_err(|e| ConfigError::Invalid {
+fn check_section<T: ServiceSettings>(value: &T, profile: Profile) -> Result<(), ConfigError> {
+    value.validate(profile).map_err(|e| ConfigError::Invalid {
         key: format!("{}.{}", T::SECTION, e.key),
         message: e.message,
     })
@@ -169,7 +170,7 @@ impl<T: ServiceSettings> SectionValue for T {
     fn for_dev(&self, dev: &DevEnvironment) -> Result<Arc<dyn SectionValue>, ConfigError> {
         let mut value = self.clone();
         ServiceSettings::for_dev(&mut value, dev);
-        check_section(&value)?;
+        check_section(&value, Profile::Development)?;
         Ok(Arc::new(value))
     }
 }
@@ -189,9 +190,9 @@ impl ServiceSections {
             .unwrap_or_default()
     }
 
-    /// Replaces the section `T` (tests, `tde dev`); the value is validated.
+    /// Replaces the section `T` (tests, `tde dev`); the value is validated as development's.
     pub fn set<T: ServiceSettings>(&mut self, value: T) -> Result<(), ConfigError> {
-        check_section(&value)?;
+        check_section(&value, Profile::Development)?;
         self.0.insert(T::SECTION, Arc::new(value));
         Ok(())
     }
@@ -210,7 +211,7 @@ impl ServiceSections {
         dev: &DevEnvironment,
     ) -> Result<(), ConfigError> {
         if !self.0.contains_key(spec.name) {
-            let value = (spec.parse)((spec.defaults)()?)?;
+            let value = (spec.parse)((spec.defaults)()?, Profile::Development)?;
             self.0.insert(spec.name, value.for_dev(dev)?);
         }
         Ok(())
@@ -578,12 +579,19 @@ impl Settings {
         );
         let merged = builder.build()?;
         let mut root = config::Source::collect(&merged)?;
+        // Sections are checked for the process's profile: read it first.
+        let profile: Profile = match root.get("profile") {
+            Some(value) => value.clone().try_deserialize()?,
+            None => Profile::default(),
+        };
         let mut services = ServiceSections::default();
         for section in sections {
             let value = root
                 .remove(section.name)
                 .unwrap_or_else(|| config::Value::new(None, config::ValueKind::Nil));
-            services.0.insert(section.name, (section.parse)(value)?);
+            services
+                .0
+                .insert(section.name, (section.parse)(value, profile)?);
         }
         if let Some(unknown) = root
             .keys()
@@ -841,9 +849,14 @@ mod tests {
     #[test]
     fn production_refuses_authentication_off() {
         let off = [("TDE_AUTH__ENABLED", "false")];
-        let err = Settings::load(None, &env(&off), &[]).unwrap_err().to_string();
+        let err = Settings::load(None, &env(&off), &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("auth.enabled"), "{err}");
-        let dev = [("TDE_AUTH__ENABLED", "false"), ("TDE_PROFILE", "development")];
+        let dev = [
+            ("TDE_AUTH__ENABLED", "false"),
+            ("TDE_PROFILE", "development"),
+        ];
         assert!(Settings::load(None, &env(&dev), &[]).is_ok());
     }
 
@@ -883,7 +896,7 @@ mod tests {
     impl ServiceSettings for Example {
         const SECTION: &'static str = "example";
 
-        fn validate(&self) -> Result<(), InvalidKey> {
+        fn validate(&self, _profile: Profile) -> Result<(), InvalidKey> {
             if self.hour > 23 {
                 return Err(InvalidKey::new("hour", "must be an hour of the day"));
             }

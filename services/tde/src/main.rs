@@ -241,7 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             vintage,
         } => {
             let settings = platform::dev_settings(
-                load_settings(cli.config.as_deref(), Role::ALL)?,
+                platform::load_dev_settings(cli.config.as_deref())?,
                 &data_dir,
                 listen,
             )?;

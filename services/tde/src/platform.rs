@@ -55,6 +55,15 @@ pub fn load_settings(
     Settings::load(file, env, &sections(roles))
 }
 
+/// The settings of `tde dev` before `dev_settings`: loaded as a development process (its
+/// shortcuts allowed), with every service's section.
+pub fn load_dev_settings(file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let mut env: HashMap<String, String> = std::env::vars().collect();
+    env.insert("TDE_PROFILE".into(), "development".into());
+    let from_env = env.get("TDE_CONFIG").map(std::path::PathBuf::from);
+    Settings::load(file.or(from_env.as_deref()), &env, &sections(Role::ALL))
+}
+
 /// `load_settings` from the process environment (`TDE_CONFIG` when `file` is none).
 pub fn load_process_settings(file: Option<&Path>, roles: &[Role]) -> Result<Settings, ConfigError> {
     Settings::load_from_process(file, &sections(roles))
