@@ -715,7 +715,8 @@ async fn territory_members_see_only_their_plan(topology: Topology) {
             .collect::<Vec<_>>(),
         [my_plan.id.as_str()]
     );
-    // Scheduling in another territory's plan: the plan does not exist for them.
+    // Scheduling a steering meeting is the programme's decision, not a member's: refused
+    // before any plan is looked up (another territory's reveals nothing either).
     let mut meetings = app.meetings_as(&member).await;
     let err = meetings
         .schedule_steering_meeting(pb::ScheduleSteeringMeetingRequest {
@@ -727,7 +728,7 @@ async fn territory_members_see_only_their_plan(topology: Topology) {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(err.code(), Code::PermissionDenied);
 }
 
 tde_runtime::on_both_topologies!(

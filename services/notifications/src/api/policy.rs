@@ -12,7 +12,7 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.notifications.v1.NotificationService/ListDeliveries",
         NOTIFICATIONS_READ,
     ),
-    MethodPolicy::write(
+    MethodPolicy::programme(
         "/tde.notifications.v1.NotificationService/RetryNotification",
         NOTIFICATIONS_WRITE,
     ),
@@ -28,11 +28,11 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.notifications.v1.NotificationService/GetCalendarFeed",
         NOTIFICATIONS_READ,
     ),
-    MethodPolicy::write(
+    MethodPolicy::programme(
         "/tde.notifications.v1.NotificationService/SetReminderTime",
         NOTIFICATIONS_WRITE,
     ),
-    MethodPolicy::write(
+    MethodPolicy::programme(
         "/tde.notifications.v1.NotificationService/RetryDeadNotifications",
         NOTIFICATIONS_WRITE,
     ),
