@@ -133,6 +133,22 @@ fn some(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// What a new geography vintage says of a territory: its name, zone and place.
+fn placed(
+    territory_id: String,
+    name: String,
+    time_zone: String,
+    location: Location,
+) -> TerritoryFacts {
+    TerritoryFacts {
+        territory_id,
+        name: some(name),
+        time_zone: some(time_zone),
+        location: Some(location),
+        ..Default::default()
+    }
+}
+
 /// A territory event that cannot be read: it will never be (a consumer parks it).
 #[derive(Debug)]
 pub struct UnreadableEvent(String);
@@ -184,33 +200,31 @@ pub fn read(event_type: &str, payload: &[u8]) -> Result<TerritoryEvent, Unreadab
         }
         "tde.territories.v1.TerritoryCodeChanged" => {
             let e = TerritoryCodeChanged::decode(payload)?;
-            TerritoryFacts {
-                territory_id: e.territory_id,
-                name: some(e.territory_name),
-                time_zone: some(e.time_zone),
-                location: Some(Location {
+            placed(
+                e.territory_id,
+                e.territory_name,
+                e.time_zone,
+                Location {
                     kind: kind_name(e.kind),
                     official_code: e.new_code,
                     departement_code: e.departement_code,
                     region_code: e.region_code,
-                }),
-                ..Default::default()
-            }
+                },
+            )
         }
         "tde.territories.v1.TerritoryGeographyUpdated" => {
             let e = TerritoryGeographyUpdated::decode(payload)?;
-            TerritoryFacts {
-                territory_id: e.territory_id,
-                name: some(e.territory_name),
-                time_zone: some(e.time_zone),
-                location: Some(Location {
+            placed(
+                e.territory_id,
+                e.territory_name,
+                e.time_zone,
+                Location {
                     kind: kind_name(e.kind),
                     official_code: e.official_code,
                     departement_code: e.departement_code,
                     region_code: e.region_code,
-                }),
-                ..Default::default()
-            }
+                },
+            )
         }
         "tde.territories.v1.SteeringBodyChanged" => {
             let e = SteeringBodyChanged::decode(payload)?;

@@ -105,37 +105,7 @@ async fn the_signed_charter_moves_the_territory(topology: Topology) {
     .await;
     assert_eq!(plan.territory_name, "Saint-Étienne");
 
-    let plan = plans
-        .add_charter_version(plans_pb::AddCharterVersionRequest {
-            plan_id: plan.id.clone(),
-            etag: plan.etag.clone(),
-            document_ref: "ged://chartes/42218/v1".into(),
-            content_sha256: "5e".repeat(32),
-            change_summary: String::new(),
-            signatories: vec![plans_pb::Signatory {
-                name: "Maire de Saint-Étienne".into(),
-                role: "maire".into(),
-                email: String::new(),
-                signed_on: String::new(),
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
-    let signed = plans
-        .sign_charter(plans_pb::SignCharterRequest {
-            plan_id: plan.id.clone(),
-            etag: plan.etag.clone(),
-            version_number: 1,
-            signatory_index: 0,
-            signed_on: chrono::Utc::now().date_naive().to_string(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(signed.fully_signed);
+    sign_the_charter(&mut plans, &plan).await;
 
     let moved = eventually("the territory reaches charter_signed", || {
         let mut territories = territories.clone();
@@ -189,6 +159,41 @@ async fn the_signed_charter_moves_the_territory(topology: Topology) {
     for p in topology.platforms {
         p.shutdown().await.unwrap();
     }
+}
+
+/// A charter with one signatory, signed: the plan is active and CharterSigned published.
+async fn sign_the_charter(plans: &mut PlanServiceClient<AuthChannel>, plan: &plans_pb::Plan) {
+    let plan = plans
+        .add_charter_version(plans_pb::AddCharterVersionRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            document_ref: "ged://chartes/42218/v1".into(),
+            content_sha256: "5e".repeat(32),
+            change_summary: String::new(),
+            signatories: vec![plans_pb::Signatory {
+                name: "Maire de Saint-Étienne".into(),
+                role: "maire".into(),
+                email: String::new(),
+                signed_on: String::new(),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .plan
+        .unwrap();
+    let signed = plans
+        .sign_charter(plans_pb::SignCharterRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            version_number: 1,
+            signatory_index: 0,
+            signed_on: chrono::Utc::now().date_naive().to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(signed.fully_signed);
 }
 
 /// The CharterSigned event as it travels on the plans stream.
@@ -284,37 +289,7 @@ async fn tde_dev_restarted_after_a_signature_still_moves_the_territory() {
     // Only plans: the signature's event has no consumer before the stop.
     let plans_only = start_with(&[Role::Plans]).await;
     plans = PlanServiceClient::new(channel(plans_only.local_addr).await);
-    let plan = plans
-        .add_charter_version(plans_pb::AddCharterVersionRequest {
-            plan_id: plan.id.clone(),
-            etag: plan.etag.clone(),
-            document_ref: "ged://chartes/42218/v1".into(),
-            content_sha256: "5e".repeat(32),
-            change_summary: String::new(),
-            signatories: vec![plans_pb::Signatory {
-                name: "Maire".into(),
-                role: "maire".into(),
-                email: String::new(),
-                signed_on: String::new(),
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .plan
-        .unwrap();
-    let signed = plans
-        .sign_charter(plans_pb::SignCharterRequest {
-            plan_id: plan.id.clone(),
-            etag: plan.etag.clone(),
-            version_number: 1,
-            signatory_index: 0,
-            signed_on: chrono::Utc::now().date_naive().to_string(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(signed.fully_signed);
+    sign_the_charter(&mut plans, &plan).await;
     plans_only.shutdown().await.unwrap();
 
     let again = start_with(Role::ALL).await;
