@@ -314,3 +314,88 @@ async fn tde_dev_restarted_after_a_signature_still_moves_the_territory() {
     .await;
     again.shutdown().await.unwrap();
 }
+
+/// Erasure reaches every copy: a person who is only a charter signatory (no contact of any
+/// territory) is erased from the plan, and a contact's address leaves the outbox rows that
+/// carried it, so that no replay hands it out again.
+#[tokio::test]
+async fn erasure_reaches_a_signatory_and_the_published_rosters() {
+    use sea_orm::ConnectionTrait as _;
+    use tde_proto::territories::v1::personal_data_service_client::PersonalDataServiceClient;
+    let topology = one_process().await;
+    let territory = common::quickstart(topology.territories.clone()).await;
+    let mut plans = PlanServiceClient::new(topology.plans.clone());
+    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
+    let plan = eventually("the plans service knows the territory", || {
+        let mut plans = plans.clone();
+        let request = plans_pb::CreatePlanRequest {
+            territory_id: territory.id.clone(),
+            title: "Plan".into(),
+            start_date: start.clone(),
+            request_id: String::new(),
+        };
+        async move {
+            match plans.create_plan(request).await {
+                Ok(r) => r.into_inner().plan,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    let signatory = "prefete@loire.gouv.fr";
+    plans
+        .add_charter_version(plans_pb::AddCharterVersionRequest {
+            plan_id: plan.id.clone(),
+            etag: plan.etag.clone(),
+            document_ref: "ged://chartes/42218/v1".into(),
+            content_sha256: "5e".repeat(32),
+            change_summary: String::new(),
+            signatories: vec![plans_pb::Signatory {
+                name: "Préfète de la Loire".into(),
+                role: "préfète".into(),
+                email: signatory.into(),
+                signed_on: String::new(),
+            }],
+        })
+        .await
+        .unwrap();
+    let mut rgpd = PersonalDataServiceClient::new(topology.territories.clone());
+    for email in [signatory, common::EMAIL] {
+        rgpd.erase_personal_data(pb::ErasePersonalDataRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap();
+    }
+    eventually("the signatory is erased from the plan", || {
+        let mut plans = plans.clone();
+        let id = plan.id.clone();
+        async move {
+            let p = plans
+                .get_plan(plans_pb::GetPlanRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+                .plan
+                .unwrap();
+            let versions = p.charter.unwrap().versions;
+            (!versions[0].signatories[0].email.contains("loire")).then_some(())
+        }
+    })
+    .await;
+    let ctx = topology.platforms[0].service("territories").unwrap();
+    let rows = ctx
+        .db
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            ctx.db.get_database_backend(),
+            "SELECT event_id FROM outbox_events WHERE published_at IS NOT NULL AND instr(payload, ?) > 0",
+            [common::EMAIL.as_bytes().to_vec().into()],
+        ))
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "published rosters still carry the address");
+    for p in topology.platforms {
+        p.shutdown().await.unwrap();
+    }
+}

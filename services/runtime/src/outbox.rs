@@ -189,6 +189,32 @@ pub async fn republish(db: &impl ConnectionTrait, event_ids: &[String]) -> Resul
     Ok(update.exec(db).await?.rows_affected)
 }
 
+/// Forgets the published events whose payload holds `needle` (an erased person's address):
+/// they were delivered long ago, and no later replay may hand the person's data out again.
+/// Returns how many.
+pub async fn forget_published_mentioning(
+    db: &impl ConnectionTrait,
+    needle: &[u8],
+) -> Result<u64, DbErr> {
+    if needle.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "DELETE FROM outbox_events WHERE published_at IS NOT NULL AND position($1::bytea in payload) > 0"
+    } else {
+        "DELETE FROM outbox_events WHERE published_at IS NOT NULL AND instr(payload, ?) > 0"
+    };
+    let result = db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [needle.to_vec().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected())
+}
+
 /// Publishes again, in order, every event this outbox already published: how the in-process
 /// bus of `tde dev`, which lives as long as the process, gets back at start what its
 /// consumers may not have processed before the last stop. Consumers' inboxes make what they

@@ -110,16 +110,20 @@ impl PersonalDataService for PersonalDataApi {
             // The new roster, for the services that keep recipients.
             changes.push(events::steering_body_changed(&t));
         }
-        if erased > 0 {
-            changes.push(events::personal_data_erased(
-                email.fingerprint(),
-                territory_ids.clone(),
-                now,
-            ));
-            outbox::enqueue(&txn, changes)
-                .await
-                .map_err(ApiError::from)?;
-        }
+        // Published whatever this service held: the person may be known elsewhere only (a
+        // charter signatory, a notification recipient).
+        changes.push(events::personal_data_erased(
+            email.fingerprint(),
+            territory_ids.clone(),
+            now,
+        ));
+        outbox::enqueue(&txn, changes)
+            .await
+            .map_err(ApiError::from)?;
+        // Rosters published before carry the address: they are not kept for replays.
+        outbox::forget_published_mentioning(&txn, email.as_str().as_bytes())
+            .await
+            .map_err(ApiError::from)?;
         txn.commit().await.map_err(ApiError::from)?;
         drop(evictions);
         self.ctx.outbox.wake();
