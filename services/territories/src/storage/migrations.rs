@@ -30,7 +30,8 @@ impl MigrationName for CreateTerritoriesAndGeography {
     }
 }
 
-fn a(name: &'static str) -> Alias {
+/// A table, column or index name.
+pub(crate) fn ident(name: &'static str) -> Alias {
     Alias::new(name)
 }
 
@@ -39,29 +40,29 @@ impl MigrationTrait for CreateTerritoriesAndGeography {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.create_table(
             Table::create()
-                .table(a("territories"))
+                .table(ident("territories"))
                 .if_not_exists()
-                .col(string(a("id")).primary_key())
-                .col(string(a("kind")))
-                .col(string(a("official_code")))
-                .col(string(a("name")))
-                .col(string(a("name_search")))
-                .col(big_integer(a("population")))
-                .col(string(a("departement_code")))
-                .col(string(a("region_code")))
-                .col(string(a("zone")))
-                .col(string(a("time_zone")))
-                .col(string(a("stage")))
-                .col(text(a("stage_history")))
-                .col(text_null(a("diagnostic")))
-                .col(text_null(a("privileged_contact")))
-                .col(text(a("operational_team")))
-                .col(text_null(a("steering_body")))
-                .col(text(a("code_history")))
-                .col(big_integer(a("version")))
-                .col(string_null(a("request_id")).unique_key())
-                .col(timestamp_with_time_zone(a("created_at")))
-                .col(timestamp_with_time_zone(a("updated_at")))
+                .col(string(ident("id")).primary_key())
+                .col(string(ident("kind")))
+                .col(string(ident("official_code")))
+                .col(string(ident("name")))
+                .col(string(ident("name_search")))
+                .col(big_integer(ident("population")))
+                .col(string(ident("departement_code")))
+                .col(string(ident("region_code")))
+                .col(string(ident("zone")))
+                .col(string(ident("time_zone")))
+                .col(string(ident("stage")))
+                .col(text(ident("stage_history")))
+                .col(text_null(ident("diagnostic")))
+                .col(text_null(ident("privileged_contact")))
+                .col(text(ident("operational_team")))
+                .col(text_null(ident("steering_body")))
+                .col(text(ident("code_history")))
+                .col(big_integer(ident("version")))
+                .col(string_null(ident("request_id")).unique_key())
+                .col(timestamp_with_time_zone(ident("created_at")))
+                .col(timestamp_with_time_zone(ident("updated_at")))
                 .to_owned(),
         )
         .await?;
@@ -69,9 +70,9 @@ impl MigrationTrait for CreateTerritoriesAndGeography {
         m.create_index(
             Index::create()
                 .name("territories_authority")
-                .table(a("territories"))
-                .col(a("kind"))
-                .col(a("official_code"))
+                .table(ident("territories"))
+                .col(ident("kind"))
+                .col(ident("official_code"))
                 .unique()
                 .to_owned(),
         )
@@ -80,9 +81,9 @@ impl MigrationTrait for CreateTerritoriesAndGeography {
             m.create_index(
                 Index::create()
                     .name(format!("territories_{col}"))
-                    .table(a("territories"))
+                    .table(ident("territories"))
                     .col(Alias::new(col))
-                    .col(a("id"))
+                    .col(ident("id"))
                     .to_owned(),
             )
             .await?;
@@ -90,82 +91,82 @@ impl MigrationTrait for CreateTerritoriesAndGeography {
 
         m.create_table(
             Table::create()
-                .table(a("geo_vintages"))
+                .table(ident("geo_vintages"))
                 .if_not_exists()
-                .col(string(a("vintage")).primary_key())
-                .col(string(a("content_hash")))
-                .col(integer(a("communes")))
-                .col(integer(a("epcis")))
-                .col(timestamp_with_time_zone(a("imported_at")))
+                .col(string(ident("vintage")).primary_key())
+                .col(string(ident("content_hash")))
+                .col(integer(ident("communes")))
+                .col(integer(ident("epcis")))
+                .col(timestamp_with_time_zone(ident("imported_at")))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("geo_regions"))
+                .table(ident("geo_regions"))
                 .if_not_exists()
-                .col(string(a("code")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("zone")))
+                .col(string(ident("code")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("zone")))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("geo_departements"))
+                .table(ident("geo_departements"))
                 .if_not_exists()
-                .col(string(a("code")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("region_code")))
-                .col(string(a("zone")))
+                .col(string(ident("code")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("region_code")))
+                .col(string(ident("zone")))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("geo_communes"))
+                .table(ident("geo_communes"))
                 .if_not_exists()
-                .col(string(a("code")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("name_search")))
-                .col(string(a("departement_code")))
-                .col(string(a("region_code")))
-                .col(string(a("zone")))
-                .col(big_integer(a("population")))
-                .col(string(a("siren")))
-                .col(string_null(a("epci_siren")))
-                .col(text(a("postal_codes")))
-                .col(text(a("former_codes")))
+                .col(string(ident("code")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("name_search")))
+                .col(string(ident("departement_code")))
+                .col(string(ident("region_code")))
+                .col(string(ident("zone")))
+                .col(big_integer(ident("population")))
+                .col(string(ident("siren")))
+                .col(string_null(ident("epci_siren")))
+                .col(text(ident("postal_codes")))
+                .col(text(ident("former_codes")))
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("geo_communes_departement")
-                .table(a("geo_communes"))
-                .col(a("departement_code"))
+                .table(ident("geo_communes"))
+                .col(ident("departement_code"))
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("geo_communes_epci")
-                .table(a("geo_communes"))
-                .col(a("epci_siren"))
+                .table(ident("geo_communes"))
+                .col(ident("epci_siren"))
                 .to_owned(),
         )
         .await?;
         m.create_table(
             Table::create()
-                .table(a("geo_epcis"))
+                .table(ident("geo_epcis"))
                 .if_not_exists()
-                .col(string(a("siren")).primary_key())
-                .col(string(a("name")))
-                .col(string(a("kind")))
-                .col(big_integer(a("population")))
-                .col(string(a("departement_code")))
-                .col(string(a("region_code")))
-                .col(string(a("zone")))
+                .col(string(ident("siren")).primary_key())
+                .col(string(ident("name")))
+                .col(string(ident("kind")))
+                .col(big_integer(ident("population")))
+                .col(string(ident("departement_code")))
+                .col(string(ident("region_code")))
+                .col(string(ident("zone")))
                 .to_owned(),
         )
         .await

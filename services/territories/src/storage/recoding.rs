@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 use super::entities::territory::{Column, Entity};
+use super::migrations::ident;
 use super::to_domain;
 use crate::domain::recoding::IssueKind;
 use crate::domain::territory::{AuthorityKind, Territory};
@@ -98,25 +99,21 @@ impl MigrationName for AddGeographyFollowUp {
     }
 }
 
-fn a(name: &'static str) -> Alias {
-    Alias::new(name)
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for AddGeographyFollowUp {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite alters one at a time.
         for column in [
-            string_null(a("epci_siren")),
-            text_null(a("geography_issue")),
-            string_null(a("geography_issue_kind")),
-            string_null(a("geography_successor")),
-            text(a("merged_territories")).default("[]").to_owned(),
+            string_null(ident("epci_siren")),
+            text_null(ident("geography_issue")),
+            string_null(ident("geography_issue_kind")),
+            string_null(ident("geography_successor")),
+            text(ident("merged_territories")).default("[]").to_owned(),
         ] {
             let mut column = column;
             m.alter_table(
                 Table::alter()
-                    .table(a("territories"))
+                    .table(ident("territories"))
                     .add_column(&mut column)
                     .to_owned(),
             )
@@ -125,32 +122,32 @@ impl MigrationTrait for AddGeographyFollowUp {
         m.create_index(
             Index::create()
                 .name("territories_geography_issue")
-                .table(a("territories"))
-                .col(a("geography_issue_kind"))
-                .col(a("id"))
+                .table(ident("territories"))
+                .col(ident("geography_issue_kind"))
+                .col(ident("id"))
                 .to_owned(),
         )
         .await?;
         m.create_index(
             Index::create()
                 .name("territories_geography_successor")
-                .table(a("territories"))
-                .col(a("geography_successor"))
+                .table(ident("territories"))
+                .col(ident("geography_successor"))
                 .to_owned(),
         )
         .await?;
         // Registration copies the EPCI from now on; the communes registered before take it
         // from the geography loaded.
         let backfill = Query::update()
-            .table(a("territories"))
+            .table(ident("territories"))
             .value(
-                a("epci_siren"),
+                ident("epci_siren"),
                 Expr::cust(
                     "(SELECT g.epci_siren FROM geo_communes g \
                      WHERE g.code = territories.official_code)",
                 ),
             )
-            .and_where(Expr::col(a("kind")).eq("commune"))
+            .and_where(Expr::col(ident("kind")).eq("commune"))
             .to_owned();
         m.exec_stmt(backfill).await?;
         Ok(())
@@ -161,7 +158,7 @@ impl MigrationTrait for AddGeographyFollowUp {
             "territories_geography_issue",
             "territories_geography_successor",
         ] {
-            m.drop_index(Index::drop().name(index).table(a("territories")).to_owned())
+            m.drop_index(Index::drop().name(index).table(ident("territories")).to_owned())
                 .await?;
         }
         for column in [
@@ -173,7 +170,7 @@ impl MigrationTrait for AddGeographyFollowUp {
         ] {
             m.alter_table(
                 Table::alter()
-                    .table(a("territories"))
+                    .table(ident("territories"))
                     .drop_column(Alias::new(column))
                     .to_owned(),
             )
