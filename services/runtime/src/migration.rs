@@ -4,6 +4,26 @@
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
+/// A table, column or index name, for the services' migrations.
+pub fn ident(name: &'static str) -> Alias {
+    Alias::new(name)
+}
+
+/// Creates the index `name` on `cols` of `table`.
+pub async fn index(
+    m: &SchemaManager<'_>,
+    table: &'static str,
+    name: &str,
+    cols: &[&'static str],
+) -> Result<(), DbErr> {
+    let mut index = Index::create();
+    index.name(name).table(ident(table));
+    for c in cols {
+        index.col(ident(c));
+    }
+    m.create_index(index.to_owned()).await
+}
+
 pub struct CreateOutboxAndInbox;
 
 impl MigrationName for CreateOutboxAndInbox {

@@ -3,6 +3,7 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
+use tde_runtime::migration::ident;
 
 pub struct Migrator;
 
@@ -27,11 +28,6 @@ impl MigrationName for CreateNotifications {
     fn name(&self) -> &str {
         "m20261129_000201_notifications"
     }
-}
-
-/// A table, column or index name.
-fn ident(name: &'static str) -> Alias {
-    Alias::new(name)
 }
 
 #[async_trait::async_trait]

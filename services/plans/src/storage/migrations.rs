@@ -3,6 +3,7 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
+use tde_runtime::migration::{ident, index};
 
 pub struct Migrator;
 
@@ -27,25 +28,6 @@ impl MigrationName for CreatePlans {
     fn name(&self) -> &str {
         "m20261129_000101_plans"
     }
-}
-
-/// A table, column or index name.
-fn ident(name: &'static str) -> Alias {
-    Alias::new(name)
-}
-
-async fn index(
-    m: &SchemaManager<'_>,
-    table: &'static str,
-    name: &str,
-    cols: &[&'static str],
-) -> Result<(), DbErr> {
-    let mut index = Index::create();
-    index.name(name).table(ident(table));
-    for c in cols {
-        index.col(ident(c));
-    }
-    m.create_index(index.to_owned()).await
 }
 
 #[async_trait::async_trait]

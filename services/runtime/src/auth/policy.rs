@@ -138,3 +138,10 @@ pub fn check_coverage(
     }
     problems
 }
+
+/// Panics, listing what is wrong, unless `policies` cover exactly the methods of `services`
+/// (each service's own unit test calls it).
+pub fn assert_covers(services: &[&str], policies: &[MethodPolicy]) {
+    let problems = check_coverage(tde_proto::descriptor_pool(), services, policies);
+    assert!(problems.is_empty(), "{problems:#?}");
+}

@@ -3,6 +3,7 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
+use tde_runtime::migration::ident;
 
 pub struct Migrator;
 
@@ -28,11 +29,6 @@ impl MigrationName for CreateTerritoriesAndGeography {
     fn name(&self) -> &str {
         "m20261129_000001_territories_and_geography"
     }
-}
-
-/// A table, column or index name.
-pub(crate) fn ident(name: &'static str) -> Alias {
-    Alias::new(name)
 }
 
 #[async_trait::async_trait]

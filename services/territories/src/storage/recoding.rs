@@ -10,10 +10,10 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 use super::entities::territory::{Column, Entity};
-use super::migrations::ident;
 use super::to_domain;
 use crate::domain::recoding::IssueKind;
 use crate::domain::territory::{AuthorityKind, Territory};
+use tde_runtime::migration::ident;
 
 /// ListTerritories' filter on geography issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +158,13 @@ impl MigrationTrait for AddGeographyFollowUp {
             "territories_geography_issue",
             "territories_geography_successor",
         ] {
-            m.drop_index(Index::drop().name(index).table(ident("territories")).to_owned())
-                .await?;
+            m.drop_index(
+                Index::drop()
+                    .name(index)
+                    .table(ident("territories"))
+                    .to_owned(),
+            )
+            .await?;
         }
         for column in [
             "epci_siren",
