@@ -31,6 +31,7 @@ use tde_proto::notifications::v1::notification_service_server::NotificationServi
 use tde_runtime::auth::MethodPolicy;
 use tde_runtime::config::SectionSpec;
 use tde_runtime::inbox::ConsumerTask;
+use tde_runtime::supervisor::BackgroundTask;
 use tde_runtime::{ServiceContext, ServiceModule};
 
 use delivery::dispatcher::{Dispatcher, Waker};
@@ -137,39 +138,8 @@ impl ServiceModule for NotificationsModule {
         storage::migrations::Migrator::up(db, None).await
     }
 
-    /// Also starts the dispatcher and, when configured, the feed server.
     fn add_routes(&self, ctx: &ServiceContext, routes: &mut RoutesBuilder) {
         let limit = ctx.max_message_bytes();
-        match self.dispatcher(ctx) {
-            Ok(dispatcher) => {
-                tokio::spawn(dispatcher.run(ctx.shutdown.clone()));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "notifications cannot be sent: transport set-up failed")
-            }
-        }
-        let settings = settings_of(ctx);
-        if let Some(addr) = settings.feed_listen {
-            let state = feed::FeedState {
-                db: ctx.db.clone(),
-                organizer: Arc::new(Self::organizer(&settings)),
-                domain: mail_domain(&settings.from),
-            };
-            let shutdown = ctx.shutdown.clone();
-            tokio::spawn(async move {
-                match feed::bind(addr).await {
-                    Ok(listener) => {
-                        tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "calendar feeds served");
-                        if let Err(e) = feed::serve(listener, state, shutdown).await {
-                            tracing::error!(error = %e, "calendar feed server stopped");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(%addr, error = %e, "cannot listen for calendar feeds")
-                    }
-                }
-            });
-        }
         routes.add_service(
             NotificationServiceServer::new(api::NotificationsApi::new(
                 ctx.clone(),
@@ -178,6 +148,41 @@ impl ServiceModule for NotificationsModule {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),
         );
+    }
+
+    /// The dispatcher and, when configured, the calendar feed server, under supervision: a
+    /// transport that cannot be set up, a port that cannot be bound or a task that dies is
+    /// retried with back-off while health says NOT_SERVING.
+    fn background_tasks(&self, ctx: &ServiceContext) -> Vec<BackgroundTask> {
+        let mut tasks = Vec::new();
+        let (module, context) = (self.clone(), ctx.clone());
+        tasks.push(BackgroundTask::new("dispatcher", move |stop| {
+            let dispatcher = module.dispatcher(&context);
+            async move {
+                dispatcher?.run(stop).await;
+                Ok(())
+            }
+        }));
+        let settings = settings_of(ctx);
+        if let Some(addr) = settings.feed_listen {
+            let state = feed::FeedState {
+                db: ctx.db.clone(),
+                organizer: Arc::new(Self::organizer(&settings)),
+                domain: mail_domain(&settings.from),
+            };
+            tasks.push(BackgroundTask::new("calendar feeds", move |stop| {
+                let state = state.clone();
+                async move {
+                    let listener = feed::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("listening for calendar feeds on {addr}: {e}"))?;
+                    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "calendar feeds served");
+                    feed::serve(listener, state, stop).await?;
+                    Ok(())
+                }
+            }));
+        }
+        tasks
     }
 
     fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
