@@ -85,23 +85,12 @@ async fn the_signed_charter_moves_the_territory(topology: Topology) {
     let mut plans = PlanServiceClient::new(topology.plans.clone());
 
     // The plans service learns of the territory from its events.
-    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
-    let plan = eventually("the plans service knows the territory", || {
-        let mut plans = plans.clone();
-        let request = plans_pb::CreatePlanRequest {
-            territory_id: territory.id.clone(),
-            title: "Plan d'engagement de Saint-Étienne".into(),
-            start_date: start.clone(),
-            request_id: "e2e-plan".into(),
-        };
-        async move {
-            match plans.create_plan(request).await {
-                Ok(r) => r.into_inner().plan,
-                Err(s) if s.code() == tonic::Code::NotFound => None,
-                Err(s) => panic!("{s:?}"),
-            }
-        }
-    })
+    let plan = create_plan_once_known(
+        &plans,
+        &territory.id,
+        "Plan d'engagement de Saint-Étienne",
+        "e2e-plan",
+    )
     .await;
     assert_eq!(plan.territory_name, "Saint-Étienne");
 
@@ -159,6 +148,34 @@ async fn the_signed_charter_moves_the_territory(topology: Topology) {
     for p in topology.platforms {
         p.shutdown().await.unwrap();
     }
+}
+
+/// Creates the plan of `territory_id` as soon as the plans service knows the territory from
+/// its events.
+async fn create_plan_once_known(
+    plans: &PlanServiceClient<AuthChannel>,
+    territory_id: &str,
+    title: &str,
+    request_id: &str,
+) -> plans_pb::Plan {
+    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
+    eventually("the plans service knows the territory", || {
+        let mut plans = plans.clone();
+        let request = plans_pb::CreatePlanRequest {
+            territory_id: territory_id.to_string(),
+            title: title.into(),
+            start_date: start.clone(),
+            request_id: request_id.into(),
+        };
+        async move {
+            match plans.create_plan(request).await {
+                Ok(r) => r.into_inner().plan,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await
 }
 
 /// A charter with one signatory, signed: the plan is active and CharterSigned published.
@@ -266,24 +283,7 @@ async fn tde_dev_restarted_after_a_signature_still_moves_the_territory() {
     let ch = channel(first.local_addr).await;
     let territory = common::quickstart(ch.clone()).await;
     let mut plans = PlanServiceClient::new(ch.clone());
-    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
-    let plan = eventually("the plans service knows the territory", || {
-        let mut plans = plans.clone();
-        let request = plans_pb::CreatePlanRequest {
-            territory_id: territory.id.clone(),
-            title: "Plan".into(),
-            start_date: start.clone(),
-            request_id: String::new(),
-        };
-        async move {
-            match plans.create_plan(request).await {
-                Ok(r) => r.into_inner().plan,
-                Err(s) if s.code() == tonic::Code::NotFound => None,
-                Err(s) => panic!("{s:?}"),
-            }
-        }
-    })
-    .await;
+    let plan = create_plan_once_known(&plans, &territory.id, "Plan", "").await;
     first.shutdown().await.unwrap();
 
     // Only plans: the signature's event has no consumer before the stop.
@@ -325,24 +325,7 @@ async fn erasure_reaches_a_signatory_and_the_published_rosters() {
     let topology = one_process().await;
     let territory = common::quickstart(topology.territories.clone()).await;
     let mut plans = PlanServiceClient::new(topology.plans.clone());
-    let start = format!("{}-01-01", chrono::Utc::now().year() + 1);
-    let plan = eventually("the plans service knows the territory", || {
-        let mut plans = plans.clone();
-        let request = plans_pb::CreatePlanRequest {
-            territory_id: territory.id.clone(),
-            title: "Plan".into(),
-            start_date: start.clone(),
-            request_id: String::new(),
-        };
-        async move {
-            match plans.create_plan(request).await {
-                Ok(r) => r.into_inner().plan,
-                Err(s) if s.code() == tonic::Code::NotFound => None,
-                Err(s) => panic!("{s:?}"),
-            }
-        }
-    })
-    .await;
+    let plan = create_plan_once_known(&plans, &territory.id, "Plan", "").await;
     let signatory = "prefete@loire.gouv.fr";
     plans
         .add_charter_version(plans_pb::AddCharterVersionRequest {
