@@ -269,6 +269,17 @@ async fn handle_delivery(
                 wait = (wait * 2).min(MAX_UNAVAILABLE_WAIT);
                 continue;
             }
+            Err(e) if parked_for.is_some() => {
+                // The dead letter itself could not be written (not an outage): never loop on
+                // it; the bus delivers the event again later.
+                tracing::error!(
+                    consumer = name,
+                    event_id,
+                    error = format!("{e:#}"),
+                    "the dead letter could not be written"
+                );
+                delivery.nak(task.retry_backoff.saturating_mul(20)).await
+            }
             Err(HandlerError::Permanent(e)) => {
                 parked_for = Some(format!("{e:#}"));
                 continue;
