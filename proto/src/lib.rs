@@ -60,6 +60,12 @@ pub mod operations {
     }
 }
 
+pub mod personal_data {
+    pub mod v1 {
+        tonic::include_proto!("tde.personal_data.v1");
+    }
+}
+
 pub mod audit {
     pub mod v1 {
         tonic::include_proto!("tde.audit.v1");

@@ -216,12 +216,7 @@ impl EventHandler for TerritoryEvents {
                 if !tde_runtime::personal_data::is_fingerprint(&email_sha256) {
                     return Err(permanent("erasure event without a valid fingerprint"));
                 }
-                for r in storage::recipients_by_fingerprint(txn, &email_sha256).await? {
-                    storage::drop_pending(txn, Pending::Recipient(&r.territory_id, &r.email))
-                        .await?;
-                    storage::delete_recipient(txn, &r.territory_id, &r.email).await?;
-                }
-                storage::redact(txn, &email_sha256).await?;
+                storage::erase_person(txn, &email_sha256, None).await?;
                 return Ok(());
             }
             TerritoryEvent::Other => return Ok(()),

@@ -134,6 +134,15 @@ impl ServiceModule for NotificationsModule {
         api::policy::POLICIES
     }
 
+    fn personal_data(
+        &self,
+        ctx: &ServiceContext,
+    ) -> Option<Arc<dyn tde_runtime::holdings::PersonalDataHolder>> {
+        Some(Arc::new(api::personal_data::NotificationsHolder::new(
+            ctx.clone(),
+        )))
+    }
+
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         storage::migrations::Migrator::up(db, None).await
     }

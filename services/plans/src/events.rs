@@ -321,13 +321,8 @@ impl EventHandler for TerritoryEvents {
             TerritoryEvent::PersonalDataErased { email_sha256 } => {
                 // Signatories need not be contacts of the territories named: every plan
                 // naming the person is looked up.
-                for mut plan in storage::plans_naming(txn, &email_sha256).await? {
-                    let expected = plan.version;
-                    if plan.erase_person(&email_sha256, now) {
-                        storage::update_plan(txn, &plan, expected).await?;
-                        tracing::info!(plan_id = %plan.id, "signatory's personal data erased");
-                    }
-                }
+                crate::api::personal_data::erase_signatories(txn, &email_sha256, now, |_| true)
+                    .await?;
                 return Ok(());
             }
             TerritoryEvent::Other => return Ok(()),

@@ -54,6 +54,13 @@ impl ServiceModule for PlansModule {
         api::policy::POLICIES
     }
 
+    fn personal_data(
+        &self,
+        ctx: &ServiceContext,
+    ) -> Option<Arc<dyn tde_runtime::holdings::PersonalDataHolder>> {
+        Some(Arc::new(api::personal_data::PlansHolder::new(ctx.clone())))
+    }
+
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         storage::migrations::Migrator::up(db, None).await
     }

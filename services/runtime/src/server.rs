@@ -69,6 +69,8 @@ pub struct ServiceContext {
     pub settings: Arc<Settings>,
     /// Cancelled when the service's background work must stop (shutdown).
     pub shutdown: CancellationToken,
+    /// The personal-data holders of every service of this process (see `holdings`).
+    pub holders: crate::holdings::LocalHolders,
 }
 
 impl ServiceContext {
@@ -111,6 +113,15 @@ pub trait ServiceModule: Send + Sync + 'static {
     /// supervision, restarting them when they stop or panic.
     fn background_tasks(&self, _ctx: &ServiceContext) -> Vec<BackgroundTask> {
         Vec::new()
+    }
+
+    /// What answers for the personal data it holds (export and erasure, see `holdings`);
+    /// none when it holds none.
+    fn personal_data(
+        &self,
+        _ctx: &ServiceContext,
+    ) -> Option<Arc<dyn crate::holdings::PersonalDataHolder>> {
+        None
     }
 }
 
@@ -210,6 +221,7 @@ pub async fn start(
     let relays_stop = CancellationToken::new();
     let consumers_stop = CancellationToken::new();
     let mut contexts = Vec::new();
+    let holders = crate::holdings::LocalHolders::default();
     for module in &modules {
         let db = open_database(&settings, module.as_ref()).await?;
         contexts.push(ServiceContext {
@@ -220,7 +232,13 @@ pub async fn start(
             outbox: OutboxWaker::default(),
             settings: settings.clone(),
             shutdown: consumers_stop.clone(),
+            holders: holders.clone(),
         });
+    }
+    for (module, ctx) in modules.iter().zip(&contexts) {
+        if let Some(holder) = module.personal_data(ctx) {
+            holders.add(module.name(), holder);
+        }
     }
 
     let consumer_tasks: Vec<Vec<ConsumerTask>> = modules
@@ -264,6 +282,13 @@ pub async fn start(
                     })
                     .collect(),
             ),
+        )
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit),
+    );
+    routes.add_service(
+        tde_proto::personal_data::v1::holdings_service_server::HoldingsServiceServer::new(
+            crate::holdings::HoldingsApi::new(holders.clone()),
         )
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit),

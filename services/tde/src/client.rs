@@ -917,22 +917,44 @@ pub async fn personal_data(
                         to_json(&r, "tde.territories.v1.ExportPersonalDataResponse")?
                     )
                 }
+                // One line per record, every service's: what it is, where, and its fields.
                 Format::Table => println!(
                     "{}",
                     table(
-                        &["territory", "name", "as", "person", "phone", "role"],
-                        r.records
+                        &["service", "record", "territory", "object", "data"],
+                        r.services
                             .iter()
-                            .map(|x| {
-                                let p = x.person.clone().unwrap_or_default();
-                                vec![
-                                    x.territory_id.clone(),
-                                    x.territory_name.clone(),
-                                    x.capacity.clone(),
-                                    p.name,
-                                    p.phone,
-                                    p.role,
-                                ]
+                            .flat_map(|s| {
+                                let answered = s.status
+                                    == tde_proto::personal_data::v1::AnswerStatus::Answered as i32;
+                                let problem = (!answered).then(|| {
+                                    vec![
+                                        s.service.clone(),
+                                        "(no answer)".into(),
+                                        String::new(),
+                                        String::new(),
+                                        s.problem.clone(),
+                                    ]
+                                });
+                                s.holdings
+                                    .iter()
+                                    .map(|h| {
+                                        let mut fields: Vec<_> = h
+                                            .fields
+                                            .iter()
+                                            .map(|(k, v)| format!("{k}={v}"))
+                                            .collect();
+                                        fields.sort();
+                                        vec![
+                                            s.service.clone(),
+                                            h.kind.clone(),
+                                            h.territory_id.clone(),
+                                            h.object_id.clone(),
+                                            fields.join(", "),
+                                        ]
+                                    })
+                                    .chain(problem)
+                                    .collect::<Vec<_>>()
                             })
                             .collect(),
                     )
@@ -945,11 +967,20 @@ pub async fn personal_data(
                 .await
                 .map_err(status)?
                 .into_inner();
-            println!(
-                "{} appearance(s) erased from {} territory(ies)",
-                r.erased_records,
-                r.territory_ids.len()
-            );
+            for s in &r.services {
+                let answered =
+                    s.status == tde_proto::personal_data::v1::AnswerStatus::Answered as i32;
+                let did: Vec<String> = s
+                    .steps
+                    .iter()
+                    .map(|step| format!("{} {} {}", step.count, step.kind, step.action))
+                    .collect();
+                match (answered, did.is_empty()) {
+                    (false, _) => println!("{}: not reached ({})", s.service, s.problem),
+                    (true, true) => println!("{}: held nothing", s.service),
+                    (true, false) => println!("{}: {}", s.service, did.join(", ")),
+                }
+            }
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ pub mod api;
 pub mod domain;
 pub mod events;
 pub mod reference;
+pub mod settings;
 pub mod storage;
 
 use async_trait::async_trait;
@@ -55,6 +56,15 @@ impl Default for TerritoriesModule {
     }
 }
 
+impl TerritoriesModule {
+    fn holder(&self, ctx: &ServiceContext) -> std::sync::Arc<api::personal_data::TerritoriesHolder> {
+        std::sync::Arc::new(api::personal_data::TerritoriesHolder::new(
+            ctx.clone(),
+            self.cache.clone(),
+        ))
+    }
+}
+
 #[async_trait]
 impl ServiceModule for TerritoriesModule {
     fn name(&self) -> &'static str {
@@ -65,8 +75,19 @@ impl ServiceModule for TerritoriesModule {
         GRPC_SERVICES
     }
 
+    fn settings_section(&self) -> Option<tde_runtime::config::SectionSpec> {
+        Some(tde_runtime::config::SectionSpec::of::<settings::TerritoriesSettings>())
+    }
+
     fn policies(&self) -> &'static [MethodPolicy] {
         api::policy::POLICIES
+    }
+
+    fn personal_data(
+        &self,
+        ctx: &ServiceContext,
+    ) -> Option<std::sync::Arc<dyn tde_runtime::holdings::PersonalDataHolder>> {
+        Some(self.holder(ctx))
     }
 
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -87,7 +108,7 @@ impl ServiceModule for TerritoriesModule {
         routes.add_service(
             PersonalDataServiceServer::new(api::personal_data::PersonalDataApi::new(
                 ctx.clone(),
-                cache.clone(),
+                self.holder(ctx),
             ))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit),

@@ -1,5 +1,6 @@
 //! gRPC handlers of the notifications service.
 
+pub mod personal_data;
 pub mod policy;
 
 use sea_orm::TransactionTrait as _;

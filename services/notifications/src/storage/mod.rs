@@ -892,14 +892,22 @@ async fn record_attempt_in(
         }
     };
     let held = update.exec(db).await?.rows_affected == 1;
+    // The row's address as it is now: an erasure since the claim has replaced it.
+    let (recipient, recipient_sha256) = notification::Entity::find_by_id(n.id.clone())
+        .one(db)
+        .await?
+        .map_or_else(
+            || (n.recipient.clone(), n.recipient_sha256.clone()),
+            |row| (row.recipient, row.recipient_sha256),
+        );
     delivery::Entity::insert(delivery::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         notification_id: Set(n.id.clone()),
         territory_id: Set(n.territory_id.clone()),
         attempted_at: Set(now),
         channel: Set(n.channel.clone()),
-        recipient: Set(n.recipient.clone()),
-        recipient_sha256: Set(n.recipient_sha256.clone()),
+        recipient: Set(recipient),
+        recipient_sha256: Set(recipient_sha256),
         outcome: Set(outcome.name().into()),
         error: Set(error),
         attempt: Set(n.attempts),
@@ -1023,26 +1031,149 @@ pub async fn list_deliveries(
         .await
 }
 
-/// Erases an address from the logs: notifications and deliveries keep their facts, with the
-/// address replaced.
-pub async fn redact(db: &impl ConnectionTrait, sha256: &str) -> Result<(), DbErr> {
-    // Distinct per person: (meeting, sequence, recipient, kind) stays unique.
-    let erased = format!(
+/// What erasing a person did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Erased {
+    /// Recipient rows (with their preferences and webhook secrets) deleted.
+    pub recipients: u64,
+    /// Messages not sent yet, no longer to be sent.
+    pub dropped: u64,
+    /// Notifications and delivery log entries whose address was replaced.
+    pub notifications: u64,
+    pub deliveries: u64,
+}
+
+/// The territories where the person with `sha256` appears: as a recipient, in a notification
+/// or in the delivery log.
+pub async fn territories_knowing(
+    db: &impl ConnectionTrait,
+    sha256: &str,
+) -> Result<Vec<String>, DbErr> {
+    let mut ids: Vec<String> = recipient::Entity::find()
+        .filter(recipient::Column::EmailSha256.eq(sha256))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| r.territory_id)
+        .collect();
+    for column in [
+        notification::Entity::find()
+            .select_only()
+            .column(notification::Column::TerritoryId)
+            .filter(notification::Column::RecipientSha256.eq(sha256))
+            .distinct()
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+        delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::TerritoryId)
+            .filter(delivery::Column::RecipientSha256.eq(sha256))
+            .distinct()
+            .into_tuple::<String>()
+            .all(db)
+            .await?,
+    ] {
+        ids.extend(column);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Erases the person with `sha256` from `territories` (every territory when `None`): their
+/// recipient rows go, messages not sent yet are dropped — those leased for sending too: the
+/// dispatcher checks that a row is still pending right before sending it — and the
+/// notifications and delivery log keep their facts with the address replaced. The
+/// notifications are changed first: a dispatcher recording a send waits on their row locks,
+/// so that its delivery entry is written before the log is redacted, or after with the
+/// address already replaced.
+pub async fn erase_person(
+    db: &impl ConnectionTrait,
+    sha256: &str,
+    territories: Option<&[String]>,
+) -> Result<Erased, DbErr> {
+    let erased_address = format!(
         "(adresse effacée {})",
         tde_runtime::personal_data::short(sha256)
     );
-    notification::Entity::update_many()
-        .col_expr(notification::Column::Recipient, Expr::value(erased.clone()))
+    fn in_territories<C: ColumnTrait>(column: C, ids: Option<&[String]>) -> sea_orm::Condition {
+        match ids {
+            Some(ids) => sea_orm::Condition::all().add(column.is_in(ids.iter().cloned())),
+            None => sea_orm::Condition::all(),
+        }
+    }
+    let dropped = notification::Entity::update_many()
+        .col_expr(
+            notification::Column::Status,
+            Expr::value(Status::Dropped.as_str()),
+        )
+        .col_expr(
+            notification::Column::LastError,
+            Expr::value(Some("the recipient's personal data was erased".to_string())),
+        )
         .filter(notification::Column::RecipientSha256.eq(sha256))
-        .filter(notification::Column::Status.ne(Status::Pending.as_str()))
+        .filter(notification::Column::Status.eq(Status::Pending.as_str()))
+        .filter(in_territories(
+            notification::Column::TerritoryId,
+            territories,
+        ))
         .exec(db)
-        .await?;
-    delivery::Entity::update_many()
-        .col_expr(delivery::Column::Recipient, Expr::value(erased))
+        .await?
+        .rows_affected;
+    // The fingerprint goes too: it still singles the person out.
+    let notifications = notification::Entity::update_many()
+        .col_expr(
+            notification::Column::Recipient,
+            Expr::value(erased_address.clone()),
+        )
+        .col_expr(notification::Column::RecipientSha256, Expr::value(""))
+        .filter(notification::Column::RecipientSha256.eq(sha256))
+        .filter(in_territories(
+            notification::Column::TerritoryId,
+            territories,
+        ))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let recipients = recipient::Entity::delete_many()
+        .filter(recipient::Column::EmailSha256.eq(sha256))
+        .filter(in_territories(recipient::Column::TerritoryId, territories))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let deliveries = delivery::Entity::update_many()
+        .col_expr(delivery::Column::Recipient, Expr::value(erased_address))
+        .col_expr(delivery::Column::RecipientSha256, Expr::value(""))
         .filter(delivery::Column::RecipientSha256.eq(sha256))
+        .filter(in_territories(delivery::Column::TerritoryId, territories))
         .exec(db)
+        .await?
+        .rows_affected;
+    Ok(Erased {
+        recipients,
+        dropped,
+        notifications,
+        deliveries,
+    })
+}
+
+/// The notifications and delivery log entries naming the person with `sha256`.
+pub async fn notifications_naming(
+    db: &impl ConnectionTrait,
+    sha256: &str,
+) -> Result<(Vec<notification::Model>, Vec<delivery::Model>), DbErr> {
+    let notifications = notification::Entity::find()
+        .filter(notification::Column::RecipientSha256.eq(sha256))
+        .order_by_asc(notification::Column::Id)
+        .all(db)
         .await?;
-    Ok(())
+    let deliveries = delivery::Entity::find()
+        .filter(delivery::Column::RecipientSha256.eq(sha256))
+        .order_by_asc(delivery::Column::Id)
+        .all(db)
+        .await?;
+    Ok((notifications, deliveries))
 }
 
 /// Records a territory first known from a meeting (its roster may come later).

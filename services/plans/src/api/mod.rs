@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod convert;
 pub mod meetings;
+pub mod personal_data;
 pub mod plans;
 pub mod policy;
 

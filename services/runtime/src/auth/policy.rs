@@ -102,6 +102,15 @@ pub const RUNTIME_POLICIES: &[MethodPolicy] = &[
         "/tde.operations.v1.OperationsService/RepublishParkedEvents",
         super::scope::OPERATIONS_ADMIN,
     ),
+    // Personal data (RGPD requests), as the territories service's PersonalDataService.
+    MethodPolicy::write(
+        "/tde.personal_data.v1.HoldingsService/ExportHoldings",
+        super::scope::CONTACTS_ADMIN,
+    ),
+    MethodPolicy::write(
+        "/tde.personal_data.v1.HoldingsService/EraseHoldings",
+        super::scope::CONTACTS_ADMIN,
+    ),
 ];
 
 /// Checks policy tables against the services of a descriptor pool: every method of
