@@ -145,11 +145,11 @@ fn spawn_here(
             Ok(())
         });
     }
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(OwnedProcess)
+    command.spawn().map(OwnedProcess)
+}
+
+fn quiet(command: &mut Command) {
+    command.stdout(Stdio::null()).stderr(Stdio::null());
 }
 
 /// PostgreSQL refuses to run as root: throwaway instances run as the `postgres` user then.
@@ -191,15 +191,28 @@ pub fn postgres_url() -> &'static str {
 }
 
 fn start_throwaway_postgres() -> Instance {
-    let initdb = find_binary("initdb")
-        .expect("no PostgreSQL running and no initdb installed: run the README's test command");
-    let postgres = find_binary("postgres").expect("postgres binary not found beside initdb");
     let dir = tempfile::tempdir().expect("temp dir");
     let run_as = postgres_user();
-    if let Some((uid, gid)) = run_as {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
+    let data = init_cluster(dir.path(), run_as);
+    let port = free_port();
+    let server = postgres_command(&data, port, dir.path(), 400);
+    // SIGQUIT: immediate shutdown of the postmaster and its children.
+    let process = spawn_owned(server, libc::SIGQUIT, run_as).expect("postgres starts");
+    wait_until_answers(&format!("127.0.0.1:{port}"), "PostgreSQL");
+    Instance {
+        url: format!("postgres://postgres@127.0.0.1:{port}"),
+        _process: Some((process, dir)),
     }
-    let data = dir.path().join("data");
+}
+
+/// A new cluster in `dir/data` (trust authentication, user `postgres`), owned by `run_as`.
+fn init_cluster(dir: &Path, run_as: Option<(u32, u32)>) -> PathBuf {
+    let initdb = find_binary("initdb")
+        .expect("no PostgreSQL running and no initdb installed: run the README's test command");
+    if let Some((uid, gid)) = run_as {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown temp dir");
+    }
+    let data = dir.join("data");
     let mut init = Command::new(&initdb);
     init.args([
         "-U",
@@ -211,15 +224,22 @@ fn start_throwaway_postgres() -> Instance {
         "-D",
     ])
     .arg(&data);
+    quiet(&mut init);
     let status = spawn_owned(init, libc::SIGKILL, run_as)
         .and_then(|mut p| p.0.wait())
         .expect("initdb runs");
     assert!(status.success(), "initdb failed");
-    let port = free_port();
+    data
+}
+
+/// The postmaster of the cluster in `data`, on the loopback interface at `port`, its socket
+/// in `socket_dir`.
+fn postgres_command(data: &Path, port: u16, socket_dir: &Path, max_connections: u32) -> Command {
+    let postgres = find_binary("postgres").expect("postgres binary not found beside initdb");
     let mut server = Command::new(&postgres);
     server
         .arg("-D")
-        .arg(&data)
+        .arg(data)
         .args([
             "-p",
             &port.to_string(),
@@ -228,17 +248,12 @@ fn start_throwaway_postgres() -> Instance {
             "-c",
             "fsync=off",
             "-c",
-            "max_connections=400",
+            &format!("max_connections={max_connections}"),
             "-k",
         ])
-        .arg(dir.path());
-    // SIGQUIT: immediate shutdown of the postmaster and its children.
-    let process = spawn_owned(server, libc::SIGQUIT, run_as).expect("postgres starts");
-    wait_until_answers(&format!("127.0.0.1:{port}"), "PostgreSQL");
-    Instance {
-        url: format!("postgres://postgres@127.0.0.1:{port}"),
-        _process: Some((process, dir)),
-    }
+        .arg(socket_dir);
+    quiet(&mut server);
+    server
 }
 
 /// The shared NATS server of the tests (JetStream enabled).
@@ -312,8 +327,134 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.dir.path());
+        quiet(&mut command);
         self.process = Some(spawn_owned(command, libc::SIGKILL, None).expect("nats-server starts"));
         wait_until_answers(&format!("127.0.0.1:{}", self.port), "nats-server");
+    }
+}
+
+/// A PostgreSQL cluster owned by one test (its own data directory, port and postmaster),
+/// which it can stop and start again (same port, same data) to test a service whose own
+/// database goes away. Removed on drop.
+pub struct PostgresServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    data: PathBuf,
+    run_as: Option<(u32, u32)>,
+    process: Option<OwnedProcess>,
+}
+
+impl PostgresServer {
+    /// Creates the cluster (initdb) and starts it.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let run_as = postgres_user();
+        let data = init_cluster(dir.path(), run_as);
+        let mut server = Self {
+            port: free_port(),
+            dir,
+            data,
+            run_as,
+            process: None,
+        };
+        server.resume();
+        server
+    }
+
+    /// The admin URL, without database name.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    /// Creates the database `name`; returns its URL.
+    pub async fn create_database(&self, name: &str) -> String {
+        let admin = format!("{}/postgres", self.url());
+        // A postmaster just started accepts connections before it serves them: retry a while.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let attempt = async {
+                let db = Database::connect(&admin).await?;
+                db.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await?;
+                db.close().await
+            };
+            match attempt.await {
+                Ok(()) => return format!("{}/{name}", self.url()),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the test's PostgreSQL not ready yet");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("create database {name} on {admin}: {e}"),
+            }
+        }
+    }
+
+    /// Stops the server as `pg_ctl stop` does (fast shutdown: sessions are terminated, the
+    /// cluster is left clean), and waits until it is gone.
+    pub fn stop(&mut self) {
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(process.0.id()) {
+            // SAFETY: kill has no memory-safety preconditions; pid is our own child.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while matches!(process.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Still there after the deadline: the drop kills it.
+        drop(process);
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&mut self) {
+        let server = postgres_command(&self.data, self.port, self.dir.path(), 100);
+        self.process =
+            Some(spawn_owned(server, libc::SIGQUIT, self.run_as).expect("postgres starts"));
+        wait_until_answers(&format!("127.0.0.1:{}", self.port), "PostgreSQL");
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if let Some(process) = &self.process
+            && let Ok(pid) = i32::try_from(process.0.id())
+        {
+            // SAFETY: as in `stop`. Immediate shutdown: the data is thrown away.
+            unsafe { libc::kill(pid, libc::SIGQUIT) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(process) = &mut self.process {
+            while matches!(process.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.process = None;
+    }
+}
+
+/// A process of a test (e.g. a service served by another process), its output appended to a
+/// file; killed on drop and when the test process dies.
+pub struct TestProcess(OwnedProcess);
+
+impl TestProcess {
+    pub fn spawn(mut command: Command, log: &Path) -> std::io::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        command.stdout(out.try_clone()?).stderr(out);
+        spawn_owned(command, libc::SIGKILL, None).map(Self)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.0.id()
+    }
+
+    /// Whether it still runs (false once it exited).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.0.0.try_wait(), Ok(None))
     }
 }
 
