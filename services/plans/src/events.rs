@@ -412,3 +412,51 @@ impl TerritoryEvents {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod payload_bounds {
+    use chrono::NaiveDate;
+
+    use super::*;
+    use crate::domain::action::{ActionKind, ActionStatus, MAX_ACTIONS_PER_YEAR, submit};
+
+    #[test]
+    fn the_largest_year_programme_fits_in_one_event() {
+        let now = Utc::now();
+        let day = |m, d| NaiveDate::from_ymd_opt(2027, m, d).expect("a date");
+        let plan = Plan::new(
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+            "𝔐".repeat(200),
+            "84".into(),
+            &"𝔐".repeat(200),
+            day(1, 1),
+            now,
+        )
+        .expect("a plan");
+        // Every action at the longest title the API takes, in four-byte characters.
+        let actions: Vec<Action> = (0..MAX_ACTIONS_PER_YEAR)
+            .map(|_| Action {
+                id: uuid::Uuid::now_v7().to_string(),
+                year: 1,
+                kind: ActionKind::Training,
+                title: "𝔐".repeat(200),
+                description: String::new(),
+                audiences: Default::default(),
+                skills: Default::default(),
+                planned_start: day(1, 10),
+                planned_end: day(2, 10),
+                budget_cents: crate::domain::action::MAX_ACTION_BUDGET_CENTS,
+                status: ActionStatus::Planned,
+                provider_id: None,
+            })
+            .collect();
+        let submission = submit(None, &actions).expect("submitted");
+        let event = year_submitted(&plan, 1, &submission, &actions, &"𝔐".repeat(200), now);
+        assert!(
+            event.payload.len() <= tde_runtime::bus::MAX_EVENT_PAYLOAD,
+            "{} bytes",
+            event.payload.len()
+        );
+    }
+}

@@ -28,6 +28,7 @@ tde_runtime::on_both_topologies!(
     actions_needing_a_skill_without_provider,
     bad_input_is_refused_field_by_field,
     territory_members_see_only_their_plan,
+    a_plan_year_holds_a_bounded_programme,
 );
 
 async fn a_plan_needs_a_registered_territory(topology: Topology) {
@@ -264,6 +265,49 @@ async fn a_year_programme_is_submitted_then_amended(topology: Topology) {
     assert_eq!(submitted[1].budget_cents, 800_000);
     assert!(submitted[1].amendment);
     assert_eq!(submitted[1].actions.len(), 1);
+}
+
+/// A year's programme travels whole in `plan.year_submitted`: the number of actions a year
+/// holds is bounded, so that its event always fits on the bus.
+async fn a_plan_year_holds_a_bounded_programme(topology: Topology) {
+    let app = App::start(topology).await;
+    let id = app.territory("Saint-Étienne", "84", "Europe/Paris").await;
+    let plan = app.active_plan(&id, &next_year_start()).await;
+    let y = year();
+    let action = |n: u64| pb::CreateActionRequest {
+        action: Some(pb::Action {
+            plan_id: plan.id.clone(),
+            year: 1,
+            kind: pb::ActionKind::FieldSupport as i32,
+            title: format!("Atelier {n}"),
+            audiences: vec![pb::Audience::ElectedOfficials as i32],
+            planned_start: format!("{y}-02-01"),
+            planned_end: format!("{y}-03-31"),
+            budget_cents: 100,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let max = tde_plans::domain::action::MAX_ACTIONS_PER_YEAR;
+    for n in 0..max {
+        app.actions().create_action(action(n)).await.unwrap();
+    }
+    let refused = app.actions().create_action(action(max)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains(&format!("{max}")),
+        "{}",
+        refused.message()
+    );
+    // The full year is still submitted, as one event.
+    app.plans()
+        .submit_plan_year(pb::SubmitPlanYearRequest {
+            plan_id: plan.id.clone(),
+            etag: String::new(),
+            year: 1,
+        })
+        .await
+        .unwrap();
 }
 
 async fn meetings_keep_their_local_time_and_identity(topology: Topology) {

@@ -298,3 +298,64 @@ impl tde_runtime::inbox::EventHandler for PlanEvents {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::contact::{MAX_MEMBERS, MAX_NAME, Person, SteeringBody};
+    use crate::domain::territory::{AuthorityFacts, AuthorityKind, MAX_TEAM, Zone};
+
+    /// The largest text a bounded field takes: `chars` four-byte characters.
+    fn widest(chars: usize) -> String {
+        "𝔐".repeat(chars)
+    }
+
+    fn widest_person(i: usize) -> Person {
+        // The longest address the parser takes: 64 + @ + a long domain (≤ 254 in all).
+        let label = "d".repeat(60);
+        let email = format!("{:a<64}@{label}.{label}.{label}.fr", i);
+        Person::new(
+            &widest(MAX_NAME),
+            &email,
+            "+33 6 98 76 54 32",
+            &widest(MAX_NAME),
+        )
+        .expect("a valid person")
+    }
+
+    #[test]
+    fn the_largest_roster_fits_in_one_event() {
+        let facts = AuthorityFacts {
+            name: widest(MAX_NAME),
+            population: 1,
+            departement_code: "42".into(),
+            region_code: "84".into(),
+            zone: Zone::Metro,
+            epci_siren: None,
+        };
+        let mut t = Territory::register(
+            uuid::Uuid::now_v7().to_string(),
+            AuthorityKind::Commune,
+            "42218".into(),
+            facts,
+            "test",
+            chrono::Utc::now(),
+        );
+        t.privileged_contact = Some(widest_person(0));
+        t.operational_team = (0..MAX_TEAM).map(widest_person).collect();
+        t.steering_body = Some(
+            SteeringBody::new(
+                &widest(MAX_NAME),
+                false,
+                (0..MAX_MEMBERS).map(|i| Ok(widest_person(i))).collect(),
+            )
+            .expect("a valid steering body"),
+        );
+        let event = steering_body_changed(&t);
+        assert!(
+            event.payload.len() <= tde_runtime::bus::MAX_EVENT_PAYLOAD,
+            "{} bytes",
+            event.payload.len()
+        );
+    }
+}

@@ -35,7 +35,7 @@ fn wrong_status(current: ActionStatus, action: &str) -> ApiError {
 }
 
 /// A new action of the locked plan, checked against it (also used by meeting decisions).
-pub(crate) fn new_record(
+pub(crate) async fn new_record(
     locked: &Locked,
     action: Action,
     field_prefix: &str,
@@ -45,6 +45,10 @@ pub(crate) fn new_record(
         .ensure_open("add actions")
         .map_err(ApiError::from)?;
     convert::check_period(&locked.plan, &action, field_prefix)?;
+    // The plan row is locked: the count cannot change before this action is inserted.
+    let existing =
+        storage::count_actions_of_year(&locked.txn, &locked.plan.id, action.year).await?;
+    crate::domain::action::ensure_room_in_year(action.year, existing)?;
     let now = tde_runtime::api::now();
     Ok(ActionRecord {
         action,
@@ -155,7 +159,7 @@ impl PlansApi {
                     ApiError::internal(anyhow::anyhow!("replayed action {existing} is gone"))
                 });
         }
-        let record = new_record(&locked, action, "action.")?;
+        let record = new_record(&locked, action, "action.").await?;
         storage::insert_action(&locked.txn, &record).await?;
         self.commit(locked, Vec::new()).await?;
         Ok(record)

@@ -457,7 +457,7 @@ impl SteeringMeetingService for PlansApi {
         record.touch(now);
         let mut actions = Vec::new();
         for (prefix, action) in creations {
-            let created = new_record(&locked, action, &format!("{prefix}create_action."))?;
+            let created = new_record(&locked, action, &format!("{prefix}create_action.")).await?;
             storage::insert_action(&locked.txn, &created)
                 .await
                 .map_err(ApiError::from)?;

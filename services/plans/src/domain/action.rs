@@ -110,6 +110,25 @@ impl ActionStatus {
 /// The largest budget of one action: 10 million euros, in cents.
 pub const MAX_ACTION_BUDGET_CENTS: i64 = 1_000_000_000;
 
+/// The most actions one plan year holds (cancelled ones included): a year's programme
+/// travels whole in `plan.year_submitted`, which must stay below the bus's payload limit
+/// (`tde_runtime::bus::MAX_EVENT_PAYLOAD`), and no real programme comes near it.
+pub const MAX_ACTIONS_PER_YEAR: u64 = 200;
+
+/// Refuses a new action in plan year `year` that already holds `existing` actions.
+pub fn ensure_room_in_year(year: u8, existing: u64) -> Result<(), DomainError> {
+    if existing >= MAX_ACTIONS_PER_YEAR {
+        return Err(DomainError::WrongState {
+            what: "plan year",
+            current: format!(
+                "{year} holding {existing} actions, the most a year can hold ({MAX_ACTIONS_PER_YEAR})"
+            ),
+            action: "add another (cancelled actions count too)",
+        });
+    }
+    Ok(())
+}
+
 /// An action of a plan year.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {

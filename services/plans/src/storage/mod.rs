@@ -506,6 +506,19 @@ pub async fn list_actions(
         .collect()
 }
 
+/// How many actions plan year `year` of `plan_id` holds, whatever their status.
+pub async fn count_actions_of_year(
+    db: &impl ConnectionTrait,
+    plan_id: &str,
+    year: u8,
+) -> Result<u64, DbErr> {
+    action::Entity::find()
+        .filter(action::Column::PlanId.eq(plan_id))
+        .filter(action::Column::Year.eq(i16::from(year)))
+        .count(db)
+        .await
+}
+
 pub async fn count_actions_of_plan(db: &impl ConnectionTrait, plan_id: &str) -> Result<u64, DbErr> {
     action::Entity::find()
         .filter(action::Column::PlanId.eq(plan_id))

@@ -14,6 +14,12 @@ use chrono::{DateTime, Utc};
 pub use jetstream::JetStreamBus;
 pub use memory::MemoryBus;
 
+/// The largest event payload a service may produce: half of NATS's default maximum payload
+/// (1 MiB), leaving room for headers and for a server configured lower. Producers bound their
+/// inputs (a plan year's actions, a roster) so that their largest possible event stays below
+/// it, and test that worst case; the relay parks whatever the server still refuses.
+pub const MAX_EVENT_PAYLOAD: usize = 512 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("event bus unavailable: {0}")]

@@ -619,9 +619,19 @@ impl Territory {
 }
 
 /// Validates an operational team.
+/// The most people in an operational team. The roster travels whole in
+/// `steering_body_changed`, which must stay below the bus's payload limit.
+pub const MAX_TEAM: usize = 50;
+
 pub fn validate_team(
     members: Vec<Result<Person, DomainError>>,
 ) -> Result<Vec<Person>, DomainError> {
+    if members.len() > MAX_TEAM {
+        return Err(DomainError::invalid(
+            "operational_team",
+            format!("at most {MAX_TEAM} people"),
+        ));
+    }
     let mut v = Violations::default();
     let mut team = Vec::new();
     for (i, m) in members.into_iter().enumerate() {
@@ -636,6 +646,18 @@ pub fn validate_team(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operational_team_is_bounded() {
+        let person = || Person::new("Claire Durand", "claire@mairie.fr", "", "DGS");
+        assert!(validate_team((0..MAX_TEAM).map(|_| person()).collect()).is_ok());
+        let Err(DomainError::Invalid(v)) =
+            validate_team((0..=MAX_TEAM).map(|_| person()).collect())
+        else {
+            panic!("refused");
+        };
+        assert_eq!(v[0].field, "operational_team");
+    }
 
     #[test]
     fn the_path_moves_one_stage_at_a_time() {
