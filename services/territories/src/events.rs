@@ -183,6 +183,14 @@ pub fn diagnostic_recorded(t: &Territory) -> NewEvent {
 }
 
 /// The whole roster and the time zone: notifications keeps its recipients from this alone.
+/// A person as the roster's readers need them (invitations): name, address, role. Phone
+/// numbers stay in this service: no consumer needs them, and every copy is one more to erase.
+fn recipient_to_pb(p: &crate::domain::contact::Person) -> pb::Person {
+    let mut person = person_to_pb(p);
+    person.phone.clear();
+    person
+}
+
 pub fn steering_body_changed(t: &Territory) -> NewEvent {
     event(
         t,
@@ -192,9 +200,13 @@ pub fn steering_body_changed(t: &Territory) -> NewEvent {
             territory_id: t.id.clone(),
             territory_name: t.name.clone(),
             time_zone: t.time_zone.clone(),
-            steering_body: t.steering_body.as_ref().map(steering_body_to_pb),
-            privileged_contact: t.privileged_contact.as_ref().map(person_to_pb),
-            operational_team: t.operational_team.iter().map(person_to_pb).collect(),
+            steering_body: t.steering_body.as_ref().map(|b| {
+                let mut body = steering_body_to_pb(b);
+                body.members.iter_mut().for_each(|m| m.phone.clear());
+                body
+            }),
+            privileged_contact: t.privileged_contact.as_ref().map(recipient_to_pb),
+            operational_team: t.operational_team.iter().map(recipient_to_pb).collect(),
         },
     )
 }
@@ -352,6 +364,10 @@ mod tests {
             .expect("a valid steering body"),
         );
         let event = steering_body_changed(&t);
+        assert!(
+            !String::from_utf8_lossy(&event.payload).contains("+33698765432"),
+            "phone numbers stay out of the roster's event"
+        );
         assert!(
             event.payload.len() <= tde_runtime::bus::MAX_EVENT_PAYLOAD,
             "{} bytes",
