@@ -54,6 +54,23 @@ pub mod notifications {
     }
 }
 
+pub mod subsidies {
+    pub mod v1 {
+        tonic::include_proto!("tde.subsidies.v1");
+
+        /// Subject suffixes of the subsidies events, under `tde.subsidies.`.
+        pub mod subjects {
+            pub const SUBSIDY_REQUESTED: &str = "subsidy.requested";
+            pub const SUBSIDY_DECIDED: &str = "subsidy.decided";
+            pub const SUBSIDY_COMMITTED: &str = "subsidy.committed";
+            pub const PAYMENT_SCHEDULED: &str = "payment.scheduled";
+            pub const PAYMENT_PAID: &str = "payment.paid";
+            pub const PAYMENT_FAILED: &str = "payment.failed";
+            pub const CLAWBACK_ORDERED: &str = "clawback.ordered";
+        }
+    }
+}
+
 pub mod operations {
     pub mod v1 {
         tonic::include_proto!("tde.operations.v1");

@@ -52,6 +52,11 @@ pub mod scope {
     /// Notifications: what was sent, to whom; recipients' preferences.
     pub const NOTIFICATIONS_READ: &str = "notifications:read";
     pub const NOTIFICATIONS_WRITE: &str = "notifications:write";
+    /// Subsidies: envelopes, decisions, payments, the ledger and its exports.
+    pub const SUBSIDIES_READ: &str = "subsidies:read";
+    pub const SUBSIDIES_WRITE: &str = "subsidies:write";
+    /// Approving a subsidy decision (the second pair of eyes), refusing a subsidy.
+    pub const SUBSIDIES_APPROVE: &str = "subsidies:approve";
 
     /// Every scope, for the national team's tokens.
     pub const ALL: &[&str] = &[
@@ -63,6 +68,9 @@ pub mod scope {
         PLANS_ADMIN,
         NOTIFICATIONS_READ,
         NOTIFICATIONS_WRITE,
+        SUBSIDIES_READ,
+        SUBSIDIES_WRITE,
+        SUBSIDIES_APPROVE,
         CONTACTS_READ,
         CONTACTS_ADMIN,
         AUDIT_READ,
