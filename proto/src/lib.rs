@@ -44,6 +44,33 @@ pub mod plans {
             pub const MEETING_RESCHEDULED: &str = "meeting.rescheduled";
             pub const MEETING_CANCELLED: &str = "meeting.cancelled";
             pub const MEETING_HELD: &str = "meeting.held";
+            pub const ACTION_CREATED: &str = "action.created";
+            pub const ACTION_UPDATED: &str = "action.updated";
+            pub const ACTION_STATUS_CHANGED: &str = "action.status_changed";
+            pub const ACTION_PROVIDER_ASSIGNED: &str = "action.provider_assigned";
+        }
+    }
+}
+
+/// Vocabulary shared by several services (the closed list of skills).
+pub mod common {
+    pub mod v1 {
+        tonic::include_proto!("tde.common.v1");
+    }
+}
+
+pub mod matching {
+    pub mod v1 {
+        tonic::include_proto!("tde.matching.v1");
+
+        /// Subject suffixes of the matching events, under `tde.matching.`.
+        pub mod subjects {
+            pub const PROVIDER_REGISTERED: &str = "provider.registered";
+            pub const PROVIDER_STATUS_CHANGED: &str = "provider.status_changed";
+            pub const PROPOSAL_SENT: &str = "proposal.sent";
+            pub const PROPOSAL_DECLINED: &str = "proposal.declined";
+            pub const PROPOSAL_EXPIRED: &str = "proposal.expired";
+            pub const ASSIGNMENT_ACCEPTED: &str = "assignment.accepted";
         }
     }
 }

@@ -16,13 +16,13 @@ use tde_runtime::outbox::{self, NewEvent};
 use tde_runtime::read_model;
 
 use crate::SERVICE;
-use crate::api::convert::{kind_to_pb, plan_status_to_pb};
-use crate::domain::action::Action;
+use crate::api::convert::{action_status_to_pb, kind_to_pb, plan_status_to_pb, skill_to_pb};
 use crate::domain::action::Submission;
+use crate::domain::action::{Action, ActionStatus};
 use crate::domain::meeting::{MeetingStatus, SteeringMeeting};
 use crate::domain::plan::{Plan, PlanStatus};
 use crate::domain::review::ReviewScope;
-use crate::storage::{self, LOCAL_FORMAT, TerritoryView};
+use crate::storage::{self, ActionRecord, LOCAL_FORMAT, TerritoryView};
 
 fn plan_event(
     plan: &Plan,
@@ -143,6 +143,123 @@ pub fn review_recorded(plan: &Plan, scope: ReviewScope, at: DateTime<Utc>) -> Ne
             r#final: scope == ReviewScope::Final,
             indicators,
             record_time: Some(timestamp(at)),
+        },
+    )
+}
+
+/// What matching needs of an action (its read model of needs): the territory's département
+/// comes from this service's copy of the territories.
+pub async fn action_facts(
+    txn: &DatabaseTransaction,
+    plan: &Plan,
+    r: &ActionRecord,
+) -> Result<pb::ActionFacts, sea_orm::DbErr> {
+    let departement_code = storage::find_territory(txn, &plan.territory_id)
+        .await?
+        .map(|t| t.departement_code)
+        .unwrap_or_default();
+    let a = &r.action;
+    Ok(pb::ActionFacts {
+        action_id: a.id.clone(),
+        plan_id: r.plan_id.clone(),
+        territory_id: r.territory_id.clone(),
+        territory_name: plan.territory_name.clone(),
+        departement_code,
+        region_code: r.region_code.clone(),
+        year: i32::from(a.year),
+        kind: kind_to_pb(a.kind) as i32,
+        title: a.title.clone(),
+        // The numbers of plans' Skill are those of tde.common.v1.Skill.
+        skills: a.skills.iter().map(|s| skill_to_pb(s)).collect(),
+        planned_start: a.planned_start.to_string(),
+        planned_end: a.planned_end.to_string(),
+        budget_cents: a.budget_cents,
+        status: action_status_to_pb(a.status) as i32,
+        provider_id: a.provider_id.clone().unwrap_or_default(),
+        version: r.version,
+    })
+}
+
+fn action_event(
+    facts: &pb::ActionFacts,
+    suffix: &str,
+    event_type: &'static str,
+    message: &impl prost::Message,
+) -> NewEvent {
+    NewEvent::new(
+        SERVICE,
+        "action",
+        facts.action_id.clone(),
+        suffix,
+        event_type,
+        message,
+    )
+}
+
+pub fn action_created(action: pb::ActionFacts, actor: &str, at: DateTime<Utc>) -> NewEvent {
+    let facts = action.clone();
+    action_event(
+        &facts,
+        subjects::ACTION_CREATED,
+        "tde.plans.v1.ActionCreated",
+        &pb::ActionCreated {
+            action: Some(action),
+            create_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn action_updated(action: pb::ActionFacts, actor: &str, at: DateTime<Utc>) -> NewEvent {
+    let facts = action.clone();
+    action_event(
+        &facts,
+        subjects::ACTION_UPDATED,
+        "tde.plans.v1.ActionUpdated",
+        &pb::ActionUpdated {
+            action: Some(action),
+            update_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn action_status_changed(
+    action: pb::ActionFacts,
+    from: ActionStatus,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    let facts = action.clone();
+    action_event(
+        &facts,
+        subjects::ACTION_STATUS_CHANGED,
+        "tde.plans.v1.ActionStatusChanged",
+        &pb::ActionStatusChanged {
+            action: Some(action),
+            from_status: action_status_to_pb(from) as i32,
+            change_time: Some(timestamp(at)),
+            actor: actor.to_string(),
+        },
+    )
+}
+
+pub fn provider_assigned(
+    action: pb::ActionFacts,
+    previous: Option<&str>,
+    actor: &str,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    let facts = action.clone();
+    action_event(
+        &facts,
+        subjects::ACTION_PROVIDER_ASSIGNED,
+        "tde.plans.v1.ProviderAssigned",
+        &pb::ProviderAssigned {
+            action: Some(action),
+            previous_provider_id: previous.unwrap_or_default().to_string(),
+            assign_time: Some(timestamp(at)),
+            actor: actor.to_string(),
         },
     )
 }
@@ -344,6 +461,7 @@ impl EventHandler for TerritoryEvents {
                 stage: String::new(),
                 time_zone: String::new(),
                 region_code: String::new(),
+                departement_code: String::new(),
                 updated_at: event.time,
             },
             None => {
@@ -364,6 +482,7 @@ impl EventHandler for TerritoryEvents {
         if let Some(location) = facts.location {
             view.kind = location.kind;
             view.region_code = location.region_code;
+            view.departement_code = location.departement_code;
         }
         let withdrawn = (facts.stage.as_deref() == Some("withdrawn")).then(|| {
             let reason = facts.stage_reason.trim();

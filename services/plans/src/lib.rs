@@ -8,6 +8,7 @@
 //! - `events`: what it publishes, and its consumer of the territory events.
 
 pub mod api;
+pub mod assignments;
 pub mod domain;
 pub mod events;
 pub mod storage;
@@ -85,13 +86,22 @@ impl ServiceModule for PlansModule {
         );
     }
 
-    /// The territory events feed the read model of territories.
+    /// The territory events feed the read model of territories; the matching events set
+    /// the providers that accepted.
     fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
-        vec![ConsumerTask::following(
-            ctx,
-            "territories",
-            "territories",
-            Arc::new(events::TerritoryEvents),
-        )]
+        vec![
+            ConsumerTask::following(
+                ctx,
+                "territories",
+                "territories",
+                Arc::new(events::TerritoryEvents),
+            ),
+            ConsumerTask::following(
+                ctx,
+                "matching",
+                "matching",
+                Arc::new(assignments::MatchingEvents),
+            ),
+        ]
     }
 }

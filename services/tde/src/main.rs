@@ -138,6 +138,9 @@ enum Command {
         /// The person's verified e-mail address (their own notification preferences…).
         #[arg(long)]
         email: Option<String>,
+        /// The provider a provider's token speaks for (`tde_provider`: its own proposals).
+        #[arg(long)]
+        provider: Option<String>,
         /// Lifetime: 90s, 30m, 8h, 2d.
         #[arg(long, default_value = "8h", value_parser = parse_lifetime)]
         lifetime: std::time::Duration,
@@ -306,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             territories,
             regions,
             email,
+            provider,
             lifetime,
         } => {
             let settings = load_settings(cli.config.as_deref(), Role::ALL)?;
@@ -319,6 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             spec.territories = territories;
             spec.regions = regions;
             spec.email = email;
+            spec.provider = provider;
             spec.lifetime = lifetime;
             println!("{}", issuer.mint(&spec)?);
         }

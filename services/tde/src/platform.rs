@@ -19,16 +19,23 @@ pub enum Role {
     Territories,
     Plans,
     Notifications,
+    Matching,
 }
 
 impl Role {
-    pub const ALL: &'static [Role] = &[Role::Territories, Role::Plans, Role::Notifications];
+    pub const ALL: &'static [Role] = &[
+        Role::Territories,
+        Role::Plans,
+        Role::Notifications,
+        Role::Matching,
+    ];
 
     pub fn module(self) -> Arc<dyn ServiceModule> {
         match self {
             Role::Territories => Arc::new(tde_territories::TerritoriesModule::default()),
             Role::Plans => Arc::new(tde_plans::PlansModule),
             Role::Notifications => Arc::new(tde_notifications::NotificationsModule::default()),
+            Role::Matching => Arc::new(tde_matching::MatchingModule),
         }
     }
 }

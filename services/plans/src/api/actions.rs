@@ -6,6 +6,7 @@ use tde_proto::plans::v1 as pb;
 use tde_proto::plans::v1::action_service_server::ActionService;
 use tde_runtime::api::{Caller, PageRequest, parse_id};
 use tde_runtime::idempotency::IdempotencyKey;
+use tde_runtime::outbox::NewEvent;
 use tde_runtime::{ApiError, Violations};
 
 use super::convert;
@@ -13,6 +14,7 @@ use super::plans::visible_to;
 use super::{Locked, PlansApi, action_resource, stale};
 use crate::domain::action::{Action, ActionStatus};
 use crate::domain::plan::Plan;
+use crate::events;
 use crate::storage::{self, ActionFilter, ActionRecord};
 
 pub const DEFAULT_PAGE: u64 = 100;
@@ -107,19 +109,24 @@ impl PlansApi {
         Ok((locked, record))
     }
 
-    /// Writes a changed action and commits.
+    /// Writes a changed action with its event (`event` builds it from the action's facts)
+    /// and commits. An unchanged action publishes nothing.
     async fn save_action(
         &self,
         locked: Locked,
         record: ActionRecord,
         expected: i64,
+        event: impl FnOnce(tde_proto::plans::v1::ActionFacts) -> NewEvent,
     ) -> Result<ActionRecord, ApiError> {
-        if record.version != expected
-            && !storage::update_action(&locked.txn, &record, expected).await?
-        {
-            return Err(stale("action", &record.action.id));
+        let mut published = Vec::new();
+        if record.version != expected {
+            if !storage::update_action(&locked.txn, &record, expected).await? {
+                return Err(stale("action", &record.action.id));
+            }
+            let facts = events::action_facts(&locked.txn, &locked.plan, &record).await?;
+            published.push(event(facts));
         }
-        self.commit(locked, Vec::new()).await?;
+        self.commit(locked, published).await?;
         Ok(record)
     }
 
@@ -161,7 +168,9 @@ impl PlansApi {
         }
         let record = new_record(&locked, action, "action.").await?;
         storage::insert_action(&locked.txn, &record).await?;
-        self.commit(locked, Vec::new()).await?;
+        let facts = events::action_facts(&locked.txn, &locked.plan, &record).await?;
+        let event = events::action_created(facts, &caller.actor, record.created_at);
+        self.commit(locked, vec![event]).await?;
         Ok(record)
     }
 
@@ -248,8 +257,12 @@ impl PlansApi {
             return Err(wrong_status(a.status, "change it"));
         }
         convert::check_period(&locked.plan, a, "action.")?;
-        record.touch(tde_runtime::api::now());
-        self.save_action(locked, record, expected).await
+        let now = tde_runtime::api::now();
+        record.touch(now);
+        self.save_action(locked, record, expected, |facts| {
+            events::action_updated(facts, &caller.actor, now)
+        })
+        .await
     }
 
     async fn list_actions_page(
@@ -383,8 +396,14 @@ impl ActionService for PlansApi {
             .ok_or_else(|| ApiError::invalid("status", "is required: the status to move to"))?;
         let (locked, mut record) = self.lock_action(&caller, &id, &r.etag).await?;
         let expected = record.version;
+        let from = record.action.status;
         change_status(&locked.plan, &mut record, target)?;
-        let record = self.save_action(locked, record, expected).await?;
+        let now = record.updated_at;
+        let record = self
+            .save_action(locked, record, expected, |facts| {
+                events::action_status_changed(facts, from, &caller.actor, now)
+            })
+            .await?;
         Ok(Response::new(pb::ChangeActionStatusResponse {
             action: Some(convert::action_to_pb(&record)),
         }))
@@ -414,11 +433,17 @@ impl ActionService for PlansApi {
             return Err(wrong_status(record.action.status, "assign a provider").into());
         }
         let provider = (!provider.is_empty()).then_some(provider);
+        let previous = record.action.provider_id.clone();
         if record.action.provider_id != provider {
             record.action.provider_id = provider;
             record.touch(tde_runtime::api::now());
         }
-        let record = self.save_action(locked, record, expected).await?;
+        let now = record.updated_at;
+        let record = self
+            .save_action(locked, record, expected, |facts| {
+                events::provider_assigned(facts, previous.as_deref(), &caller.actor, now)
+            })
+            .await?;
         Ok(Response::new(pb::AssignProviderResponse {
             action: Some(convert::action_to_pb(&record)),
         }))

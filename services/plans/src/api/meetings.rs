@@ -456,11 +456,17 @@ impl SteeringMeetingService for PlansApi {
             .map_err(ApiError::from)?;
         record.touch(now);
         let mut actions = Vec::new();
+        // Matching keeps its needs from the action events, whichever call changed them.
+        let mut action_events = Vec::new();
         for (prefix, action) in creations {
             let created = new_record(&locked, action, &format!("{prefix}create_action.")).await?;
             storage::insert_action(&locked.txn, &created)
                 .await
                 .map_err(ApiError::from)?;
+            let facts = events::action_facts(&locked.txn, &locked.plan, &created)
+                .await
+                .map_err(ApiError::from)?;
+            action_events.push(events::action_created(facts, &caller.actor, now));
             actions.push(created);
         }
         for (prefix, id, status) in changes {
@@ -475,6 +481,7 @@ impl SteeringMeetingService for PlansApi {
                     )
                 })?;
             let expected_action = action.version;
+            let from = action.action.status;
             change_status(&locked.plan, &mut action, status)?;
             if !storage::update_action(&locked.txn, &action, expected_action)
                 .await
@@ -482,11 +489,24 @@ impl SteeringMeetingService for PlansApi {
             {
                 return Err(stale("action", &id).into());
             }
+            let facts = events::action_facts(&locked.txn, &locked.plan, &action)
+                .await
+                .map_err(ApiError::from)?;
+            action_events.push(events::action_status_changed(
+                facts,
+                from,
+                &caller.actor,
+                now,
+            ));
             actions.push(action);
         }
-        let event = events::meeting_held(&record.meeting, &locked.plan.territory_name);
+        let mut events_of_call = vec![events::meeting_held(
+            &record.meeting,
+            &locked.plan.territory_name,
+        )];
+        events_of_call.extend(action_events);
         let record = self
-            .save_meeting(locked, record, expected, vec![event])
+            .save_meeting(locked, record, expected, events_of_call)
             .await?;
         Ok(Response::new(pb::RecordSteeringMeetingHeldResponse {
             meeting: Some(convert::meeting_to_pb(&record)),

@@ -14,6 +14,9 @@ pub mod territory {
         pub stage: String,
         pub time_zone: String,
         pub region_code: String,
+        /// Empty until a territory event carrying its location arrives (rows of earlier
+        /// releases).
+        pub departement_code: String,
         pub updated_at: DateTimeUtc,
     }
 

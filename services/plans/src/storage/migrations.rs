@@ -18,7 +18,30 @@ impl MigratorTrait for Migrator {
             Box::new(tde_runtime::migration::CreateAuditTrail),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations.push(Box::new(AddDepartementToTerritories));
         migrations
+    }
+}
+
+/// The action events carry the territory's département for matching.
+struct AddDepartementToTerritories;
+
+impl MigrationName for AddDepartementToTerritories {
+    fn name(&self) -> &str {
+        "m20261204_000102_territories_departement"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddDepartementToTerritories {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ident("territories"))
+                .add_column(string(ident("departement_code")).default(""))
+                .to_owned(),
+        )
+        .await
     }
 }
 

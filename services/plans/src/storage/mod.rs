@@ -36,6 +36,8 @@ pub struct TerritoryView {
     pub stage: String,
     pub time_zone: String,
     pub region_code: String,
+    /// What the action events carry for matching (proximity, areas of work).
+    pub departement_code: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -59,6 +61,7 @@ pub async fn find_territory(
             stage: m.stage,
             time_zone: m.time_zone,
             region_code: m.region_code,
+            departement_code: m.departement_code,
             updated_at: m.updated_at,
         }))
 }
@@ -73,6 +76,7 @@ pub async fn save_territory(db: &impl ConnectionTrait, t: &TerritoryView) -> Res
         stage: Set(t.stage.clone()),
         time_zone: Set(t.time_zone.clone()),
         region_code: Set(t.region_code.clone()),
+        departement_code: Set(t.departement_code.clone()),
         updated_at: Set(t.updated_at),
     };
     territory::Entity::insert(row)
@@ -84,6 +88,7 @@ pub async fn save_territory(db: &impl ConnectionTrait, t: &TerritoryView) -> Res
                     territory::Column::Stage,
                     territory::Column::TimeZone,
                     territory::Column::RegionCode,
+                    territory::Column::DepartementCode,
                     territory::Column::UpdatedAt,
                 ])
                 .to_owned(),

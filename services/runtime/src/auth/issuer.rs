@@ -41,6 +41,8 @@ pub struct TokenSpec {
     pub regions: Vec<String>,
     /// The person's verified e-mail address (`email`, with `email_verified: true`).
     pub email: Option<String>,
+    /// The provider a provider's token speaks for (`tde_provider`).
+    pub provider: Option<String>,
     pub lifetime: std::time::Duration,
     /// Explicit `nbf` and `exp` (unix seconds), for tests of time checks.
     pub not_before: Option<i64>,
@@ -58,6 +60,7 @@ impl TokenSpec {
             territories: Vec::new(),
             regions: Vec::new(),
             email: None,
+            provider: None,
             lifetime: std::time::Duration::from_secs(3600),
             not_before: None,
             expires: None,
@@ -81,6 +84,11 @@ impl TokenSpec {
 
     pub fn email(mut self, email: impl Into<String>) -> Self {
         self.email = Some(email.into());
+        self
+    }
+
+    pub fn provider(mut self, id: impl Into<String>) -> Self {
+        self.provider = Some(id.into());
         self
     }
 
@@ -111,6 +119,8 @@ struct MintedClaims<'a> {
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tde_provider: Option<&'a str>,
 }
 
 /// An Ed25519 signing key with its key id, issuer and audience.
@@ -260,6 +270,7 @@ impl LocalIssuer {
             tde_regions: &spec.regions,
             email: spec.email.as_deref(),
             email_verified: spec.email.as_ref().map(|_| true),
+            tde_provider: spec.provider.as_deref(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

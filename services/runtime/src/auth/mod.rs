@@ -57,6 +57,10 @@ pub mod scope {
     pub const SUBSIDIES_WRITE: &str = "subsidies:write";
     /// Approving a subsidy decision (the second pair of eyes), refusing a subsidy.
     pub const SUBSIDIES_APPROVE: &str = "subsidies:approve";
+    /// Matching: trusted providers, needs, rankings, assignments and proposals. Providers
+    /// hold both to answer their own proposals.
+    pub const MATCHING_READ: &str = "matching:read";
+    pub const MATCHING_WRITE: &str = "matching:write";
 
     /// Every scope, for the national team's tokens.
     pub const ALL: &[&str] = &[
@@ -71,6 +75,8 @@ pub mod scope {
         SUBSIDIES_READ,
         SUBSIDIES_WRITE,
         SUBSIDIES_APPROVE,
+        MATCHING_READ,
+        MATCHING_WRITE,
         CONTACTS_READ,
         CONTACTS_ADMIN,
         AUDIT_READ,
@@ -129,9 +135,14 @@ impl Role {
                 !admin && scope != scope::AUDIT_READ && scope != scope::OPERATIONS_READ
             }
             Role::Agency => read && scope != scope::AUDIT_READ && scope != scope::OPERATIONS_READ,
-            // Providers read the territories and plans they work for.
+            // Providers read the territories and plans they work for, and read and answer
+            // their own proposals.
             Role::Provider => {
-                read && (scope == scope::TERRITORIES_READ || scope == scope::PLANS_READ)
+                (read
+                    && (scope == scope::TERRITORIES_READ
+                        || scope == scope::PLANS_READ
+                        || scope == scope::MATCHING_READ))
+                    || scope == scope::MATCHING_WRITE
             }
         }
     }
@@ -195,6 +206,9 @@ pub struct Principal {
     /// The person's verified e-mail address (normalised), when the token carries one: what
     /// a person's own data is matched on (their notification preferences…).
     pub email: Option<String>,
+    /// The provider a `provider` token speaks for (`tde_provider`): what it sees of matching
+    /// (its own proposals). Never set for other roles.
+    pub provider_id: Option<String>,
 }
 
 impl Principal {
@@ -218,7 +232,14 @@ impl Principal {
             territories,
             regions,
             email: None,
+            provider_id: None,
         }
+    }
+
+    /// The same caller, speaking for provider `id` (a provider's token only).
+    pub fn with_provider(mut self, id: Option<String>) -> Self {
+        self.provider_id = id.filter(|_| self.role == Role::Provider);
+        self
     }
 
     /// The same caller, with their verified e-mail address.
@@ -251,6 +272,7 @@ impl Principal {
             territories: Vec::new(),
             regions: Vec::new(),
             email: None,
+            provider_id: None,
         }
     }
 

@@ -64,6 +64,9 @@ struct Claims {
     email: Option<String>,
     #[serde(default)]
     email_verified: bool,
+    /// The provider a provider's token speaks for (matching's provider id).
+    #[serde(default)]
+    tde_provider: Option<String>,
 }
 
 /// Verified tokens a worker thread saw last, by verifier: checked before the shared cache,
@@ -278,6 +281,11 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
                 "tde_regions is for project leads, not a {role}"
             )));
         }
+        _ if role != Role::Provider && claims.tde_provider.is_some() => {
+            return Err(Rejection::Claims(format!(
+                "tde_provider is for providers, not a {role}"
+            )));
+        }
         Role::ProjectLead if claims.tde_territories.is_empty() && claims.tde_regions.is_empty() => {
             return Err(Rejection::Claims(
                 "a project lead has territories or régions".into(),
@@ -298,7 +306,12 @@ fn principal_of(claims: Claims) -> Result<Principal, Rejection> {
         claims.tde_territories,
         claims.tde_regions,
     )
-    .with_email(email))
+    .with_email(email)
+    .with_provider(
+        claims
+            .tde_provider
+            .filter(|p| !p.is_empty() && p.len() <= 128),
+    ))
 }
 
 #[cfg(test)]

@@ -1,0 +1,436 @@
+//! tde.matching.v1.MatchingService: needs, their explained ranking, and the optimal
+//! assignment of many of them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sea_orm::TransactionTrait as _;
+use tonic::{Request, Response, Status};
+
+use tde_proto::matching::v1 as pb;
+use tde_proto::matching::v1::matching_service_server::MatchingService;
+use tde_runtime::api::{Caller, PageRequest, parse_id};
+use tde_runtime::idempotency::IdempotencyKey;
+use tde_runtime::{ApiError, Violations};
+
+use super::convert;
+use super::{MatchingApi, need_resource, not_found, visible_to};
+use crate::domain::assignment::{self, Problem};
+use crate::domain::need::Need;
+use crate::domain::provider::{Area, Provider};
+use crate::domain::ranking::{self, HardRule, ProviderStats, Verdict};
+use crate::storage::{self, NeedFilter};
+
+pub const DEFAULT_PAGE: u64 = 100;
+pub const MAX_PAGE: u64 = 500;
+const DEFAULT_CANDIDATES: usize = 20;
+const MAX_CANDIDATES: usize = 200;
+
+/// Providers and their history, loaded once for a ranking or an assignment.
+pub struct Pool {
+    pub providers: Vec<Provider>,
+    pub stats: HashMap<String, ProviderStats>,
+}
+
+impl Pool {
+    pub fn stats(&self, id: &str) -> ProviderStats {
+        self.stats.get(id).copied().unwrap_or_default()
+    }
+}
+
+impl MatchingApi {
+    /// The need `id` if the caller sees its territory (others do not exist for them).
+    pub(crate) async fn visible_need(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        caller: &Caller,
+        id: &str,
+        field: Option<&'static str>,
+    ) -> Result<Need, ApiError> {
+        storage::find_need(db, id)
+            .await?
+            .filter(|n| caller.may_see(&n.territory_id, &n.region_code))
+            .ok_or_else(|| not_found("need", id, field))
+    }
+
+    /// Every provider that is not deactivated, with its loads over the need's period.
+    pub(crate) async fn pool_for(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        need: Option<&Need>,
+    ) -> Result<Pool, ApiError> {
+        let period = need.map(|n| (n.planned_start, n.planned_end));
+        Ok(Pool {
+            providers: storage::rankable_providers(db).await?,
+            stats: storage::provider_stats(db, period, tde_runtime::api::now()).await?,
+        })
+    }
+
+    fn weights_pb(&self) -> Vec<pb::Weight> {
+        self.settings
+            .weights
+            .named()
+            .into_iter()
+            .map(|(factor, weight)| pb::Weight {
+                factor: factor.to_string(),
+                weight,
+            })
+            .collect()
+    }
+
+    async fn rank_providers(
+        &self,
+        caller: &Caller,
+        r: pb::RankProvidersRequest,
+    ) -> Result<pb::RankProvidersResponse, ApiError> {
+        let id = parse_id("need_id", &r.need_id)?.to_string();
+        let max = match r.max_candidates {
+            0 => DEFAULT_CANDIDATES,
+            n if n < 0 => return Err(ApiError::invalid("max_candidates", "must not be negative")),
+            n => usize::try_from(n)
+                .unwrap_or(MAX_CANDIDATES)
+                .min(MAX_CANDIDATES),
+        };
+        caller.concerns(need_resource(&id));
+        let need = self
+            .visible_need(&self.ctx.db, caller, &id, Some("need_id"))
+            .await?;
+        let pool = self.pool_for(&self.ctx.db, Some(&need)).await?;
+        let ranking = ranking::rank(
+            &need,
+            pool.providers.iter().map(|p| (p, pool.stats(&p.id))),
+            &self.settings.weights,
+        );
+        Ok(pb::RankProvidersResponse {
+            need: Some(convert::need_to_pb(&need, None)),
+            candidates: ranking
+                .candidates
+                .iter()
+                .take(max)
+                .map(|c| pb::Candidate {
+                    provider_id: c.provider.id.clone(),
+                    provider_name: c.provider.name.clone(),
+                    rank: i32::try_from(c.rank).unwrap_or(i32::MAX),
+                    score: c.score,
+                    factors: c
+                        .factors
+                        .iter()
+                        .map(|f| pb::Factor {
+                            name: f.name.to_string(),
+                            value: f.value,
+                            weight: f.weight,
+                            contribution: f.contribution,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            exclusions: ranking
+                .exclusions
+                .iter()
+                .map(|(p, rule, detail)| pb::Exclusion {
+                    provider_id: p.id.clone(),
+                    provider_name: p.name.clone(),
+                    rule: rule.as_str().to_string(),
+                    detail: detail.clone(),
+                })
+                .collect(),
+            weights: self.weights_pb(),
+        })
+    }
+
+    async fn plan(
+        &self,
+        caller: &Caller,
+        r: pb::PlanAssignmentsRequest,
+    ) -> Result<pb::PlanAssignmentsResponse, ApiError> {
+        let mut v = Violations::default();
+        let region_code = (!r.region_code.is_empty()).then(|| r.region_code.trim().to_string());
+        if region_code
+            .as_deref()
+            .is_some_and(|c| c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_digit()))
+        {
+            v.add("region_code", "is not a région code");
+        }
+        let year = match r.year {
+            0 => None,
+            y => {
+                let y = u8::try_from(y).ok().filter(|y| (1..=3).contains(y));
+                if y.is_none() {
+                    v.add("year", "must be 1, 2 or 3 (0: every year)");
+                }
+                y
+            }
+        };
+        v.into_result()?;
+        let key = if r.send {
+            IdempotencyKey::of(caller, "assignment_plan", &r.request_id, &r)?
+        } else {
+            None
+        };
+        caller.concerns("needs");
+        let filter = NeedFilter {
+            region_code,
+            year,
+            visible_to: visible_to(caller),
+        };
+        let txn = self.ctx.db.begin().await?;
+        let plan_id = uuid::Uuid::now_v7().to_string();
+        if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &plan_id).await? {
+            // The proposals of that call were sent; answer with what they are now.
+            drop(txn);
+            return Err(ApiError::AlreadyExists {
+                resource_type: "assignment_plan",
+                name: existing,
+            });
+        }
+        let mut needs = storage::open_needs(&txn, &filter, None, None).await?;
+        let ids: Vec<String> = needs.iter().map(|n| n.id.clone()).collect();
+        let waiting = storage::needs_with_pending(&txn, &ids).await?;
+        // A need already waiting for a provider's answer is not planned again.
+        needs.retain(|n| !waiting.contains(&n.id));
+        let pool = self.pool_for(&txn, None).await?;
+        let planned = plan_assignments(&needs, &pool, &self.settings.weights);
+        let mut response = pb::PlanAssignmentsResponse {
+            assignments: Vec::new(),
+            unserved: planned.unserved,
+            total_score: planned.total,
+            greedy_total_score: planned.greedy_total,
+        };
+        let mut events = Vec::new();
+        let now = tde_runtime::api::now();
+        for (n, p, score, rank) in planned.assigned {
+            let need = &needs[n];
+            let provider = &pool.providers[p];
+            let mut proposal_id = String::new();
+            if r.send {
+                let proposal =
+                    self.new_proposal(caller, need, provider, score, rank, String::new(), now);
+                storage::insert_proposal(&txn, &proposal).await?;
+                events.push(crate::events::proposal_sent(
+                    &proposal,
+                    need,
+                    &provider.name,
+                ));
+                proposal_id = proposal.id;
+            }
+            response.assignments.push(pb::PlannedAssignment {
+                need_id: need.id.clone(),
+                provider_id: provider.id.clone(),
+                score,
+                proposal_id,
+            });
+        }
+        tde_runtime::outbox::enqueue(&txn, events).await?;
+        txn.commit().await?;
+        self.ctx.outbox.wake();
+        Ok(response)
+    }
+}
+
+/// The result of planning: (need, provider, score, rank among the need's candidates).
+pub struct Planned {
+    pub assigned: Vec<(usize, usize, f64, u32)>,
+    pub unserved: Vec<pb::UnservedNeed>,
+    pub total: f64,
+    pub greedy_total: f64,
+}
+
+/// The optimal assignment of `needs` over the pool, with the greedy total beside it.
+///
+/// Capacities are the providers' capacity less their unfinished actions, whatever their
+/// periods (the needs of a plan year mostly overlap): conservative, never over capacity.
+pub fn plan_assignments(needs: &[Need], pool: &Pool, weights: &ranking::Weights) -> Planned {
+    // Providers by where they work, so that each need judges only those in its area.
+    let mut by_departement: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut national = Vec::new();
+    for (j, p) in pool.providers.iter().enumerate() {
+        for a in &p.areas {
+            match a {
+                Area::Departement(d) => by_departement.entry(d.as_str()).or_default().push(j),
+                Area::Region(r) => by_region.entry(r.as_str()).or_default().push(j),
+                Area::National => national.push(j),
+            }
+        }
+    }
+    let capacities: Vec<u32> = pool
+        .providers
+        .iter()
+        .map(|p| p.capacity.saturating_sub(pool.stats(&p.id).current_load))
+        .collect();
+    let mut problem = Problem {
+        needs: needs.len(),
+        capacities,
+        edges: Vec::new(),
+    };
+    let mut scores: HashMap<(usize, usize), f64> = HashMap::new();
+    let mut ranks: HashMap<(usize, usize), u32> = HashMap::new();
+    let mut unserved = Vec::new();
+    let mut reasons: Vec<BTreeMap<HardRule, u32>> = vec![BTreeMap::new(); needs.len()];
+    for (i, need) in needs.iter().enumerate() {
+        let mut local: Vec<usize> = by_departement
+            .get(need.departement_code.as_str())
+            .into_iter()
+            .flatten()
+            .chain(
+                by_region
+                    .get(need.region_code.as_str())
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(national.iter())
+            .copied()
+            .collect();
+        local.sort_unstable();
+        local.dedup();
+        let mut scored = Vec::new();
+        for j in local {
+            let p = &pool.providers[j];
+            let mut stats = pool.stats(&p.id);
+            stats.load_over_period = stats.current_load;
+            match ranking::judge(need, p, &stats, weights) {
+                Verdict::Scored { score, .. } => scored.push((j, score)),
+                Verdict::Excluded { rule, .. } => *reasons[i].entry(rule).or_default() += 1,
+            }
+        }
+        scored.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then(pool.providers[a.0].id.cmp(&pool.providers[b.0].id))
+        });
+        for (rank, (j, score)) in scored.iter().enumerate() {
+            problem.edges.push((i, *j, assignment::to_units(*score)));
+            scores.insert((i, *j), *score);
+            ranks.insert((i, *j), rank as u32 + 1);
+        }
+    }
+    let solution = assignment::optimal(&problem);
+    let greedy = assignment::greedy(&problem);
+    let mut assigned = Vec::new();
+    let mut total = 0.0;
+    for (i, a) in solution.assigned.iter().enumerate() {
+        match a {
+            Some(j) => {
+                let score = scores.get(&(i, *j)).copied().unwrap_or(0.0);
+                total += score;
+                assigned.push((i, *j, score, ranks.get(&(i, *j)).copied().unwrap_or(0)));
+            }
+            None => {
+                let has_candidates = problem.edges.iter().any(|e| e.0 == i);
+                let (reason, detail) = if has_candidates {
+                    (
+                        "capacity_exhausted",
+                        "ses candidats n'ont plus de capacité : elle va à des besoins mieux classés".to_string(),
+                    )
+                } else {
+                    let most = reasons[i]
+                        .iter()
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                        .map(|(r, n)| {
+                            format!(
+                                "aucun candidat : {} prestataire(s) exclu(s) par {}",
+                                n,
+                                r.as_str()
+                            )
+                        })
+                        .unwrap_or_else(|| {
+                            "aucun prestataire n'intervient sur ce territoire".into()
+                        });
+                    ("no_candidate", most)
+                };
+                unserved.push(pb::UnservedNeed {
+                    need_id: needs[i].id.clone(),
+                    reason: reason.to_string(),
+                    detail,
+                });
+            }
+        }
+    }
+    let greedy_total = greedy
+        .assigned
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.and_then(|j| scores.get(&(i, j)).copied()))
+        .sum();
+    Planned {
+        assigned,
+        unserved,
+        total,
+        greedy_total,
+    }
+}
+
+#[tonic::async_trait]
+impl MatchingService for MatchingApi {
+    async fn get_need(
+        &self,
+        request: Request<pb::GetNeedRequest>,
+    ) -> Result<Response<pb::GetNeedResponse>, Status> {
+        let caller = Caller::of(&request);
+        let id = parse_id("id", &request.get_ref().id)?.to_string();
+        caller.concerns(need_resource(&id));
+        let need = self.visible_need(&self.ctx.db, &caller, &id, None).await?;
+        let pending = storage::pending_of_need(&self.ctx.db, &id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetNeedResponse {
+            need: Some(convert::need_to_pb(
+                &need,
+                pending.first().map(|p| p.id.as_str()),
+            )),
+        }))
+    }
+
+    async fn list_needs(
+        &self,
+        request: Request<pb::ListNeedsRequest>,
+    ) -> Result<Response<pb::ListNeedsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let r = request.into_inner();
+        let year = match r.year {
+            0 => None,
+            y => Some(
+                u8::try_from(y)
+                    .ok()
+                    .filter(|y| (1..=3).contains(y))
+                    .ok_or_else(|| {
+                        ApiError::invalid("year", "must be 1, 2 or 3 (0: every year)")
+                    })?,
+            ),
+        };
+        tde_runtime::input::text("region_code", &r.region_code, 3)?;
+        let page = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
+        caller.concerns("needs");
+        let filter = NeedFilter {
+            region_code: (!r.region_code.is_empty()).then(|| r.region_code.clone()),
+            year,
+            visible_to: visible_to(&caller),
+        };
+        let rows = storage::open_needs(&self.ctx.db, &filter, page.after(), Some(page.fetch()))
+            .await
+            .map_err(ApiError::from)?;
+        let (rows, next_page_token) = page.page(rows, |n| n.id.clone());
+        Ok(Response::new(pb::ListNeedsResponse {
+            needs: rows.iter().map(|n| convert::need_to_pb(n, None)).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn rank_providers(
+        &self,
+        request: Request<pb::RankProvidersRequest>,
+    ) -> Result<Response<pb::RankProvidersResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            MatchingApi::rank_providers(self, &caller, request.into_inner()).await?,
+        ))
+    }
+
+    async fn plan_assignments(
+        &self,
+        request: Request<pb::PlanAssignmentsRequest>,
+    ) -> Result<Response<pb::PlanAssignmentsResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            self.plan(&caller, request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,661 @@
+//! The matching service with the plans service, on PostgreSQL and NATS JetStream (and on
+//! SQLite with the in-process bus): an action created in plans becomes a need, is ranked,
+//! proposed, accepted, and plans sets its provider; redelivered events change nothing; a
+//! provider at capacity is excluded until its action finishes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Datelike as _, Utc};
+use tonic::Code;
+
+use tde_matching::MatchingModule;
+use tde_plans::PlansModule;
+use tde_proto::common::v1::Skill;
+use tde_proto::matching::v1 as mpb;
+use tde_proto::matching::v1::matching_service_client::MatchingServiceClient;
+use tde_proto::matching::v1::proposal_service_client::ProposalServiceClient;
+use tde_proto::matching::v1::provider_service_client::ProviderServiceClient;
+use tde_proto::plans::v1 as pb;
+use tde_proto::plans::v1::action_service_client::ActionServiceClient;
+use tde_proto::plans::v1::plan_service_client::PlanServiceClient;
+use tde_proto::territories::v1 as tpb;
+use tde_runtime::auth::{AuthChannel as Channel, Role, TokenSpec};
+use tde_runtime::bus::Envelope;
+use tde_runtime::server::RunningPlatform;
+use tde_runtime::testing::{TestEnv, Topology, channel, channel_as};
+
+struct App {
+    env: TestEnv,
+    platform: RunningPlatform,
+    channel: Channel,
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+impl App {
+    async fn start(topology: Topology) -> Self {
+        let env = TestEnv::new(topology, &["plans", "matching"]).await;
+        let platform = env
+            .start(vec![Arc::new(PlansModule), Arc::new(MatchingModule)])
+            .await
+            .expect("server starts");
+        let channel = channel(platform.local_addr).await;
+        Self {
+            env,
+            platform,
+            channel,
+        }
+    }
+
+    fn ctx(&self, service: &str) -> &tde_runtime::ServiceContext {
+        self.platform.service(service).expect("service runs")
+    }
+
+    fn providers(&self) -> ProviderServiceClient<Channel> {
+        ProviderServiceClient::new(self.channel.clone())
+    }
+
+    fn matching(&self) -> MatchingServiceClient<Channel> {
+        MatchingServiceClient::new(self.channel.clone())
+    }
+
+    fn proposals(&self) -> ProposalServiceClient<Channel> {
+        ProposalServiceClient::new(self.channel.clone())
+    }
+
+    async fn proposals_as(&self, spec: &TokenSpec) -> ProposalServiceClient<Channel> {
+        ProposalServiceClient::new(channel_as(self.platform.local_addr, spec).await)
+    }
+
+    fn actions(&self) -> ActionServiceClient<Channel> {
+        ActionServiceClient::new(self.channel.clone())
+    }
+
+    async fn publish(&self, envelope: Envelope, stream: &str) {
+        let ns = &self.ctx("plans").namespace;
+        self.env
+            .bus
+            .ensure_stream(&ns.stream(stream))
+            .await
+            .expect("stream");
+        self.env.bus.publish(&[envelope]).await.expect("published");
+    }
+
+    /// A territory of Saint-Étienne (département 42, région 84), known to plans.
+    async fn territory(&self) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        let ns = &self.ctx("plans").namespace;
+        let event = Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: ns.subject("territories", "territory.registered"),
+            event_type: "tde.territories.v1.TerritoryRegistered".into(),
+            source: "/tde/territories".into(),
+            time: Utc::now(),
+            aggregate_id: id.clone(),
+            payload: prost::Message::encode_to_vec(&tpb::TerritoryRegistered {
+                territory: Some(tpb::Territory {
+                    id: id.clone(),
+                    kind: tpb::AuthorityKind::Commune as i32,
+                    official_code: "42218".into(),
+                    name: "Saint-Étienne".into(),
+                    departement_code: "42".into(),
+                    region_code: "84".into(),
+                    time_zone: "Europe/Paris".into(),
+                    stage: tpb::Stage::Diagnostic as i32,
+                    ..Default::default()
+                }),
+            })
+            .into(),
+            traceparent: None,
+        };
+        self.publish(event, "territories").await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tde_plans::storage::find_territory(&self.ctx("plans").db, &id)
+            .await
+            .expect("read")
+            .is_none()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "territory never reached plans"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        id
+    }
+
+    async fn active_plan(&self, territory_id: &str) -> pb::Plan {
+        let mut plans = PlanServiceClient::new(self.channel.clone());
+        let plan = plans
+            .create_plan(pb::CreatePlanRequest {
+                territory_id: territory_id.into(),
+                title: "Plan d'engagement".into(),
+                start_date: format!("{}-01-01", year()),
+                request_id: String::new(),
+            })
+            .await
+            .expect("plan created")
+            .into_inner()
+            .plan
+            .expect("plan");
+        let plan = plans
+            .add_charter_version(pb::AddCharterVersionRequest {
+                plan_id: plan.id.clone(),
+                etag: plan.etag.clone(),
+                document_ref: "ged://chartes/1".into(),
+                content_sha256: "ab".repeat(32),
+                change_summary: "première version".into(),
+                signatories: vec![pb::Signatory {
+                    name: "Maire".into(),
+                    role: "maire".into(),
+                    email: "maire@example.org".into(),
+                    signed_on: String::new(),
+                }],
+            })
+            .await
+            .expect("charter")
+            .into_inner()
+            .plan
+            .expect("plan");
+        plans
+            .sign_charter(pb::SignCharterRequest {
+                plan_id: plan.id.clone(),
+                etag: plan.etag.clone(),
+                version_number: 1,
+                signatory_index: 0,
+                signed_on: Utc::now().date_naive().to_string(),
+            })
+            .await
+            .expect("signed")
+            .into_inner()
+            .plan
+            .expect("plan")
+    }
+
+    async fn action(&self, plan: &pb::Plan, title: &str) -> pb::Action {
+        let y = year();
+        self.actions()
+            .create_action(pb::CreateActionRequest {
+                action: Some(pb::Action {
+                    plan_id: plan.id.clone(),
+                    year: 1,
+                    kind: pb::ActionKind::ChangeManagement as i32,
+                    title: title.into(),
+                    audiences: vec![pb::Audience::Agents as i32],
+                    skills: vec![pb::Skill::Facilitation as i32],
+                    planned_start: format!("{y}-03-01"),
+                    planned_end: format!("{y}-03-31"),
+                    budget_cents: 2_000_000,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("action created")
+            .into_inner()
+            .action
+            .expect("action")
+    }
+
+    async fn provider(
+        &self,
+        name: &str,
+        siret: &str,
+        area: mpb::area::Area,
+        capacity: i32,
+    ) -> mpb::Provider {
+        self.providers()
+            .register_provider(mpb::RegisterProviderRequest {
+                provider: Some(mpb::Provider {
+                    siret: siret.into(),
+                    name: name.into(),
+                    naf_code: "70.22Z".into(),
+                    skills: vec![Skill::Facilitation as i32, Skill::ChangeManagement as i32],
+                    areas: vec![mpb::Area { area: Some(area) }],
+                    capacity,
+                    day_rate_cents: 60_000,
+                    contact: Some(mpb::ProviderContact {
+                        name: format!("Contact {name}"),
+                        email: format!("contact@{}.example.org", name.to_lowercase()),
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("provider registered")
+            .into_inner()
+            .provider
+            .expect("provider")
+    }
+
+    /// Waits until the need of `id` satisfies `ok`.
+    async fn need_until(&self, id: &str, ok: impl Fn(&mpb::Need) -> bool) -> mpb::Need {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Ok(r) = self
+                .matching()
+                .get_need(mpb::GetNeedRequest { id: id.into() })
+                .await
+                && let Some(n) = r.into_inner().need
+                && ok(&n)
+            {
+                return n;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "need {id} never got there"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn rank(&self, need_id: &str) -> mpb::RankProvidersResponse {
+        self.matching()
+            .rank_providers(mpb::RankProvidersRequest {
+                need_id: need_id.into(),
+                max_candidates: 0,
+            })
+            .await
+            .expect("ranked")
+            .into_inner()
+    }
+
+    async fn get_action(&self, id: &str) -> pb::Action {
+        self.actions()
+            .get_action(pb::GetActionRequest { id: id.into() })
+            .await
+            .expect("action")
+            .into_inner()
+            .action
+            .expect("action")
+    }
+}
+
+fn year() -> i32 {
+    Utc::now().year() + 1
+}
+
+fn provider_token(id: &str) -> TokenSpec {
+    TokenSpec::new(Role::Provider, format!("provider-{id}")).provider(id)
+}
+
+tde_runtime::on_both_topologies!(from_action_to_provider_and_capacity);
+
+async fn from_action_to_provider_and_capacity(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    let near = app
+        .provider(
+            "Proche",
+            "73282932000074",
+            mpb::area::Area::DepartementCode("42".into()),
+            1,
+        )
+        .await;
+    let national = app
+        .provider(
+            "National",
+            "35600000000048",
+            mpb::area::Area::National(true),
+            5,
+        )
+        .await;
+    let elsewhere = app
+        .provider(
+            "Ailleurs",
+            "35600000000051",
+            mpb::area::Area::DepartementCode("69".into()),
+            5,
+        )
+        .await;
+
+    // The action created in plans becomes a need of matching, with its département.
+    let action = app.action(&plan, "Ateliers de concertation").await;
+    let need = app.need_until(&action.id, |_| true).await;
+    assert_eq!(need.departement_code, "42");
+    assert_eq!(need.region_code, "84");
+    assert_eq!(need.skills, vec![Skill::Facilitation as i32]);
+
+    // Ranked: the provider of the département first, then the national one; the other
+    // département's is excluded, the rule named. Each explanation sums to its score.
+    let ranking = app.rank(&need.id).await;
+    let order: Vec<&str> = ranking
+        .candidates
+        .iter()
+        .map(|c| c.provider_id.as_str())
+        .collect();
+    assert_eq!(order, [near.id.as_str(), national.id.as_str()]);
+    for c in &ranking.candidates {
+        let sum: f64 = c.factors.iter().map(|f| f.contribution).sum();
+        assert!((sum - c.score).abs() < 1e-9, "{c:?}");
+    }
+    assert_eq!(ranking.exclusions.len(), 1);
+    assert_eq!(ranking.exclusions[0].provider_id, elsewhere.id);
+    assert_eq!(ranking.exclusions[0].rule, "outside_area");
+    assert_eq!(ranking.weights.len(), 6);
+
+    // Someone else than the best ranked needs a written justification.
+    let override_refused = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: need.id.clone(),
+            provider_id: national.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        override_refused.code(),
+        Code::InvalidArgument,
+        "{override_refused:?}"
+    );
+    let excluded = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: need.id.clone(),
+            provider_id: elsewhere.id.clone(),
+            justification: "Ils connaissent très bien le territoire stéphanois.".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(excluded.code(), Code::FailedPrecondition, "{excluded:?}");
+    assert!(
+        excluded.message().contains("outside_area"),
+        "{}",
+        excluded.message()
+    );
+
+    let proposal = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: need.id.clone(),
+            provider_id: near.id.clone(),
+            justification: String::new(),
+            request_id: "first-proposal".into(),
+        })
+        .await
+        .expect("proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(proposal.rank, 1);
+
+    // A provider's token sees its own proposals only: another provider's is NOT_FOUND.
+    let mut as_near = app.proposals_as(&provider_token(&near.id)).await;
+    let mut as_national = app.proposals_as(&provider_token(&national.id)).await;
+    let mine = as_near
+        .list_proposals(mpb::ListProposalsRequest::default())
+        .await
+        .expect("listed")
+        .into_inner();
+    assert_eq!(mine.proposals.len(), 1);
+    assert_eq!(mine.proposals[0].title, "Ateliers de concertation");
+    let theirs = as_national
+        .list_proposals(mpb::ListProposalsRequest::default())
+        .await
+        .expect("listed")
+        .into_inner();
+    assert!(theirs.proposals.is_empty());
+    let hidden = as_national
+        .get_proposal(mpb::GetProposalRequest {
+            id: proposal.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    let not_theirs = as_national
+        .accept_proposal(mpb::AcceptProposalRequest {
+            id: proposal.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(not_theirs.code(), Code::NotFound);
+
+    // Accepted: plans sets the action's provider.
+    let mut events = tde_runtime::testing::subscribe_to(
+        app.env.bus.as_ref(),
+        &app.ctx("matching").namespace,
+        "matching",
+    )
+    .await;
+    let accepted = as_near
+        .accept_proposal(mpb::AcceptProposalRequest {
+            id: proposal.id.clone(),
+            etag: proposal.etag.clone(),
+        })
+        .await
+        .expect("accepted")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(accepted.status, mpb::ProposalStatus::Accepted as i32);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let assigned = loop {
+        let a = app.get_action(&action.id).await;
+        if a.provider_id == near.id {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "plans never set the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let need = app
+        .need_until(&action.id, |n| n.provider_id == near.id)
+        .await;
+    assert!(need.pending_proposal_id.is_empty());
+
+    // The same acceptance delivered again (as a new message: the bus would drop the same
+    // id) changes nothing in plans.
+    let mut acceptance = None;
+    while let Some(d) = tde_runtime::testing::next_event(&mut events, Duration::from_secs(5)).await
+    {
+        let found = d.envelope.event_type == "tde.matching.v1.AssignmentAccepted";
+        if found {
+            acceptance = Some(d.envelope.clone());
+        }
+        d.ack().await.expect("ack");
+        if found {
+            break;
+        }
+    }
+    let mut again = acceptance.expect("assignment.accepted published");
+    again.id = uuid::Uuid::now_v7().to_string();
+    app.publish(again, "matching").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        app.get_action(&action.id).await.etag,
+        assigned.etag,
+        "redelivery changed the action"
+    );
+
+    // An old action event delivered again (its "created" facts, without a provider) does
+    // not reopen the need.
+    let ns = &app.ctx("plans").namespace;
+    let stale = Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        subject: ns.subject("plans", "action.created"),
+        event_type: "tde.plans.v1.ActionCreated".into(),
+        source: "/tde/plans".into(),
+        time: Utc::now() - chrono::Duration::hours(1),
+        aggregate_id: action.id.clone(),
+        payload: prost::Message::encode_to_vec(&pb::ActionCreated {
+            action: Some(pb::ActionFacts {
+                action_id: action.id.clone(),
+                plan_id: plan.id.clone(),
+                territory_id: territory.clone(),
+                departement_code: "42".into(),
+                region_code: "84".into(),
+                year: 1,
+                kind: pb::ActionKind::ChangeManagement as i32,
+                title: action.title.clone(),
+                skills: vec![Skill::Facilitation as i32],
+                planned_start: action.planned_start.clone(),
+                planned_end: action.planned_end.clone(),
+                budget_cents: action.budget_cents,
+                status: pb::ActionStatus::Planned as i32,
+                version: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .into(),
+        traceparent: None,
+    };
+    app.publish(stale, "plans").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let need = app.need_until(&action.id, |_| true).await;
+    assert_eq!(need.provider_id, near.id, "an old event reopened the need");
+
+    // The near provider (capacity 1) is now busy over March: excluded from a second action
+    // of the same period, until the first one is done.
+    let second = app.action(&plan, "Formation à l'animation").await;
+    app.need_until(&second.id, |_| true).await;
+    let ranking = app.rank(&second.id).await;
+    let busy = ranking
+        .exclusions
+        .iter()
+        .find(|e| e.provider_id == near.id)
+        .expect("near excluded");
+    assert_eq!(busy.rule, "no_capacity");
+    let mut current = assigned;
+    for status in [pb::ActionStatus::InProgress, pb::ActionStatus::Done] {
+        current = app
+            .actions()
+            .change_action_status(pb::ChangeActionStatusRequest {
+                id: current.id.clone(),
+                etag: current.etag.clone(),
+                status: status as i32,
+            })
+            .await
+            .expect("status changed")
+            .into_inner()
+            .action
+            .expect("action");
+    }
+    app.need_until(&action.id, |n| n.status == "done").await;
+    let ranking = app.rank(&second.id).await;
+    assert_eq!(ranking.candidates[0].provider_id, near.id, "{ranking:?}");
+
+    // The finished action can be rated by the programme.
+    let rated = app
+        .providers()
+        .rate_assignment(mpb::RateAssignmentRequest {
+            action_id: action.id.clone(),
+            rating: 5,
+            comment: "Très bon travail.".into(),
+        })
+        .await
+        .expect("rated")
+        .into_inner()
+        .assignment
+        .expect("assignment");
+    assert_eq!(rated.rating, 5);
+    let provider = app
+        .providers()
+        .get_provider(mpb::GetProviderRequest {
+            id: near.id.clone(),
+        })
+        .await
+        .expect("provider")
+        .into_inner()
+        .provider
+        .expect("provider");
+    assert_eq!(provider.mean_rating, 5.0);
+    assert_eq!(provider.current_load, 0);
+}
+
+tde_runtime::on_both_topologies!(a_declined_proposal_lets_the_next_candidate_be_proposed);
+
+async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    let near = app
+        .provider(
+            "Proche",
+            "73282932000074",
+            mpb::area::Area::DepartementCode("42".into()),
+            2,
+        )
+        .await;
+    let national = app
+        .provider(
+            "National",
+            "35600000000048",
+            mpb::area::Area::National(true),
+            2,
+        )
+        .await;
+    let action = app.action(&plan, "Ateliers").await;
+    app.need_until(&action.id, |_| true).await;
+    let planned = app
+        .matching()
+        .plan_assignments(mpb::PlanAssignmentsRequest {
+            region_code: "84".into(),
+            year: 1,
+            send: true,
+            request_id: String::new(),
+        })
+        .await
+        .expect("planned")
+        .into_inner();
+    assert_eq!(planned.assignments.len(), 1);
+    assert_eq!(planned.assignments[0].provider_id, near.id);
+    assert!(planned.total_score >= planned.greedy_total_score);
+    let proposal_id = planned.assignments[0].proposal_id.clone();
+    assert!(!proposal_id.is_empty());
+
+    let mut as_near = app.proposals_as(&provider_token(&near.id)).await;
+    let no_reason = as_near
+        .decline_proposal(mpb::DeclineProposalRequest {
+            id: proposal_id.clone(),
+            reason: String::new(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    as_near
+        .decline_proposal(mpb::DeclineProposalRequest {
+            id: proposal_id.clone(),
+            reason: "Équipe indisponible en mars.".into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("declined");
+    // The national provider is now the best one still available: no justification needed.
+    let next = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: national.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("next candidate proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(next.rank, 2);
+    // Asking the one that declined again is refused.
+    let again = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            justification: "Ils ont déclaré s'être libérés finalement pour mars.".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+}
