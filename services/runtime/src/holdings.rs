@@ -32,9 +32,12 @@ pub trait PersonalDataHolder: Send + Sync {
     async fn erase(&self, caller: &Caller, email: &str) -> Result<Vec<pb::ErasureStep>, ApiError>;
 }
 
+/// A service's holder, with the service's name.
+type Named = (&'static str, Arc<dyn PersonalDataHolder>);
+
 /// The holders of the services of this process, by service name (filled at start-up).
 #[derive(Clone, Default)]
-pub struct LocalHolders(Arc<RwLock<Vec<(&'static str, Arc<dyn PersonalDataHolder>)>>>);
+pub struct LocalHolders(Arc<RwLock<Vec<Named>>>);
 
 impl LocalHolders {
     pub fn add(&self, service: &'static str, holder: Arc<dyn PersonalDataHolder>) {
@@ -43,7 +46,7 @@ impl LocalHolders {
         }
     }
 
-    fn snapshot(&self) -> Vec<(&'static str, Arc<dyn PersonalDataHolder>)> {
+    fn snapshot(&self) -> Vec<Named> {
         self.0.read().map(|h| h.clone()).unwrap_or_default()
     }
 
@@ -52,10 +55,7 @@ impl LocalHolders {
     }
 
     /// The holders `services` names (all when empty); an unknown name is NOT_FOUND.
-    fn selected(
-        &self,
-        services: &[String],
-    ) -> Result<Vec<(&'static str, Arc<dyn PersonalDataHolder>)>, ApiError> {
+    fn selected(&self, services: &[String]) -> Result<Vec<Named>, ApiError> {
         let all = self.snapshot();
         if services.is_empty() {
             return Ok(all);
@@ -89,7 +89,7 @@ pub fn parse_email(field: &'static str, raw: &str) -> Result<String, ApiError> {
 async fn export_local(
     caller: &Caller,
     email: &str,
-    holders: Vec<(&'static str, Arc<dyn PersonalDataHolder>)>,
+    holders: Vec<Named>,
 ) -> Vec<pb::ServiceHoldings> {
     let mut answers = Vec::new();
     for (service, holder) in holders {
@@ -112,11 +112,7 @@ async fn export_local(
     answers
 }
 
-async fn erase_local(
-    caller: &Caller,
-    email: &str,
-    holders: Vec<(&'static str, Arc<dyn PersonalDataHolder>)>,
-) -> Vec<pb::ServiceErasure> {
+async fn erase_local(caller: &Caller, email: &str, holders: Vec<Named>) -> Vec<pb::ServiceErasure> {
     let mut answers = Vec::new();
     for (service, holder) in holders {
         answers.push(match holder.erase(caller, email).await {
