@@ -422,6 +422,26 @@ async fn erasure_reaches_every_copy(d: Deployment, smtp: &SmtpServer) {
             }
         }
     }
+    // The territories stream keeps every event: the rosters that named the member are
+    // erased from it (a fresh consumer reads the whole stream).
+    let namespace = tde_runtime::bus::Namespace::new(d._env.settings.bus.namespace.clone());
+    eventually("the stream's rosters no longer name her", || async {
+        let mut stream =
+            tde_runtime::testing::subscribe_to(d._env.bus.as_ref(), &namespace, "territories")
+                .await;
+        let mut rosters = 0;
+        while let Some(event) =
+            tde_runtime::testing::next_event(&mut stream, Duration::from_millis(500)).await
+        {
+            if String::from_utf8_lossy(&event.envelope.payload).contains(common::EMAIL) {
+                return None;
+            }
+            rosters += usize::from(event.envelope.subject.ends_with("steering_body_changed"));
+        }
+        assert!(rosters > 0, "the newer rosters stay");
+        Some(())
+    })
+    .await;
     for p in d.platforms {
         p.shutdown().await.expect("stops");
     }

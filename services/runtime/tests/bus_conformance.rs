@@ -262,6 +262,78 @@ async fn streams_are_apart(bus: Arc<dyn EventBus>) {
     nothing_within(&mut sub, Duration::from_millis(300)).await;
 }
 
+/// Erasure: the selected events of a subject are never delivered again (a consumer bound
+/// before may hold one in flight); the others stay, in order.
+async fn erased_events_are_never_delivered_again(bus: Arc<dyn EventBus>) {
+    let f = Fixture::new(bus).await;
+    let mut early = f
+        .bus
+        .subscribe(&f.consumer("early", &[], 5))
+        .await
+        .expect("subscribe");
+    f.bus
+        .publish(&[
+            f.event("roster.changed", "e1", "a"),
+            f.event("roster.changed", "e2-secret", "b"),
+            f.event("other.changed", "e3-secret", "c"),
+            f.event("roster.changed", "e4", "a"),
+        ])
+        .await
+        .expect("publish");
+    let first = next(&mut early).await;
+    assert_eq!(first.envelope.id, "e1");
+    first.ack().await.expect("ack");
+    let names = |payload: &[u8]| String::from_utf8_lossy(payload).contains("secret");
+    let erased = f
+        .bus
+        .erase_events(
+            &f.stream.name,
+            &f.ns.subject("conformance", "roster.*"),
+            &names,
+        )
+        .await
+        .expect("erased");
+    assert_eq!(erased, 1, "only the roster event naming the secret");
+    // A consumer bound before may hold it in flight already (JetStream hands out batches):
+    // what it gets next is the rest, in order.
+    let mut rest = Vec::new();
+    while rest.last().map(String::as_str) != Some("e4") {
+        let d = next(&mut early).await;
+        rest.push(d.envelope.id.clone());
+        d.ack().await.expect("ack");
+    }
+    rest.retain(|id| id != "e2-secret");
+    assert_eq!(rest, ["e3-secret", "e4"]);
+    let mut late = f
+        .bus
+        .subscribe(&f.consumer("late", &[], 5))
+        .await
+        .expect("subscribe");
+    for id in ["e1", "e3-secret", "e4"] {
+        let d = next(&mut late).await;
+        assert_eq!(d.envelope.id, id);
+        d.ack().await.expect("ack");
+    }
+    nothing_within(&mut late, Duration::from_millis(300)).await;
+    let again = f
+        .bus
+        .erase_events(
+            &f.stream.name,
+            &f.ns.subject("conformance", "roster.*"),
+            &names,
+        )
+        .await
+        .expect("erased");
+    assert_eq!(again, 0, "nothing left to erase");
+    assert_eq!(
+        f.bus
+            .erase_events("NO_SUCH_STREAM", "no.such.>", &names)
+            .await
+            .expect("a missing stream holds nothing"),
+        0
+    );
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         $(
@@ -289,6 +361,7 @@ conformance!(
     deliveries_are_bounded,
     filters_select_subjects,
     streams_are_apart,
+    erased_events_are_never_delivered_again,
 );
 
 /// On JetStream, the stored message carries the CloudEvents headers and `Nats-Msg-Id`.

@@ -311,6 +311,74 @@ impl tde_runtime::inbox::EventHandler for PlanEvents {
     }
 }
 
+/// The right to erasure on this service's own stream: the roster events published before an
+/// erasure name the person, and the stream keeps every event. On `personal_data.erased`, the
+/// `steering_body_changed` events naming the person are erased from the stream (the newer
+/// roster, published with the erasure, stays). Through the inbox, so that an unreachable bus
+/// only delays it.
+pub struct RosterErasure {
+    bus: std::sync::Arc<dyn tde_runtime::bus::EventBus>,
+    stream: String,
+    subject: String,
+}
+
+impl RosterErasure {
+    pub fn new(ctx: &tde_runtime::ServiceContext) -> Self {
+        Self {
+            bus: ctx.bus.clone(),
+            stream: ctx.namespace.stream(SERVICE).name,
+            subject: ctx
+                .namespace
+                .subject(SERVICE, subjects::STEERING_BODY_CHANGED),
+        }
+    }
+}
+
+/// Whether a `steering_body_changed` payload names the person with fingerprint `sha256`.
+fn roster_names(payload: &[u8], sha256: &str) -> bool {
+    let Ok(roster) = <pb::SteeringBodyChanged as prost::Message>::decode(payload) else {
+        return false;
+    };
+    roster
+        .privileged_contact
+        .iter()
+        .chain(&roster.operational_team)
+        .chain(roster.steering_body.iter().flat_map(|b| &b.members))
+        .any(|p| tde_runtime::personal_data::fingerprint(&p.email) == sha256)
+}
+
+#[async_trait::async_trait]
+impl tde_runtime::inbox::EventHandler for RosterErasure {
+    async fn handle(
+        &self,
+        _txn: &sea_orm::DatabaseTransaction,
+        event: &tde_runtime::bus::Envelope,
+    ) -> Result<(), tde_runtime::inbox::HandlerError> {
+        use tde_runtime::inbox::HandlerError;
+        if event.event_type != "tde.territories.v1.PersonalDataErased" {
+            return Ok(());
+        }
+        let erased = <pb::PersonalDataErased as prost::Message>::decode(event.payload.clone())?;
+        let sha256 = erased.email_sha256;
+        if !tde_runtime::personal_data::is_fingerprint(&sha256) {
+            return Err(HandlerError::Permanent(anyhow::anyhow!(
+                "erasure event without a valid fingerprint"
+            )));
+        }
+        let names = move |payload: &[u8]| roster_names(payload, &sha256);
+        let count = self
+            .bus
+            .erase_events(&self.stream, &self.subject, &names)
+            .await
+            .map_err(|e| HandlerError::Unavailable(e.into()))?;
+        tracing::info!(
+            erased = count,
+            "roster events naming an erased person erased from the stream"
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,7 +57,10 @@ impl Default for TerritoriesModule {
 }
 
 impl TerritoriesModule {
-    fn holder(&self, ctx: &ServiceContext) -> std::sync::Arc<api::personal_data::TerritoriesHolder> {
+    fn holder(
+        &self,
+        ctx: &ServiceContext,
+    ) -> std::sync::Arc<api::personal_data::TerritoriesHolder> {
         std::sync::Arc::new(api::personal_data::TerritoriesHolder::new(
             ctx.clone(),
             self.cache.clone(),
@@ -76,7 +79,9 @@ impl ServiceModule for TerritoriesModule {
     }
 
     fn settings_section(&self) -> Option<tde_runtime::config::SectionSpec> {
-        Some(tde_runtime::config::SectionSpec::of::<settings::TerritoriesSettings>())
+        Some(tde_runtime::config::SectionSpec::of::<
+            settings::TerritoriesSettings,
+        >())
     }
 
     fn policies(&self) -> &'static [MethodPolicy] {
@@ -146,11 +151,20 @@ impl ServiceModule for TerritoriesModule {
 
     /// The plans events move territories along their path (CharterSigned).
     fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
-        vec![ConsumerTask::following(
-            ctx,
-            "plans",
-            "plans",
-            std::sync::Arc::new(events::PlanEvents::new(self.cache.clone())),
-        )]
+        vec![
+            ConsumerTask::following(
+                ctx,
+                "plans",
+                "plans",
+                std::sync::Arc::new(events::PlanEvents::new(self.cache.clone())),
+            ),
+            // Its own stream: rosters naming an erased person are erased from it.
+            ConsumerTask::following(
+                ctx,
+                SERVICE,
+                "roster_erasure",
+                std::sync::Arc::new(events::RosterErasure::new(ctx)),
+            ),
+        ]
     }
 }

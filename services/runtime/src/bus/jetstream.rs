@@ -137,6 +137,53 @@ impl EventBus for JetStreamBus {
         Ok(())
     }
 
+    async fn erase_events(
+        &self,
+        stream: &str,
+        subject: &str,
+        names: &(dyn for<'p> Fn(&'p [u8]) -> bool + Send + Sync),
+    ) -> Result<u64, BusError> {
+        use async_nats::jetstream::context::GetStreamErrorKind;
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        let stream = match self.context.get_stream(stream).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let GetStreamErrorKind::JetStream(js) = e.kind()
+                    && js.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+                {
+                    return Ok(0);
+                }
+                return Err(unavailable(e));
+            }
+        };
+        // Walks the subject's messages in sequence order; the server erases each one selected
+        // (its stored bytes overwritten, as a deletion without `no_erase` does).
+        let mut sequence = 1;
+        let mut erased = 0;
+        loop {
+            let message = match stream
+                .raw_message_builder()
+                .sequence(sequence)
+                .next_by_subject(subject)
+                .send()
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(unavailable(e)),
+            };
+            if names(&message.payload) {
+                stream
+                    .delete_message(message.sequence)
+                    .await
+                    .map_err(unavailable)?;
+                erased += 1;
+            }
+            sequence = message.sequence + 1;
+        }
+        Ok(erased)
+    }
+
     async fn publish(&self, events: &[Envelope]) -> Result<(), PublishError> {
         // What the server will never take (too large) is refused before anything is sent,
         // so that the events before it still go out.

@@ -27,6 +27,8 @@ struct State {
 struct Stream {
     subjects: Vec<String>,
     messages: Vec<Envelope>,
+    /// Indexes of erased messages: never delivered again.
+    erased: HashSet<usize>,
     ids: HashSet<String>,
     consumers: HashMap<String, ConsumerState>,
 }
@@ -132,6 +134,31 @@ impl EventBus for MemoryBus {
             consumer: spec.durable_name.clone(),
         }))
     }
+
+    async fn erase_events(
+        &self,
+        stream: &str,
+        subject: &str,
+        names: &(dyn for<'p> Fn(&'p [u8]) -> bool + Send + Sync),
+    ) -> Result<u64, BusError> {
+        let mut state = self.lock();
+        let Some(stream) = state.streams.get_mut(stream) else {
+            return Ok(0);
+        };
+        let mut erased = 0;
+        for (index, message) in stream.messages.iter_mut().enumerate() {
+            if !stream.erased.contains(&index)
+                && subject_matches(subject, &message.subject)
+                && names(&message.payload)
+            {
+                // The id stays known (de-duplication), the content goes.
+                message.payload = bytes::Bytes::new();
+                stream.erased.insert(index);
+                erased += 1;
+            }
+        }
+        Ok(erased)
+    }
 }
 
 struct MemorySubscription {
@@ -154,6 +181,7 @@ impl MemorySubscription {
         };
         let Stream {
             messages,
+            erased,
             consumers,
             ..
         } = stream;
@@ -168,6 +196,10 @@ impl MemorySubscription {
             .find(|(_, (_, at))| *at <= now)
             .map(|(i, (n, _))| (*i, *n));
         if let Some((index, deliveries)) = due {
+            if erased.contains(&index) {
+                consumer.unacked.remove(&index);
+                return Next::WaitUntil(Some(now));
+            }
             // -1 (or 0): no bound, as in JetStream.
             if consumer.max_deliver > 0 && deliveries as i64 >= consumer.max_deliver {
                 consumer.unacked.remove(&index);
@@ -178,16 +210,16 @@ impl MemorySubscription {
             consumer
                 .unacked
                 .insert(index, (deliveries + 1, now + ack_wait));
-            let pending = pending(messages, consumer);
+            let pending = pending(messages, erased, consumer);
             return Next::Deliver(messages[index].clone(), index, deliveries + 1, pending);
         }
         while consumer.cursor < messages.len() {
             let index = consumer.cursor;
             consumer.cursor += 1;
-            if consumer.wants(&messages[index].subject) {
+            if !erased.contains(&index) && consumer.wants(&messages[index].subject) {
                 let ack_wait = consumer.ack_wait;
                 consumer.unacked.insert(index, (1, now + ack_wait));
-                let pending = pending(messages, consumer);
+                let pending = pending(messages, erased, consumer);
                 return Next::Deliver(messages[index].clone(), index, 1, pending);
             }
         }
@@ -195,10 +227,12 @@ impl MemorySubscription {
     }
 }
 
-fn pending(messages: &[Envelope], consumer: &ConsumerState) -> u64 {
-    messages[consumer.cursor..]
+fn pending(messages: &[Envelope], erased: &HashSet<usize>, consumer: &ConsumerState) -> u64 {
+    messages
         .iter()
-        .filter(|m| consumer.wants(&m.subject))
+        .enumerate()
+        .skip(consumer.cursor)
+        .filter(|(i, m)| !erased.contains(i) && consumer.wants(&m.subject))
         .count() as u64
 }
 

@@ -218,6 +218,16 @@ pub trait EventBus: Send + Sync + 'static {
 
     /// Binds to a durable consumer, created when missing; it resumes where it left off.
     async fn subscribe(&self, consumer: &ConsumerSpec) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Erases from `stream` the stored events on `subject` (a filter) whose payload `names`
+    /// selects: what the right to erasure asks of a stream that keeps a person's data.
+    /// Consumers skip them from then on. Returns how many went; a missing stream has none.
+    async fn erase_events(
+        &self,
+        stream: &str,
+        subject: &str,
+        names: &(dyn for<'p> Fn(&'p [u8]) -> bool + Send + Sync),
+    ) -> Result<u64, BusError>;
 }
 
 /// NATS subject matching with `*` (one token) and `>` (the rest).
