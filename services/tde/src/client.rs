@@ -14,9 +14,11 @@ use crate::output::{Format, table, to_json};
 mod notifications;
 mod operations;
 mod plans;
+mod subsidies;
 pub use notifications::{NotificationCommand, notification};
 pub use operations::{DeadLetterCommand, OutboxCommand, dead_letter, outbox};
 pub use plans::{MeetingCommand, PlanCommand, meeting, plan};
+pub use subsidies::{SubsidyCommand, subsidy};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum KindArg {

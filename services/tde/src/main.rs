@@ -93,6 +93,11 @@ enum Command {
         #[command(subcommand)]
         command: client::PlanCommand,
     },
+    /// Subsidies: envelopes, decisions (four eyes), payments, the ledger, exports.
+    Subsidy {
+        #[command(subcommand)]
+        command: client::SubsidyCommand,
+    },
     /// Steering meetings (comités de pilotage).
     Meeting {
         #[command(subcommand)]
@@ -288,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Geography { command } => client::geography(&target, cli.output, command).await?,
         Command::Territory { command } => client::territory(&target, cli.output, command).await?,
         Command::Plan { command } => client::plan(&target, cli.output, command).await?,
+        Command::Subsidy { command } => client::subsidy(&target, cli.output, command).await?,
         Command::Meeting { command } => client::meeting(&target, cli.output, command).await?,
         Command::Notification { command } => {
             client::notification(&target, cli.output, command).await?

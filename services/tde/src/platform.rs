@@ -19,6 +19,7 @@ pub enum Role {
     Territories,
     Plans,
     Notifications,
+    Subsidies,
     Matching,
 }
 
@@ -27,6 +28,7 @@ impl Role {
         Role::Territories,
         Role::Plans,
         Role::Notifications,
+        Role::Subsidies,
         Role::Matching,
     ];
 
@@ -35,6 +37,7 @@ impl Role {
             Role::Territories => Arc::new(tde_territories::TerritoriesModule::default()),
             Role::Plans => Arc::new(tde_plans::PlansModule),
             Role::Notifications => Arc::new(tde_notifications::NotificationsModule::default()),
+            Role::Subsidies => Arc::new(tde_subsidies::SubsidiesModule),
             Role::Matching => Arc::new(tde_matching::MatchingModule),
         }
     }
