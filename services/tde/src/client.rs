@@ -11,10 +11,12 @@ use tde_runtime::auth::client::{self as auth_client, AuthChannel, Bearer, Client
 
 use crate::output::{Format, table, to_json};
 
+mod matching;
 mod notifications;
 mod operations;
 mod plans;
 mod subsidies;
+pub use matching::{MatchCommand, ProviderCommand, matching, provider};
 pub use notifications::{NotificationCommand, notification};
 pub use operations::{DeadLetterCommand, OutboxCommand, dead_letter, outbox};
 pub use plans::{MeetingCommand, PlanCommand, meeting, plan};

@@ -93,6 +93,16 @@ enum Command {
         #[command(subcommand)]
         command: client::PlanCommand,
     },
+    /// Trusted providers: registry, status, ratings.
+    Provider {
+        #[command(subcommand)]
+        command: client::ProviderCommand,
+    },
+    /// Matching: needs, explained rankings, optimal assignment, proposals.
+    Match {
+        #[command(subcommand)]
+        command: client::MatchCommand,
+    },
     /// Subsidies: envelopes, decisions (four eyes), payments, the ledger, exports.
     Subsidy {
         #[command(subcommand)]
@@ -293,6 +303,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Geography { command } => client::geography(&target, cli.output, command).await?,
         Command::Territory { command } => client::territory(&target, cli.output, command).await?,
         Command::Plan { command } => client::plan(&target, cli.output, command).await?,
+        Command::Provider { command } => client::provider(&target, cli.output, command).await?,
+        Command::Match { command } => client::matching(&target, cli.output, command).await?,
         Command::Subsidy { command } => client::subsidy(&target, cli.output, command).await?,
         Command::Meeting { command } => client::meeting(&target, cli.output, command).await?,
         Command::Notification { command } => {
