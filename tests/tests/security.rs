@@ -1290,6 +1290,92 @@ async fn another_territorys_objects_are_missing_ones_for_every_method_and_role()
     running.shutdown().await.unwrap();
 }
 
+/// An agency (another administration's system) holds read scopes but not contacts:read:
+/// generated from the descriptors like the matrix above, every unary method of every service
+/// is called on real objects of a territory with such a token. Each answer is a refusal
+/// (PERMISSION_DENIED for what its scopes do not cover) or a reply naming nobody: no name or
+/// address of the territory's people, nor of a provider's contact, in any reply.
+#[tokio::test]
+async fn an_agency_without_contacts_read_never_sees_a_person() {
+    use prost::Message as _;
+    use tde_runtime::auth::scope;
+    let env = TestEnv::sqlite().await;
+    let running = start(&env).await;
+    import_geography(&running).await;
+    let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
+    let a = objects_of(&running, &mut national, "42218", "claire@saint-etienne.fr").await;
+    // The roster's other people, so that every kind of contact is there to leak.
+    let current = national
+        .get_territory(pb::GetTerritoryRequest {
+            id: a["territory"].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .territory
+        .unwrap();
+    national
+        .update_territory(with_contact(&current, "contact.prive@saint-etienne.fr"))
+        .await
+        .unwrap();
+    let people = [
+        "claire@saint-etienne.fr",
+        "Claire Durand",
+        "contact.prive@saint-etienne.fr",
+        "sam@formateurs.example.org",
+        "Sam Formateur",
+    ];
+    let read_scopes: Vec<&str> = scope::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.ends_with(":read") && *s != scope::CONTACTS_READ)
+        .collect();
+    let agency = token(&TokenSpec::new(Role::Agency, "agence-partenaire").scopes(&read_scopes));
+    let policies = all_policies();
+    let pool = tde_proto::descriptor_pool();
+    let raw = raw_channel(running.local_addr).await;
+    let mut answered = 0;
+    for service in pool
+        .services()
+        .filter(|s| s.full_name().starts_with("tde."))
+    {
+        for method in service.methods() {
+            if method.is_client_streaming() || method.is_server_streaming() {
+                continue;
+            }
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            let policy = policies
+                .iter()
+                .find(|p| p.method == path)
+                .expect("a policy");
+            let (request, _) =
+                request_naming(service.name(), &method.input(), &|o| a[o].clone(), 0);
+            let (status, reply) =
+                call_with(raw.clone(), &path, &agency, request.encode_to_vec()).await;
+            let covered = policy.admits(Role::Agency)
+                && policy.scope.is_none_or(|s| read_scopes.contains(&s));
+            if !covered {
+                assert_eq!(status.code(), Code::PermissionDenied, "agency on {path}");
+                continue;
+            }
+            assert!(
+                !matches!(status.code(), Code::Internal | Code::Unknown),
+                "agency on {path}: {status:?}"
+            );
+            let text = String::from_utf8_lossy(&reply);
+            for person in people {
+                assert!(!text.contains(person), "agency on {path} sees {person}");
+            }
+            answered += usize::from(status.code() == Code::Ok);
+        }
+    }
+    assert!(
+        answered >= 10,
+        "only {answered} methods answered the agency"
+    );
+    running.shutdown().await.unwrap();
+}
+
 /// Every string field of every request (and of the messages it holds), filled with control
 /// characters, quotes that would break a calendar line, 1 MiB of text and odd Unicode, sent
 /// by the national team on real objects: the answer is a clear refusal or a success — never
