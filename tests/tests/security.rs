@@ -397,7 +397,7 @@ fn with_contact(t: &pb::Territory, email: &str) -> pb::UpdateTerritoryRequest {
 /// read of personal data is on the audit trail, which nobody can rewrite.
 #[tokio::test]
 async fn a_territory_member_sees_only_their_territory() {
-    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
@@ -1095,24 +1095,152 @@ async fn objects_of(
         .into_inner()
         .meeting
         .unwrap();
+    let (subsidy, envelope, payment) = subsidy_objects(running, &t.id, &plan.id).await;
     [
         ("territory", t.id),
         ("plan", plan.id),
         ("action", action.id),
         ("meeting", meeting.id),
+        ("subsidy", subsidy),
+        ("envelope", envelope),
+        ("payment", payment),
     ]
     .into_iter()
     .collect()
+}
+
+/// Subsidies' objects of a plan: its year-1 subsidy (opened from the `plan.year_submitted`
+/// that the plans service would publish), granted, and its advance payment; and the national
+/// envelope of the year (envelopes belong to no territory: the same for every territory).
+async fn subsidy_objects(
+    running: &RunningPlatform,
+    territory_id: &str,
+    plan_id: &str,
+) -> (String, String, String) {
+    use chrono::Datelike as _;
+    use tde_proto::subsidies::v1 as s;
+    let y = chrono::Utc::now().year() + 1;
+    let ctx = running.service("subsidies").expect("subsidies runs");
+    let submitted = tde_proto::plans::v1::PlanYearSubmitted {
+        plan_id: plan_id.into(),
+        territory_id: territory_id.into(),
+        year: 1,
+        year_start_date: format!("{y}-01-01"),
+        year_end_date: format!("{}-01-01", y + 1),
+        submission_number: 1,
+        amendment: false,
+        budget_cents: 100_000,
+        actions: Vec::new(),
+        fingerprint: "ab".repeat(32),
+        submit_time: None,
+        actor: "security-matrix".into(),
+    };
+    ctx.bus
+        .ensure_stream(&ctx.namespace.stream("plans"))
+        .await
+        .unwrap();
+    ctx.bus
+        .publish(&[tde_runtime::bus::Envelope {
+            id: uuid::Uuid::now_v7().to_string(),
+            subject: ctx.namespace.subject("plans", "plan.year_submitted"),
+            event_type: "tde.plans.v1.PlanYearSubmitted".into(),
+            source: "/tde/plans".into(),
+            time: chrono::Utc::now(),
+            aggregate_id: plan_id.into(),
+            payload: prost::Message::encode_to_vec(&submitted).into(),
+            traceparent: None,
+        }])
+        .await
+        .unwrap();
+    let ch = channel(running.local_addr).await;
+    let envelope = s::envelope_service_client::EnvelopeServiceClient::new(ch.clone())
+        .create_envelope(s::CreateEnvelopeRequest {
+            budget_year: y,
+            region_code: String::new(),
+            amount_cents: 100_000_000,
+            advance_percent: 0,
+            reason: "loi de finances".into(),
+            act_reference: "LFI".into(),
+            // The same request id: opened once, the same envelope for both territories.
+            request_id: "security-matrix-envelope".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .envelope
+        .unwrap();
+    let mut subsidies = s::subsidy_service_client::SubsidyServiceClient::new(ch);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let subsidy = loop {
+        let listed = subsidies
+            .list_subsidies(s::ListSubsidiesRequest {
+                plan_id: plan_id.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .subsidies;
+        if let Some(found) = listed.into_iter().next() {
+            break found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the submitted year never became a subsidy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    subsidies
+        .propose_decision(s::ProposeDecisionRequest {
+            id: subsidy.id.clone(),
+            amount_cents: 100_000,
+            legal_act: Some(s::LegalAct {
+                kind: s::LegalActKind::Convention as i32,
+                reference: "CONV-1".into(),
+                date: format!("{y}-01-15"),
+            }),
+            beneficiary_siret: "21750001600019".into(),
+            budget_year: y,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Four eyes: another member of the national team approves.
+    let approver = channel_as(
+        running.local_addr,
+        &TokenSpec::new(Role::National, "security-approver"),
+    )
+    .await;
+    let advance = s::subsidy_service_client::SubsidyServiceClient::new(approver)
+        .approve_decision(s::ApproveDecisionRequest {
+            id: subsidy.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .advance
+        .unwrap();
+    (subsidy.id, envelope.id, advance.id)
 }
 
 /// The kind of object a string field names, from its name and where it stands.
 fn names_object(service: &str, message: &str, field: &str) -> Option<&'static str> {
     match field {
         "territory_id" => Some("territory"),
+        "subsidy_id" => Some("subsidy"),
+        "envelope_id" => Some("envelope"),
+        "payment_id" => Some("payment"),
         "plan_id" => Some("plan"),
         "action_id" => Some("action"),
         "meeting_id" => Some("meeting"),
         "id" => match (service, message) {
+            (_, "Subsidy") => Some("subsidy"),
+            (_, "Envelope") => Some("envelope"),
+            (_, "Payment") => Some("payment"),
+            ("SubsidyService", _) => Some("subsidy"),
+            ("EnvelopeService", _) => Some("envelope"),
+            ("PaymentService", _) => Some("payment"),
             (_, "Territory") => Some("territory"),
             (_, "Plan") => Some("plan"),
             (_, "Action") => Some("action"),
@@ -1188,7 +1316,7 @@ async fn call_with(
 #[tokio::test]
 async fn another_territorys_objects_are_missing_ones_for_every_method_and_role() {
     use prost::Message as _;
-    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
@@ -1200,6 +1328,9 @@ async fn another_territorys_objects_are_missing_ones_for_every_method_and_role()
         ["territory", "plan", "action", "meeting"]
             .into_iter()
             .map(|k| (k, uuid::Uuid::now_v7().to_string()))
+            .chain(["subsidy", "payment"].map(|k| (k, uuid::Uuid::now_v7().to_string())))
+            // Envelopes belong to no territory: the same one in every world.
+            .chain([("envelope", world.b["envelope"].clone())])
             .collect();
     let a_id = world.a["territory"].clone();
     let callers = [
@@ -1384,7 +1515,7 @@ async fn an_agency_without_contacts_read_never_sees_a_person() {
 async fn hostile_text_in_every_field_gets_a_readable_answer() {
     use prost::Message as _;
     use prost_reflect::{Kind, Value};
-    let env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national_client = TerritoryServiceClient::new(channel(running.local_addr).await);
