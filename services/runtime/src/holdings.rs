@@ -196,6 +196,52 @@ fn with_credentials<T>(message: T, credentials: &Option<AsciiMetadataValue>) -> 
     request
 }
 
+/// The holders of this process but `except`'s, and the services this process answers for
+/// (`except` included: it answers for itself).
+fn local_but(local: &LocalHolders, except: &'static str) -> (Vec<Named>, Vec<&'static str>) {
+    let holders = local
+        .snapshot()
+        .into_iter()
+        .filter(|(s, _)| *s != except)
+        .collect();
+    let mut here = local.services();
+    here.push(except);
+    (holders, here)
+}
+
+/// Asks each peer answering for a service that is not `here` with `call` (the peer's client,
+/// the service's name); a peer that cannot answer is reported with `unavailable`.
+async fn ask_peers<A, Fut>(
+    peers: &Peers,
+    here: &[&str],
+    call: impl Fn(HoldingsServiceClient<tonic::transport::Channel>, String) -> Fut,
+    unavailable: fn(&str, &str) -> A,
+    service_of: fn(&A) -> &str,
+) -> Vec<A>
+where
+    Fut: std::future::Future<Output = Result<Vec<A>, Status>>,
+{
+    let mut answers = Vec::new();
+    for (service, address) in peers.remote(here) {
+        let answer = match peers.client(address).await {
+            Ok(client) => call(client, service.clone())
+                .await
+                .map_err(|s| format!("{}: {}", s.code(), s.message())),
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(services) => {
+                answers.extend(services.into_iter().filter(|s| service_of(s) == service))
+            }
+            Err(problem) => {
+                tracing::warn!(service = %service, %problem, "peer did not answer");
+                answers.push(unavailable(service, &problem));
+            }
+        }
+    }
+    answers
+}
+
 /// What every service but `except` (the one asking, which answers for itself) holds about
 /// the person whose normalised address is `email`: this process's services, then each peer
 /// (a peer that cannot answer says so).
@@ -205,41 +251,30 @@ pub async fn gather_export(
     caller: &Caller,
     credentials: &Option<AsciiMetadataValue>,
     email: &str,
-    except: &str,
+    except: &'static str,
 ) -> Vec<pb::ServiceHoldings> {
-    let holders = local
-        .snapshot()
-        .into_iter()
-        .filter(|(s, _)| *s != except)
-        .collect();
+    let (holders, here) = local_but(local, except);
     let mut answers = export_local(caller, email, holders).await;
-    let mut here = local.services();
-    here.push(except);
-    for (service, address) in peers.remote(&here) {
+    let call = |mut client: HoldingsServiceClient<_>, service: String| async move {
         let request = pb::ExportHoldingsRequest {
             email: email.to_string(),
-            services: vec![service.clone()],
+            services: vec![service],
         };
-        let answer = match peers.client(address).await {
-            Ok(mut client) => client
-                .export_holdings(with_credentials(request, credentials))
-                .await
-                .map(|r| r.into_inner().services)
-                .map_err(|s| format!("{}: {}", s.code(), s.message())),
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok(services) => answers.extend(services.into_iter().filter(|s| &s.service == service)),
-            Err(problem) => {
-                tracing::warn!(service = %service, %problem, "peer did not export");
-                answers.push(unavailable_holdings(service, &problem));
-            }
-        }
-    }
+        client
+            .export_holdings(with_credentials(request, credentials))
+            .await
+            .map(|r| r.into_inner().services)
+    };
+    answers.extend(
+        ask_peers(peers, &here, call, unavailable_holdings, |a| {
+            a.service.as_str()
+        })
+        .await,
+    );
     answers
 }
 
-/// Erases the person from this process's services but `except` (which erased first), then
+/// Erases the person from this process's services but `except` (which erases itself), then
 /// from each peer; says what each did.
 pub async fn gather_erasure(
     local: &LocalHolders,
@@ -247,37 +282,26 @@ pub async fn gather_erasure(
     caller: &Caller,
     credentials: &Option<AsciiMetadataValue>,
     email: &str,
-    except: &str,
+    except: &'static str,
 ) -> Vec<pb::ServiceErasure> {
-    let holders = local
-        .snapshot()
-        .into_iter()
-        .filter(|(s, _)| *s != except)
-        .collect();
+    let (holders, here) = local_but(local, except);
     let mut answers = erase_local(caller, email, holders).await;
-    let mut here = local.services();
-    here.push(except);
-    for (service, address) in peers.remote(&here) {
+    let call = |mut client: HoldingsServiceClient<_>, service: String| async move {
         let request = pb::EraseHoldingsRequest {
             email: email.to_string(),
-            services: vec![service.clone()],
+            services: vec![service],
         };
-        let answer = match peers.client(address).await {
-            Ok(mut client) => client
-                .erase_holdings(with_credentials(request, credentials))
-                .await
-                .map(|r| r.into_inner().services)
-                .map_err(|s| format!("{}: {}", s.code(), s.message())),
-            Err(e) => Err(e),
-        };
-        match answer {
-            Ok(services) => answers.extend(services.into_iter().filter(|s| &s.service == service)),
-            Err(problem) => {
-                tracing::warn!(service = %service, %problem, "peer did not erase");
-                answers.push(unavailable_erasure(service, &problem));
-            }
-        }
-    }
+        client
+            .erase_holdings(with_credentials(request, credentials))
+            .await
+            .map(|r| r.into_inner().services)
+    };
+    answers.extend(
+        ask_peers(peers, &here, call, unavailable_erasure, |a| {
+            a.service.as_str()
+        })
+        .await,
+    );
     answers
 }
 
