@@ -19,6 +19,7 @@ tde_runtime::on_both_topologies!(
     the_ledger_refuses_updates_and_deletes,
     a_member_sees_only_their_territorys_subsidy,
     exports_follow_the_scdl_columns_and_the_ledger,
+    decommitment_returns_money_and_overdue_reviews_are_listed,
 );
 
 async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topology: Topology) {
@@ -182,8 +183,7 @@ async fn four_eyes_then_advance_review_and_balance_pay_the_grant_exactly(topolog
     assert_eq!(advance.status, pb::PaymentStatus::Scheduled as i32);
 
     // The advance: authorised, sent, paid.
-    let payments = app.payments();
-    let mut p = payments.clone();
+    let mut p = app.payments();
     let advance = p
         .authorise_payment(pb::AuthorisePaymentRequest {
             id: advance.id.clone(),
@@ -255,7 +255,7 @@ async fn four_eyes_then_advance_review_and_balance_pay_the_grant_exactly(topolog
         .into_inner()
         .payment
         .unwrap();
-    // A failure from the paying system, then… the balance is not paid twice.
+    // Paid once; the same payment is never paid twice.
     p.record_payment(pb::RecordPaymentRequest {
         id: balance.id.clone(),
         outcome: pb::PaymentOutcome::Paid as i32,
@@ -649,5 +649,114 @@ async fn exports_follow_the_scdl_columns_and_the_ledger(topology: Topology) {
         lines[2].contains(",payment,6172.84,617284,"),
         "{}",
         lines[2]
+    );
+}
+
+async fn decommitment_returns_money_and_overdue_reviews_are_listed(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory("Firminy", "84").await;
+    let envelope = app.envelope(5_000_000).await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    app.publish(app.year_submitted(&plan, &territory, 1, 1, 1_000_000))
+        .await;
+    let s = app.wait_for_subsidy(&plan, |_| true).await;
+    app.subsidies()
+        .propose_decision(App::proposal(&s, 1_000_000))
+        .await
+        .unwrap();
+    app.approvals()
+        .approve_decision(pb::ApproveDecisionRequest {
+            id: s.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The advance (500 000) is under way: at most the other half can be decommitted.
+    let decommit = |amount| pb::DecommitRequest {
+        id: s.id.clone(),
+        etag: String::new(),
+        amount_cents: amount,
+        reason: "action annulée".into(),
+    };
+    let err = app
+        .approvals()
+        .decommit(decommit(500_001))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(precondition(&err).0, "BEYOND_UNPAID");
+    let err = app.approvals().decommit(decommit(0)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let s = app
+        .approvals()
+        .decommit(decommit(200_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .subsidy
+        .unwrap();
+    assert_eq!(s.committed_cents, 800_000);
+    assert_eq!(s.decommitted_cents, 200_000);
+    let envelope = app
+        .envelopes()
+        .get_envelope(pb::GetEnvelopeRequest { id: envelope.id })
+        .await
+        .unwrap()
+        .into_inner()
+        .envelope
+        .unwrap();
+    assert_eq!(envelope.available_cents, 5_000_000 - 800_000);
+    // An envelope never goes below what is committed.
+    let err = app
+        .envelopes()
+        .change_envelope_amount(pb::ChangeEnvelopeAmountRequest {
+            id: envelope.id.clone(),
+            etag: envelope.etag.clone(),
+            amount_cents: 799_999,
+            reason: "gel".into(),
+            act_reference: "DM 1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert_eq!(precondition(&err).0, "BELOW_COMMITTED");
+
+    // The year ends on 2028-01-01: its review is due 90 days later.
+    let overdue = |as_of: &str| {
+        let mut client = app.approvals();
+        let as_of = as_of.to_string();
+        async move {
+            client
+                .list_overdue_reviews(pb::ListOverdueReviewsRequest {
+                    as_of_date: as_of,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .overdue
+        }
+    };
+    assert!(overdue("2028-03-31").await.is_empty());
+    let late = overdue("2028-04-01").await;
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].review_due_date, "2028-03-31");
+    assert_eq!(
+        late[0].balance_waiting_cents, 300_000,
+        "committed − advance"
+    );
+    app.publish(app.review_recorded(&plan, &territory, 1)).await;
+    app.wait_for_subsidy(&plan, |s| s.reviewed).await;
+    assert!(overdue("2028-04-01").await.is_empty());
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
     );
 }
