@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod domain;
 pub mod events;
 pub mod feed;
+pub mod funding;
 pub mod settings;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -203,7 +204,19 @@ impl ServiceModule for NotificationsModule {
                 "territories",
                 Arc::new(events::TerritoryEvents(planner.clone())),
             ),
-            ConsumerTask::following(ctx, "plans", "plans", Arc::new(events::PlanEvents(planner))),
+            ConsumerTask::following(
+                ctx,
+                "plans",
+                "plans",
+                Arc::new(events::PlanEvents(planner.clone())),
+            ),
+            // Subsidy decisions and payments, told to the privileged contact.
+            ConsumerTask::following(
+                ctx,
+                "subsidies",
+                "subsidies",
+                Arc::new(funding::SubsidyEvents(planner)),
+            ),
         ]
     }
 }

@@ -236,6 +236,13 @@ impl Dispatcher {
 
     /// Sends one notification, unless it is no longer to be sent or its lease was lost.
     async fn attempt(&self, n: &Notification, token: &str) -> Result<Attempted, SendError> {
+        if n.kind == crate::funding::KIND {
+            return Ok(match crate::funding::attempt(self, n, token).await? {
+                crate::funding::Attempt::Sent => Attempted::Sent,
+                crate::funding::Attempt::NoLongerDue(why) => Attempted::NoLongerDue(why),
+                crate::funding::Attempt::LeaseLost => Attempted::LeaseLost,
+            });
+        }
         let kind = Kind::parse(&n.kind).ok_or_else(|| SendError::permanent("unknown kind"))?;
         let transient = |e: sea_orm::DbErr| SendError::transient(format!("storage: {e}"));
         let Some(stored) = storage::find_meeting(&self.db, &n.meeting_id)

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(tde_runtime::migration::CreateAuditTrail),
             Box::new(AddWebhookSecrets),
             Box::new(AddRetryFrom),
+            Box::new(crate::funding::CreateFundingNotices),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations
