@@ -40,8 +40,24 @@ async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topolo
         "90 days after the year ends"
     );
 
-    // The same event again (a redelivery), and the same submission under another event id
-    // (a republication): nothing changes.
+    // The same event processed again, through the consumer's own inbox and through a fresh
+    // one (as after a lost inbox record): nothing changes.
+    let ctx = app.ctx();
+    let durable = ctx.namespace.durable("subsidies_plans");
+    for inbox in [durable.as_str(), "another_inbox"] {
+        tde_runtime::inbox::process(
+            &ctx.db,
+            inbox,
+            &tde_subsidies::events::PlanEvents,
+            &submitted,
+        )
+        .await
+        .expect("processed");
+    }
+    let again = app.wait_for_subsidy(&plan, |_| true).await;
+    assert_eq!(again.etag, s.etag, "unchanged");
+    // The same event on the bus again (a redelivery), and the same submission under another
+    // event id (a republication): nothing changes.
     app.publish(submitted).await;
     app.publish(app.year_submitted(&plan, &territory, 1, 1, 9_999_999))
         .await;
