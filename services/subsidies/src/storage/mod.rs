@@ -1034,29 +1034,27 @@ pub async fn dashboard(
         ""
     };
     let values: Vec<sea_orm::Value> = budget_year.map(Into::into).into_iter().collect();
-    let requests = db
-        .query_all_raw(statement(
-            db,
-            &format!(
-                "SELECT budget_year, region_code, CAST(SUM(requested_cents) AS BIGINT) AS requested, \
-                 CAST(SUM(granted_cents) AS BIGINT) AS granted \
-                 FROM subsidies {year_filter} GROUP BY budget_year, region_code"
-            ),
-            values.clone(),
-        ))
-        .await?;
-    let ledger = db
-        .query_all_raw(statement(
-            db,
-            &format!(
-                "SELECT budget_year, region_code, \
-                 CAST(SUM(CASE kind WHEN 'commitment' THEN amount_cents WHEN 'decommitment' THEN -amount_cents ELSE 0 END) AS BIGINT) AS committed, \
-                 CAST(SUM(CASE kind WHEN 'payment' THEN amount_cents ELSE 0 END) AS BIGINT) AS paid \
-                 FROM ledger_entries {year_filter} GROUP BY budget_year, region_code"
-            ),
-            values,
-        ))
-        .await?;
+    let requests = db.query_all_raw(statement(
+        db,
+        &format!(
+            "SELECT budget_year, region_code, CAST(SUM(requested_cents) AS BIGINT) AS requested, \
+             CAST(SUM(granted_cents) AS BIGINT) AS granted \
+             FROM subsidies {year_filter} GROUP BY budget_year, region_code"
+        ),
+        values.clone(),
+    ));
+    let ledger = db.query_all_raw(statement(
+        db,
+        &format!(
+            "SELECT budget_year, region_code, \
+             CAST(SUM(CASE kind WHEN 'commitment' THEN amount_cents WHEN 'decommitment' THEN -amount_cents ELSE 0 END) AS BIGINT) AS committed, \
+             CAST(SUM(CASE kind WHEN 'payment' THEN amount_cents ELSE 0 END) AS BIGINT) AS paid \
+             FROM ledger_entries {year_filter} GROUP BY budget_year, region_code"
+        ),
+        values,
+    ));
+    // Both at once: on PostgreSQL they run on two connections of the pool.
+    let (requests, ledger) = futures::try_join!(requests, ledger)?;
     let mut rows: std::collections::BTreeMap<(i32, String), DashboardRow> = Default::default();
     for r in requests {
         let key: (i32, String) = (r.try_get("", "budget_year")?, r.try_get("", "region_code")?);
