@@ -40,6 +40,7 @@ use tde_runtime::testing::{
     TestEnv, Topology, channel, nats_url, raw_channel, token, unique_name, with_token,
 };
 
+mod matching;
 mod meetings;
 mod reminders;
 
@@ -98,6 +99,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         pool: u32,
     },
+    /// RankProviders of one need among 3,000 providers (gRPC), next to the bare SQL filter.
+    Rank {
+        #[arg(long, default_value_t = 3_000)]
+        providers: usize,
+        /// Measured calls, after 20 of warm-up.
+        #[arg(long, default_value_t = 500)]
+        calls: usize,
+    },
+    /// The optimal assignment of 10,000 needs over 3,000 providers, next to greedy.
+    Assign {
+        #[arg(long, default_value_t = 10_000)]
+        needs: usize,
+        #[arg(long, default_value_t = 3_000)]
+        providers: usize,
+        /// Share of providers working nationally, in percent.
+        #[arg(long, default_value_t = 2)]
+        national_percent: usize,
+    },
     /// ListSteeringMeetings over a 30-day window at national scale, next to bare SQL.
     Meetings {
         /// Territories seeded, each with 3 plan years of 4 meetings.
@@ -151,6 +170,12 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
             rounds,
             page_size,
         } => meetings::run(territories, rounds.max(2), page_size).await,
+        BenchCommand::Rank { providers, calls } => matching::rank(providers, calls.max(1)).await,
+        BenchCommand::Assign {
+            needs,
+            providers,
+            national_percent,
+        } => matching::assign(needs, providers, national_percent.min(100)).await,
     }
 }
 

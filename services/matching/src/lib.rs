@@ -70,6 +70,15 @@ impl ServiceModule for MatchingModule {
         api::policy::POLICIES
     }
 
+    fn personal_data(
+        &self,
+        ctx: &ServiceContext,
+    ) -> Option<Arc<dyn tde_runtime::holdings::PersonalDataHolder>> {
+        Some(Arc::new(api::personal_data::MatchingHolder::new(
+            ctx.clone(),
+        )))
+    }
+
     async fn migrate(&self, db: &DatabaseConnection) -> Result<(), DbErr> {
         storage::migrations::Migrator::up(db, None).await
     }

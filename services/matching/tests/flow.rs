@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{Datelike as _, Utc};
+use sea_orm::ConnectionTrait as _;
 use tonic::Code;
 
 use tde_matching::MatchingModule;
@@ -658,4 +659,42 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    // No answer before the deadline: the expiry task expires it, with its event.
+    let ctx = app.ctx("matching");
+    let past = Utc::now() - chrono::Duration::hours(1);
+    let backend = ctx.db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "UPDATE proposals SET deadline = $1 WHERE id = $2",
+        _ => "UPDATE proposals SET deadline = ? WHERE id = ?",
+    };
+    ctx.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend,
+            sql,
+            [past.into(), next.id.clone().into()],
+        ))
+        .await
+        .expect("deadline moved");
+    let expired = tde_matching::api::proposals::expire_due(ctx)
+        .await
+        .expect("expired");
+    assert_eq!(expired, 1);
+    let after = app
+        .proposals()
+        .get_proposal(mpb::GetProposalRequest {
+            id: next.id.clone(),
+        })
+        .await
+        .expect("proposal")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(after.status, mpb::ProposalStatus::Expired as i32);
+    assert_eq!(
+        tde_matching::api::proposals::expire_due(ctx)
+            .await
+            .expect("nothing more"),
+        0
+    );
 }

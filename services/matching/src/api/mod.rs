@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod needs;
+pub mod personal_data;
 pub mod policy;
 pub mod proposals;
 pub mod providers;

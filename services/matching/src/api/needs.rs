@@ -188,7 +188,13 @@ impl MatchingApi {
         // A need already waiting for a provider's answer is not planned again.
         needs.retain(|n| !waiting.contains(&n.id));
         let pool = self.pool_for(&txn, None).await?;
-        let planned = plan_assignments(&needs, &pool, &self.settings.weights);
+        let planned = plan_assignments(&needs, &pool, &self.settings.weights).map_err(|e| {
+            ApiError::FailedPrecondition {
+                kind: "TOO_MANY_NEEDS",
+                subject: "needs".into(),
+                description: e.to_string(),
+            }
+        })?;
         let mut response = pb::PlanAssignmentsResponse {
             assignments: Vec::new(),
             unserved: planned.unserved,
@@ -238,7 +244,11 @@ pub struct Planned {
 ///
 /// Capacities are the providers' capacity less their unfinished actions, whatever their
 /// periods (the needs of a plan year mostly overlap): conservative, never over capacity.
-pub fn plan_assignments(needs: &[Need], pool: &Pool, weights: &ranking::Weights) -> Planned {
+pub fn plan_assignments(
+    needs: &[Need],
+    pool: &Pool,
+    weights: &ranking::Weights,
+) -> Result<Planned, assignment::TooLarge> {
     // Providers by where they work, so that each need judges only those in its area.
     let mut by_departement: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -302,7 +312,7 @@ pub fn plan_assignments(needs: &[Need], pool: &Pool, weights: &ranking::Weights)
             ranks.insert((i, *j), rank as u32 + 1);
         }
     }
-    let solution = assignment::optimal(&problem);
+    let solution = assignment::optimal(&problem)?;
     let greedy = assignment::greedy(&problem);
     let mut assigned = Vec::new();
     let mut total = 0.0;
@@ -350,12 +360,12 @@ pub fn plan_assignments(needs: &[Need], pool: &Pool, weights: &ranking::Weights)
         .enumerate()
         .filter_map(|(i, a)| a.and_then(|j| scores.get(&(i, j)).copied()))
         .sum();
-    Planned {
+    Ok(Planned {
         assigned,
         unserved,
         total,
         greedy_total,
-    }
+    })
 }
 
 #[tonic::async_trait]

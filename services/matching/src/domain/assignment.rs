@@ -116,8 +116,22 @@ impl Components {
     }
 }
 
+/// Needs of one connected component the exact solver takes at once: Kuhn–Munkres is cubic
+/// in them (about a second for 1,000 on one core), so a larger set is refused rather than
+/// left running; a région or a plan year at a time stays well below.
+pub const MAX_COMPONENT_NEEDS: usize = 2_000;
+
+/// Why no assignment was computed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TooLarge {
+    #[error(
+        "{needs} needs compete for the same providers (at most {MAX_COMPONENT_NEEDS} at once): plan a région or a plan year at a time"
+    )]
+    Component { needs: usize },
+}
+
 /// The assignment of largest total score.
-pub fn optimal(p: &Problem) -> Solution {
+pub fn optimal(p: &Problem) -> Result<Solution, TooLarge> {
     let n = p.needs;
     let m = p.capacities.len();
     let mut solution = Solution::empty(n);
@@ -167,6 +181,11 @@ pub fn optimal(p: &Problem) -> Solution {
     for &(i, j, w) in &contested_edges {
         by_need[i].push((j, w));
     }
+    if let Some(big) = groups.values().map(Vec::len).max()
+        && big > MAX_COMPONENT_NEEDS
+    {
+        return Err(TooLarge::Component { needs: big });
+    }
     let mut solved = vec![false; n];
     for needs in groups.values() {
         if needs.iter().all(|i| by_need[*i].is_empty()) {
@@ -200,7 +219,7 @@ pub fn optimal(p: &Problem) -> Solution {
         .enumerate()
         .filter_map(|(i, a)| a.and_then(|j| weight.get(&(i, j)).copied()))
         .sum();
-    solution
+    Ok(solution)
 }
 
 /// One connected component: rows are its needs; columns are its providers' slots, then one
@@ -303,7 +322,7 @@ mod tests {
         let g = greedy(&p);
         assert_eq!(g.total, 900);
         assert_eq!(g.assigned, vec![Some(0), None]);
-        let o = optimal(&p);
+        let o = optimal(&p).expect("small");
         assert_eq!(o.total, 1650);
         assert_eq!(o.assigned, vec![Some(1), Some(0)]);
         assert_eq!(check(&p, &o), Ok(1650));
@@ -317,7 +336,7 @@ mod tests {
             capacities: vec![1, 2, 0],
             edges: vec![(0, 0, 10), (1, 0, 9), (0, 1, 5), (1, 1, 1), (2, 2, 100)],
         };
-        let o = optimal(&p);
+        let o = optimal(&p).expect("small");
         assert_eq!(check(&p, &o), Ok(o.total));
         assert_eq!(o.total, exhaustive(&p));
         // Need 2's only provider has no capacity left.
@@ -338,9 +357,9 @@ mod tests {
                 (2, 0, 5),
             ],
         };
-        let first = optimal(&p);
+        let first = optimal(&p).expect("small");
         for _ in 0..5 {
-            assert_eq!(optimal(&p), first);
+            assert_eq!(optimal(&p).expect("small"), first);
         }
     }
 
@@ -373,7 +392,7 @@ mod tests {
         /// capacity, never uses an ineligible pair, and greedy never does better.
         #[test]
         fn optimal_matches_exhaustive_search(p in problems()) {
-            let o = optimal(&p);
+            let o = optimal(&p).expect("small");
             prop_assert_eq!(check(&p, &o), Ok(o.total));
             prop_assert_eq!(o.total, exhaustive(&p));
             let g = greedy(&p);
