@@ -397,7 +397,14 @@ fn with_contact(t: &pb::Territory, email: &str) -> pb::UpdateTerritoryRequest {
 /// read of personal data is on the audit trail, which nobody can rewrite.
 #[tokio::test]
 async fn a_territory_member_sees_only_their_territory() {
-    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
+    let env = TestEnv::postgres(&[
+        "territories",
+        "plans",
+        "notifications",
+        "matching",
+        "subsidies",
+    ])
+    .await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
@@ -1095,6 +1102,7 @@ async fn objects_of(
         .into_inner()
         .meeting
         .unwrap();
+    let (need, provider, proposal) = matching_objects(running, &action.id).await;
     let (subsidy, envelope, payment) = subsidy_objects(running, &t.id, &plan.id).await;
     [
         ("territory", t.id),
@@ -1104,9 +1112,76 @@ async fn objects_of(
         ("subsidy", subsidy),
         ("envelope", envelope),
         ("payment", payment),
+        ("need", need),
+        ("provider", provider),
+        ("proposal", proposal),
     ]
     .into_iter()
     .collect()
+}
+
+/// Matching's objects of an action: its need (once matching heard of it), the one provider
+/// of the test (providers belong to no territory: the same for every territory), and a
+/// proposal of the need to it.
+async fn matching_objects(running: &RunningPlatform, action_id: &str) -> (String, String, String) {
+    use tde_proto::common::v1::Skill;
+    use tde_proto::matching::v1 as m;
+    let ch = channel(running.local_addr).await;
+    let mut matching = m::matching_service_client::MatchingServiceClient::new(ch.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while matching
+        .get_need(m::GetNeedRequest {
+            id: action_id.into(),
+        })
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the action never became a need"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The same request id: registered once, the same provider for both territories.
+    let provider = m::provider_service_client::ProviderServiceClient::new(ch.clone())
+        .register_provider(m::RegisterProviderRequest {
+            provider: Some(m::Provider {
+                siret: "73282932000074".into(),
+                name: "Formateurs associés".into(),
+                naf_code: "85.59A".into(),
+                qualiopi_expiry_date: "2099-12-31".into(),
+                skills: vec![Skill::ElectedOfficialsTraining as i32],
+                areas: vec![m::Area {
+                    area: Some(m::area::Area::National(true)),
+                }],
+                capacity: 10,
+                day_rate_cents: 1,
+                contact: Some(m::ProviderContact {
+                    name: "Sam Formateur".into(),
+                    email: "sam@formateurs.example.org".into(),
+                }),
+                ..Default::default()
+            }),
+            request_id: "security-matrix-provider".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .provider
+        .unwrap();
+    let proposal = m::proposal_service_client::ProposalServiceClient::new(ch)
+        .propose_provider(m::ProposeProviderRequest {
+            need_id: action_id.into(),
+            provider_id: provider.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .proposal
+        .unwrap();
+    (action_id.to_string(), provider.id, proposal.id)
 }
 
 /// Subsidies' objects of a plan: its year-1 subsidy (opened from the `plan.year_submitted`
@@ -1234,7 +1309,16 @@ fn names_object(service: &str, message: &str, field: &str) -> Option<&'static st
         "plan_id" => Some("plan"),
         "action_id" => Some("action"),
         "meeting_id" => Some("meeting"),
+        "need_id" => Some("need"),
+        "provider_id" => Some("provider"),
+        "proposal_id" => Some("proposal"),
         "id" => match (service, message) {
+            (_, "Need") => Some("need"),
+            (_, "Provider") => Some("provider"),
+            (_, "Proposal") => Some("proposal"),
+            ("MatchingService", _) => Some("need"),
+            ("ProviderService", _) => Some("provider"),
+            ("ProposalService", _) => Some("proposal"),
             (_, "Subsidy") => Some("subsidy"),
             (_, "Envelope") => Some("envelope"),
             (_, "Payment") => Some("payment"),
@@ -1316,7 +1400,14 @@ async fn call_with(
 #[tokio::test]
 async fn another_territorys_objects_are_missing_ones_for_every_method_and_role() {
     use prost::Message as _;
-    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
+    let env = TestEnv::postgres(&[
+        "territories",
+        "plans",
+        "notifications",
+        "matching",
+        "subsidies",
+    ])
+    .await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national = TerritoryServiceClient::new(channel(running.local_addr).await);
@@ -1324,14 +1415,16 @@ async fn another_territorys_objects_are_missing_ones_for_every_method_and_role()
         a: objects_of(&running, &mut national, "42218", "claire@saint-etienne.fr").await,
         b: objects_of(&running, &mut national, "2A004", "claire@ajaccio.fr").await,
     };
-    let missing: std::collections::HashMap<&str, String> =
-        ["territory", "plan", "action", "meeting"]
+    let mut missing: std::collections::HashMap<&str, String> =
+        ["territory", "plan", "action", "meeting", "need", "proposal"]
             .into_iter()
             .map(|k| (k, uuid::Uuid::now_v7().to_string()))
             .chain(["subsidy", "payment"].map(|k| (k, uuid::Uuid::now_v7().to_string())))
             // Envelopes belong to no territory: the same one in every world.
             .chain([("envelope", world.b["envelope"].clone())])
             .collect();
+    // Providers belong to no territory: requests name the same one in every world.
+    missing.insert("provider", world.b["provider"].clone());
     let a_id = world.a["territory"].clone();
     let callers = [
         (
@@ -1515,7 +1608,14 @@ async fn an_agency_without_contacts_read_never_sees_a_person() {
 async fn hostile_text_in_every_field_gets_a_readable_answer() {
     use prost::Message as _;
     use prost_reflect::{Kind, Value};
-    let env = TestEnv::postgres(&["territories", "plans", "notifications", "subsidies"]).await;
+    let env = TestEnv::postgres(&[
+        "territories",
+        "plans",
+        "notifications",
+        "matching",
+        "subsidies",
+    ])
+    .await;
     let running = start(&env).await;
     import_geography(&running).await;
     let mut national_client = TerritoryServiceClient::new(channel(running.local_addr).await);

@@ -1,0 +1,234 @@
+//! A trusted provider for an action, across services: the action created in the plans
+//! service becomes a need of the matching service (with the territory's département, which
+//! plans learnt from the territories service), is ranked, proposed, accepted by the provider
+//! with its own token, and plans sets the action's provider. Run as three processes on
+//! PostgreSQL and JetStream (as on Kubernetes), and as one process with the in-process bus
+//! (as `tde dev`).
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::Datelike as _;
+use tde::platform::{self, Role};
+use tde_proto::common::v1::Skill;
+use tde_proto::matching::v1 as mpb;
+use tde_proto::matching::v1::matching_service_client::MatchingServiceClient;
+use tde_proto::matching::v1::proposal_service_client::ProposalServiceClient;
+use tde_proto::matching::v1::provider_service_client::ProviderServiceClient;
+use tde_proto::plans::v1 as plans_pb;
+use tde_proto::plans::v1::action_service_client::ActionServiceClient;
+use tde_proto::plans::v1::plan_service_client::PlanServiceClient;
+use tde_runtime::auth::{AuthChannel, TokenSpec};
+use tde_runtime::server::RunningPlatform;
+use tde_runtime::testing::{TestEnv, channel, channel_as};
+
+struct Topology {
+    _env: TestEnv,
+    platforms: Vec<RunningPlatform>,
+    territories: AuthChannel,
+    plans: AuthChannel,
+    matching: AuthChannel,
+    matching_addr: std::net::SocketAddr,
+}
+
+async fn three_processes() -> Topology {
+    let env = TestEnv::postgres(&["territories", "plans", "matching"]).await;
+    let mut platforms = Vec::new();
+    for role in [Role::Territories, Role::Plans, Role::Matching] {
+        platforms.push(env.start(platform::modules(&[role])).await.expect("starts"));
+    }
+    Topology {
+        territories: channel(platforms[0].local_addr).await,
+        plans: channel(platforms[1].local_addr).await,
+        matching: channel(platforms[2].local_addr).await,
+        matching_addr: platforms[2].local_addr,
+        platforms,
+        _env: env,
+    }
+}
+
+async fn one_process() -> Topology {
+    let env = TestEnv::sqlite().await;
+    let running = env
+        .start(platform::modules(Role::ALL))
+        .await
+        .expect("starts");
+    let ch = channel(running.local_addr).await;
+    Topology {
+        territories: ch.clone(),
+        plans: ch.clone(),
+        matching: ch,
+        matching_addr: running.local_addr,
+        platforms: vec![running],
+        _env: env,
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn an_accepted_proposal_sets_the_actions_provider(topology: Topology) {
+    let territory = common::quickstart(topology.territories.clone()).await;
+    let y = chrono::Utc::now().year() + 1;
+    let plans = PlanServiceClient::new(topology.plans.clone());
+    let plan = eventually("the plans service knows the territory", || {
+        let mut plans = plans.clone();
+        let request = plans_pb::CreatePlanRequest {
+            territory_id: territory.id.clone(),
+            title: "Plan d'engagement de Saint-Étienne".into(),
+            start_date: format!("{y}-01-01"),
+            request_id: "e2e-matching-plan".into(),
+        };
+        async move {
+            match plans.create_plan(request).await {
+                Ok(r) => r.into_inner().plan,
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    let mut actions = ActionServiceClient::new(topology.plans.clone());
+    let action = actions
+        .create_action(plans_pb::CreateActionRequest {
+            action: Some(plans_pb::Action {
+                plan_id: plan.id.clone(),
+                year: 1,
+                kind: plans_pb::ActionKind::EngagementProject as i32,
+                title: "Budget participatif".into(),
+                audiences: vec![plans_pb::Audience::Inhabitants as i32],
+                skills: vec![plans_pb::Skill::ParticipatoryDemocracy as i32],
+                planned_start: format!("{y}-04-01"),
+                planned_end: format!("{y}-04-30"),
+                budget_cents: 2_500_000,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("action")
+        .into_inner()
+        .action
+        .expect("action");
+
+    let provider = ProviderServiceClient::new(topology.matching.clone())
+        .register_provider(mpb::RegisterProviderRequest {
+            provider: Some(mpb::Provider {
+                siret: "732 829 320 00074".into(),
+                name: "Démocratie ouverte Loire".into(),
+                naf_code: "70.22Z".into(),
+                skills: vec![Skill::ParticipatoryDemocracy as i32],
+                areas: vec![mpb::Area {
+                    area: Some(mpb::area::Area::DepartementCode("42".into())),
+                }],
+                capacity: 2,
+                day_rate_cents: 70_000,
+                contact: Some(mpb::ProviderContact {
+                    name: "Alix Bernard".into(),
+                    email: "alix@democratie-loire.example.org".into(),
+                }),
+                ..Default::default()
+            }),
+            request_id: "e2e-provider".into(),
+        })
+        .await
+        .expect("provider")
+        .into_inner()
+        .provider
+        .expect("provider");
+
+    // The need reaches matching with the département plans learnt from territories.
+    let matching = MatchingServiceClient::new(topology.matching.clone());
+    let need = eventually("the action becomes a need", || {
+        let mut matching = matching.clone();
+        let id = action.id.clone();
+        async move {
+            matching
+                .get_need(mpb::GetNeedRequest { id })
+                .await
+                .ok()?
+                .into_inner()
+                .need
+        }
+    })
+    .await;
+    assert_eq!(need.departement_code, "42");
+    let ranking = matching
+        .clone()
+        .rank_providers(mpb::RankProvidersRequest {
+            need_id: need.id.clone(),
+            max_candidates: 0,
+        })
+        .await
+        .expect("ranked")
+        .into_inner();
+    assert_eq!(ranking.candidates[0].provider_id, provider.id);
+    let proposal = ProposalServiceClient::new(topology.matching.clone())
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: need.id.clone(),
+            provider_id: provider.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+
+    // The provider answers with its own token.
+    let spec = TokenSpec::new(tde_runtime::auth::Role::Provider, "democratie-loire")
+        .provider(&provider.id);
+    ProposalServiceClient::new(channel_as(topology.matching_addr, &spec).await)
+        .accept_proposal(mpb::AcceptProposalRequest {
+            id: proposal.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("accepted");
+
+    eventually("plans sets the action's provider", || {
+        let mut actions = actions.clone();
+        let id = action.id.clone();
+        let provider_id = provider.id.clone();
+        async move {
+            let a = actions
+                .get_action(plans_pb::GetActionRequest { id })
+                .await
+                .ok()?
+                .into_inner()
+                .action?;
+            (a.provider_id == provider_id).then_some(a)
+        }
+    })
+    .await;
+    for p in topology.platforms {
+        p.shutdown().await.expect("stops");
+    }
+}
+
+#[tokio::test]
+async fn as_three_processes() {
+    an_accepted_proposal_sets_the_actions_provider(three_processes().await).await;
+}
+
+#[tokio::test]
+async fn as_tde_dev() {
+    an_accepted_proposal_sets_the_actions_provider(one_process().await).await;
+}
