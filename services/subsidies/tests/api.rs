@@ -20,6 +20,7 @@ tde_runtime::on_both_topologies!(
     a_member_sees_only_their_territorys_subsidy,
     exports_follow_the_scdl_columns_and_the_ledger,
     decommitment_returns_money_and_overdue_reviews_are_listed,
+    a_region_sub_envelope_counts_against_the_national_one,
 );
 
 async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topology: Topology) {
@@ -764,6 +765,123 @@ async fn decommitment_returns_money_and_overdue_reviews_are_listed(topology: Top
     app.publish(app.review_recorded(&plan, &territory, 1)).await;
     app.wait_for_subsidy(&plan, |s| s.reviewed).await;
     assert!(overdue("2028-04-01").await.is_empty());
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+}
+
+/// A requested subsidy of `amount` in `region`, proposed and then approved: the approval's
+/// outcome.
+async fn approve_new(app: &App, region: &str, amount: i64) -> Result<pb::Subsidy, tonic::Status> {
+    let territory = app.territory("Commune", region).await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    app.publish(app.year_submitted(&plan, &territory, 1, 1, amount))
+        .await;
+    let s = app.wait_for_subsidy(&plan, |_| true).await;
+    app.subsidies()
+        .propose_decision(App::proposal(&s, amount))
+        .await
+        .unwrap();
+    app.approvals()
+        .approve_decision(pb::ApproveDecisionRequest {
+            id: s.id,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner().subsidy.unwrap())
+}
+
+async fn a_region_sub_envelope_counts_against_the_national_one(topology: Topology) {
+    let app = App::start(topology).await;
+    let national = app.envelope(1_000_000).await;
+    let sub = |amount| pb::CreateEnvelopeRequest {
+        budget_year: 2027,
+        region_code: "84".into(),
+        amount_cents: amount,
+        advance_percent: 30,
+        reason: "part de la région".into(),
+        act_reference: "DM 2027-1".into(),
+        request_id: String::new(),
+    };
+    // Never more than the national envelope holds.
+    let err = app
+        .envelopes()
+        .create_envelope(sub(1_000_001))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let region = app
+        .envelopes()
+        .create_envelope(sub(600_000))
+        .await
+        .unwrap()
+        .into_inner()
+        .envelope
+        .unwrap();
+    assert_eq!(region.parent_id, national.id);
+    // The national envelope cannot go below what it gave to régions.
+    let err = app
+        .envelopes()
+        .change_envelope_amount(pb::ChangeEnvelopeAmountRequest {
+            id: national.id.clone(),
+            etag: String::new(),
+            amount_cents: 599_999,
+            reason: "gel".into(),
+            act_reference: "DM 2027-2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(precondition(&err).0, "BELOW_SUB_ENVELOPES");
+
+    // Région 84 is charged to its sub-envelope (and its advance percentage), and so to the
+    // national one.
+    let granted = approve_new(&app, "84", 500_000).await.unwrap();
+    assert_eq!(granted.envelope_id, region.id);
+    assert_eq!(granted.advance_percent, 30);
+    let err = approve_new(&app, "84", 200_000).await.unwrap_err();
+    let (kind, description) = precondition(&err);
+    assert_eq!(kind, "OVER_BUDGET");
+    assert!(
+        description.contains("région 84 has 1\u{202f}000,00"),
+        "{description}"
+    );
+    // Another région is charged to the national envelope, which has what régions did not use
+    // of it: 1 000 000 − 500 000 committed.
+    approve_new(&app, "53", 450_000).await.unwrap();
+    let err = approve_new(&app, "53", 100_000).await.unwrap_err();
+    let (kind, description) = precondition(&err);
+    assert_eq!(kind, "OVER_BUDGET");
+    assert!(
+        description.contains("envelope 2027 has 500,00"),
+        "{description}"
+    );
+    let envelopes = app
+        .envelopes()
+        .list_envelopes(pb::ListEnvelopesRequest {
+            budget_year: 2027,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .envelopes;
+    let committed = |id: &str| {
+        envelopes
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| e.committed_cents)
+            .unwrap()
+    };
+    assert_eq!(committed(&national.id), 950_000);
+    assert_eq!(committed(&region.id), 500_000);
     let report = app
         .ledger()
         .reconcile(pb::ReconcileRequest {})
