@@ -11,7 +11,11 @@
 //! - `reminders`: 10,000 due reminders sent by the notifications dispatcher to a local SMTP
 //!   server, next to a bare SMTP client feeding the same server;
 //! - `meetings`: a 30-day window of the national calendar of steering meetings (420,000
-//!   seeded), page by page, next to the bare SQL of the same pages.
+//!   seeded), page by page, next to the bare SQL of the same pages;
+//! - `approvals`: 200 subsidy approvals at once against one envelope, next to a bare loop of
+//!   the same conditional `UPDATE … RETURNING`;
+//! - `dashboard`: the national subsidies dashboard over 35,000 territories × 3 years (≈ 400,000
+//!   ledger entries), next to the bare SQL of its aggregates.
 //!
 //! They use the test harness for PostgreSQL and NATS (fresh database, unique namespace), so
 //! they run wherever the test suite runs. Build them in release mode (see the README).
@@ -43,6 +47,7 @@ use tde_runtime::testing::{
 mod matching;
 mod meetings;
 mod reminders;
+mod subsidies;
 
 #[derive(Debug, clap::Parser)]
 #[command(
@@ -117,6 +122,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         national_percent: usize,
     },
+    /// 200 subsidy approvals at once against one envelope, next to bare UPDATE … RETURNING.
+    Approvals {
+        #[arg(long, default_value_t = 200)]
+        approvals: usize,
+        /// Rounds, each on a fresh envelope; the first is a warm-up.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+    },
+    /// GetDashboard over 35,000 territories × 3 years with their ledgers, next to bare SQL.
+    Dashboard {
+        #[arg(long, default_value_t = 35_000)]
+        territories: u32,
+        /// Measured calls, after 10 of warm-up.
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+    },
     /// ListSteeringMeetings over a 30-day window at national scale, next to bare SQL.
     Meetings {
         /// Territories seeded, each with 3 plan years of 4 meetings.
@@ -170,6 +191,12 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
             rounds,
             page_size,
         } => meetings::run(territories, rounds.max(2), page_size).await,
+        BenchCommand::Approvals { approvals, rounds } => {
+            subsidies::approvals(approvals.max(1), rounds.max(2)).await
+        }
+        BenchCommand::Dashboard { territories, calls } => {
+            subsidies::dashboard(territories, calls.max(1)).await
+        }
         BenchCommand::Rank { providers, calls } => matching::rank(providers, calls.max(1)).await,
         BenchCommand::Assign {
             needs,
