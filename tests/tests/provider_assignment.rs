@@ -1,9 +1,9 @@
 //! A trusted provider for an action, across services: the action created in the plans
 //! service becomes a need of the matching service (with the territory's département, which
-//! plans learnt from the territories service), is ranked, proposed, accepted by the provider
-//! with its own token, and plans sets the action's provider. Run as three processes on
-//! PostgreSQL and JetStream (as on Kubernetes), and as one process with the in-process bus
-//! (as `tde dev`).
+//! plans learnt from the territories service), is ranked and proposed — the notifications
+//! service e-mails the provider's contact in French — accepted by the provider with its own
+//! token, and plans sets the action's provider. Run as four processes on PostgreSQL and
+//! JetStream (as on Kubernetes), and as one process with the in-process bus (as `tde dev`).
 
 mod common;
 
@@ -24,7 +24,7 @@ use tde_runtime::server::RunningPlatform;
 use tde_runtime::testing::{TestEnv, channel, channel_as};
 
 struct Topology {
-    _env: TestEnv,
+    env: TestEnv,
     platforms: Vec<RunningPlatform>,
     territories: AuthChannel,
     plans: AuthChannel,
@@ -32,10 +32,15 @@ struct Topology {
     matching_addr: std::net::SocketAddr,
 }
 
-async fn three_processes() -> Topology {
-    let env = TestEnv::postgres(&["territories", "plans", "matching"]).await;
+async fn four_processes() -> Topology {
+    let env = TestEnv::postgres(&["territories", "plans", "matching", "notifications"]).await;
     let mut platforms = Vec::new();
-    for role in [Role::Territories, Role::Plans, Role::Matching] {
+    for role in [
+        Role::Territories,
+        Role::Plans,
+        Role::Matching,
+        Role::Notifications,
+    ] {
         platforms.push(env.start(platform::modules(&[role])).await.expect("starts"));
     }
     Topology {
@@ -44,7 +49,7 @@ async fn three_processes() -> Topology {
         matching: channel(platforms[2].local_addr).await,
         matching_addr: platforms[2].local_addr,
         platforms,
-        _env: env,
+        env,
     }
 }
 
@@ -61,7 +66,7 @@ async fn one_process() -> Topology {
         matching: ch,
         matching_addr: running.local_addr,
         platforms: vec![running],
-        _env: env,
+        env,
     }
 }
 
@@ -192,6 +197,22 @@ async fn an_accepted_proposal_sets_the_actions_provider(topology: Topology) {
         .proposal
         .expect("proposal");
 
+    // Its contact hears of it in French (tde dev and these tests write e-mails as files).
+    let mail_dir = topology.env.data_dir().join("mail");
+    let mail = eventually("the proposal is e-mailed", || {
+        let dir = mail_dir.clone();
+        async move {
+            std::fs::read_dir(&dir)
+                .ok()?
+                .filter_map(Result::ok)
+                .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                .find(|m| m.contains("alix@democratie-loire.example.org"))
+        }
+    })
+    .await;
+    assert!(mail.contains("Content-Language: fr"), "{mail}");
+    assert!(mail.contains("Subject: "), "{mail}");
+
     // The provider answers with its own token.
     let spec = TokenSpec::new(tde_runtime::auth::Role::Provider, "democratie-loire")
         .provider(&provider.id);
@@ -224,8 +245,8 @@ async fn an_accepted_proposal_sets_the_actions_provider(topology: Topology) {
 }
 
 #[tokio::test]
-async fn as_three_processes() {
-    an_accepted_proposal_sets_the_actions_provider(three_processes().await).await;
+async fn as_four_processes() {
+    an_accepted_proposal_sets_the_actions_provider(four_processes().await).await;
 }
 
 #[tokio::test]

@@ -30,7 +30,8 @@ fn proposal_event(
     NewEvent::new(SERVICE, "proposal", p.id.clone(), suffix, event_type, m)
 }
 
-pub fn proposal_sent(p: &Proposal, need: &Need, provider_name: &str) -> NewEvent {
+/// `contact_email`: the provider's contact, where notifications sends the proposal.
+pub fn proposal_sent(p: &Proposal, need: &Need, provider_name: &str, contact_email: &str) -> NewEvent {
     proposal_event(
         p,
         subjects::PROPOSAL_SENT,
@@ -46,6 +47,8 @@ pub fn proposal_sent(p: &Proposal, need: &Need, provider_name: &str) -> NewEvent
             planned_start: need.planned_start.to_string(),
             planned_end: need.planned_end.to_string(),
             deadline: Some(timestamp(p.deadline)),
+            contact_email: contact_email.to_string(),
+            budget_cents: need.budget_cents,
         },
     )
 }

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod feed;
 pub mod funding;
+pub mod proposals;
 pub mod settings;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -215,7 +216,14 @@ impl ServiceModule for NotificationsModule {
                 ctx,
                 "subsidies",
                 "subsidies",
-                Arc::new(funding::SubsidyEvents(planner)),
+                Arc::new(funding::SubsidyEvents(planner.clone())),
+            ),
+            // Proposals of actions, e-mailed to the providers' contacts.
+            ConsumerTask::following(
+                ctx,
+                "matching",
+                "matching",
+                Arc::new(proposals::ProposalEvents(planner)),
             ),
         ]
     }

@@ -215,6 +215,7 @@ impl MatchingApi {
                     &proposal,
                     need,
                     &provider.name,
+                    &provider.contact.email,
                 ));
                 proposal_id = proposal.id;
             }

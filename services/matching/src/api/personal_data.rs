@@ -61,9 +61,13 @@ impl PersonalDataHolder for MatchingHolder {
                 tracing::info!(provider_id = %r.provider.id, "provider's contact erased");
             }
         }
+        // The proposals e-mailed to the person carried the address: no replay hands it out.
+        let forgotten =
+            tde_runtime::outbox::forget_published_mentioning(&txn, email.as_bytes()).await?;
         txn.commit().await?;
         Ok(holdings::step("provider_contact", changed, "redacted")
             .into_iter()
+            .chain(holdings::step("published_event", forgotten, "deleted"))
             .collect())
     }
 }

@@ -199,7 +199,12 @@ impl MatchingApi {
             proposal_resource(&proposal.id)
         });
         storage::insert_proposal(&txn, &proposal).await?;
-        let event = events::proposal_sent(&proposal, &need, &chosen.provider.name);
+        let event = events::proposal_sent(
+            &proposal,
+            &need,
+            &chosen.provider.name,
+            &chosen.provider.contact.email,
+        );
         self.commit(txn, vec![event]).await?;
         Ok(proposal)
     }

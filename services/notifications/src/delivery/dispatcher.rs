@@ -236,8 +236,15 @@ impl Dispatcher {
 
     /// Sends one notification, unless it is no longer to be sent or its lease was lost.
     async fn attempt(&self, n: &Notification, token: &str) -> Result<Attempted, SendError> {
-        if n.kind == crate::funding::KIND {
-            return Ok(match crate::funding::attempt(self, n, token).await? {
+        let notice = if n.kind == crate::funding::KIND {
+            Some(crate::funding::attempt(self, n, token).await?)
+        } else if n.kind == crate::proposals::KIND {
+            Some(crate::proposals::attempt(self, n, token).await?)
+        } else {
+            None
+        };
+        if let Some(attempted) = notice {
+            return Ok(match attempted {
                 crate::funding::Attempt::Sent => Attempted::Sent,
                 crate::funding::Attempt::NoLongerDue(why) => Attempted::NoLongerDue(why),
                 crate::funding::Attempt::LeaseLost => Attempted::LeaseLost,

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::funding::CreateFundingNotices),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations.push(Box::new(crate::proposals::CreateProposalNotices));
         migrations
     }
 }
