@@ -179,6 +179,7 @@ async fn an_accepted_proposal_sets_the_actions_provider(topology: Topology) {
         .rank_providers(mpb::RankProvidersRequest {
             need_id: need.id.clone(),
             max_candidates: 0,
+            all_exclusions: false,
         })
         .await
         .expect("ranked")

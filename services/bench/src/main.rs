@@ -111,6 +111,9 @@ pub enum BenchCommand {
         /// Measured calls, after 20 of warm-up.
         #[arg(long, default_value_t = 500)]
         calls: usize,
+        /// Every excluded provider listed one by one (those outside the area too).
+        #[arg(long)]
+        all_exclusions: bool,
     },
     /// The optimal assignment of 10,000 needs over 3,000 providers, next to greedy.
     Assign {
@@ -197,7 +200,11 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Dashboard { territories, calls } => {
             subsidies::dashboard(territories, calls.max(1)).await
         }
-        BenchCommand::Rank { providers, calls } => matching::rank(providers, calls.max(1)).await,
+        BenchCommand::Rank {
+            providers,
+            calls,
+            all_exclusions,
+        } => matching::rank(providers, calls.max(1), all_exclusions).await,
         BenchCommand::Assign {
             needs,
             providers,

@@ -230,7 +230,11 @@ fn ms_row(name: &str, h: &Histogram<u64>) -> Vec<String> {
     ]
 }
 
-pub async fn rank(providers_count: usize, calls: usize) -> anyhow::Result<()> {
+pub async fn rank(
+    providers_count: usize,
+    calls: usize,
+    all_exclusions: bool,
+) -> anyhow::Result<()> {
     let env = TestEnv::new(Topology::Postgres, &["matching"]).await;
     let platform = env.start(tde::platform::modules(&[Role::Matching])).await?;
     let ctx = platform.service("matching").context("matching runs")?;
@@ -264,6 +268,7 @@ pub async fn rank(providers_count: usize, calls: usize) -> anyhow::Result<()> {
             .rank_providers(pb::RankProvidersRequest {
                 need_id: need.id.clone(),
                 max_candidates: 20,
+                all_exclusions,
             })
             .await?
             .into_inner();
@@ -289,7 +294,8 @@ pub async fn rank(providers_count: usize, calls: usize) -> anyhow::Result<()> {
         }
         candidates = rows.len();
         anyhow::ensure!(
-            reply.candidates.len() + reply.exclusions.len() >= candidates.min(20),
+            reply.candidates.len() + reply.exclusions.len() + reply.outside_area_count as usize
+                >= candidates.min(20),
             "the ranking lost providers"
         );
     }

@@ -31,7 +31,12 @@ fn proposal_event(
 }
 
 /// `contact_email`: the provider's contact, where notifications sends the proposal.
-pub fn proposal_sent(p: &Proposal, need: &Need, provider_name: &str, contact_email: &str) -> NewEvent {
+pub fn proposal_sent(
+    p: &Proposal,
+    need: &Need,
+    provider_name: &str,
+    contact_email: &str,
+) -> NewEvent {
     proposal_event(
         p,
         subjects::PROPOSAL_SENT,

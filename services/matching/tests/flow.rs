@@ -257,6 +257,7 @@ impl App {
             .rank_providers(mpb::RankProvidersRequest {
                 need_id: need_id.into(),
                 max_candidates: 0,
+                all_exclusions: true,
             })
             .await
             .expect("ranked")
@@ -337,6 +338,20 @@ async fn from_action_to_provider_and_capacity(topology: Topology) {
     assert_eq!(ranking.exclusions[0].provider_id, elsewhere.id);
     assert_eq!(ranking.exclusions[0].rule, "outside_area");
     assert_eq!(ranking.weights.len(), 6);
+    // By default, providers outside the need's area are counted rather than listed.
+    let short = app
+        .matching()
+        .rank_providers(mpb::RankProvidersRequest {
+            need_id: need.id.clone(),
+            max_candidates: 0,
+            all_exclusions: false,
+        })
+        .await
+        .expect("ranked")
+        .into_inner();
+    assert_eq!(short.candidates, ranking.candidates);
+    assert!(short.exclusions.is_empty());
+    assert_eq!(short.outside_area_count, 1);
 
     // Someone else than the best ranked needs a written justification.
     let override_refused = app

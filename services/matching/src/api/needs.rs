@@ -94,7 +94,25 @@ impl MatchingApi {
         let need = self
             .visible_need(&self.ctx.db, caller, &id, Some("need_id"))
             .await?;
-        let pool = self.pool_for(&self.ctx.db, Some(&need)).await?;
+        let (pool, outside_area_count) = if r.all_exclusions {
+            (self.pool_for(&self.ctx.db, Some(&need)).await?, 0)
+        } else {
+            // Providers outside the need's area fail `outside_area` whatever else: counted
+            // by the database, not loaded and judged one by one.
+            let (providers, outside) = storage::rankable_providers_in(
+                &self.ctx.db,
+                &need.departement_code,
+                &need.region_code,
+            )
+            .await?;
+            let stats = storage::provider_stats(
+                &self.ctx.db,
+                Some((need.planned_start, need.planned_end)),
+                tde_runtime::api::now(),
+            )
+            .await?;
+            (Pool { providers, stats }, outside)
+        };
         let ranking = ranking::rank(
             &need,
             pool.providers.iter().map(|p| (p, pool.stats(&p.id))),
@@ -134,6 +152,7 @@ impl MatchingApi {
                 })
                 .collect(),
             weights: self.weights_pb(),
+            outside_area_count: i32::try_from(outside_area_count).unwrap_or(i32::MAX),
         })
     }
 

@@ -220,6 +220,47 @@ pub async fn rankable_providers(db: &impl ConnectionTrait) -> Result<Vec<Provide
         .collect()
 }
 
+/// The providers that are not deactivated and work in département `departement_code`, in
+/// région `region_code` or nationally, in id order; and how many others are not deactivated.
+/// The JSON arrays of areas are written by this service: a match of the serialised area is
+/// exact.
+pub async fn rankable_providers_in(
+    db: &impl ConnectionTrait,
+    departement_code: &str,
+    region_code: &str,
+) -> Result<(Vec<Provider>, u64), DbErr> {
+    use sea_orm::PaginatorTrait as _;
+    let mut area =
+        Condition::any().add(provider::Column::Areas.contains(to_json(&Area::National)?));
+    if !departement_code.is_empty() {
+        area = area.add(
+            provider::Column::Areas
+                .contains(to_json(&Area::Departement(departement_code.to_string()))?),
+        );
+    }
+    if !region_code.is_empty() {
+        area = area.add(
+            provider::Column::Areas.contains(to_json(&Area::Region(region_code.to_string()))?),
+        );
+    }
+    let active = provider::Column::Status.ne(ProviderStatus::Deactivated.as_str());
+    let inside: Vec<Provider> = provider::Entity::find()
+        .filter(active.clone())
+        .filter(area.clone())
+        .order_by_asc(provider::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| provider_to_domain(m).map(|r| r.provider))
+        .collect::<Result<_, _>>()?;
+    let outside = provider::Entity::find()
+        .filter(active)
+        .filter(area.not())
+        .count(db)
+        .await?;
+    Ok((inside, outside))
+}
+
 /// Providers whose contact has this address fingerprint (personal-data requests).
 pub async fn providers_with_contact(
     db: &impl ConnectionTrait,

@@ -145,6 +145,9 @@ pub enum MatchCommand {
         need: String,
         #[arg(long, default_value_t = 10)]
         candidates: i32,
+        /// List the providers outside the need's area one by one too.
+        #[arg(long)]
+        all: bool,
     },
     /// The optimal assignment of the open needs of a région and/or plan year.
     Plan {
@@ -491,11 +494,16 @@ pub async fn matching(
             );
             return Ok(());
         }
-        MatchCommand::Rank { need, candidates } => {
+        MatchCommand::Rank {
+            need,
+            candidates,
+            all,
+        } => {
             let r = needs
                 .rank_providers(pb::RankProvidersRequest {
                     need_id: need,
                     max_candidates: candidates,
+                    all_exclusions: all,
                 })
                 .await
                 .map_err(status)?
@@ -533,6 +541,12 @@ pub async fn matching(
                         .collect(),
                 )
             );
+            if r.outside_area_count > 0 {
+                println!(
+                    "{} provider(s) outside the need's area (outside_area): --all lists them",
+                    r.outside_area_count
+                );
+            }
             if !r.exclusions.is_empty() {
                 println!(
                     "{}",
