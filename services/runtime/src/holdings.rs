@@ -305,6 +305,40 @@ pub async fn gather_erasure(
     answers
 }
 
+/// Erases the copies of a person's data that a service's own published events of one kind
+/// carry (`suffix`, e.g. `territory.steering_body_changed`, and its `event_type`), selected
+/// by `names`: the published outbox rows, in `txn`, and the events stored in its stream.
+/// What an erasure event's consumer calls, knowing the person by fingerprint only; an
+/// unreachable bus is `Unavailable` (the consumer waits and retries). Returns how many
+/// outbox rows and stream events went.
+pub async fn erase_published(
+    ctx: &crate::ServiceContext,
+    txn: &impl sea_orm::ConnectionTrait,
+    suffix: &str,
+    event_type: &str,
+    names: &(dyn for<'p> Fn(&'p [u8]) -> bool + Send + Sync),
+) -> Result<(u64, u64), crate::inbox::HandlerError> {
+    let rows = crate::outbox::forget_published_naming(txn, event_type, names).await?;
+    let events = ctx
+        .bus
+        .erase_events(
+            &ctx.namespace.stream(ctx.service).name,
+            &ctx.namespace.subject(ctx.service, suffix),
+            names,
+        )
+        .await
+        .map_err(|e| crate::inbox::HandlerError::Unavailable(e.into()))?;
+    if rows + events > 0 {
+        tracing::info!(
+            service = ctx.service,
+            rows,
+            events,
+            "published events naming an erased person erased"
+        );
+    }
+    Ok((rows, events))
+}
+
 /// `tde.personal_data.v1.HoldingsService`: the holders of this process's services.
 pub struct HoldingsApi {
     holders: LocalHolders,

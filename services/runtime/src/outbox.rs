@@ -215,6 +215,44 @@ pub async fn forget_published_mentioning(
     Ok(result.rows_affected())
 }
 
+/// Forgets the published events of `event_type` whose payload `names` selects (a decoder
+/// comparing an erased person's fingerprint, when only the fingerprint is known). Returns
+/// how many.
+pub async fn forget_published_naming(
+    db: &impl ConnectionTrait,
+    event_type: &str,
+    names: &(dyn for<'p> Fn(&'p [u8]) -> bool + Send + Sync),
+) -> Result<u64, DbErr> {
+    let mut forgotten = 0;
+    let mut after = 0i64;
+    loop {
+        let rows = Entity::find()
+            .filter(Column::PublishedAt.is_not_null())
+            .filter(Column::EventType.eq(event_type))
+            .filter(Column::Seq.gt(after))
+            .order_by_asc(Column::Seq)
+            .limit(500)
+            .all(db)
+            .await?;
+        let Some(last) = rows.last() else {
+            return Ok(forgotten);
+        };
+        after = last.seq;
+        let naming: Vec<i64> = rows
+            .iter()
+            .filter(|r| names(&r.payload))
+            .map(|r| r.seq)
+            .collect();
+        if !naming.is_empty() {
+            forgotten += Entity::delete_many()
+                .filter(Column::Seq.is_in(naming))
+                .exec(db)
+                .await?
+                .rows_affected;
+        }
+    }
+}
+
 /// Publishes again, in order, every event this outbox already published: how the in-process
 /// bus of `tde dev`, which lives as long as the process, gets back at start what its
 /// consumers may not have processed before the last stop. Consumers' inboxes make what they

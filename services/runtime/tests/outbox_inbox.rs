@@ -602,3 +602,40 @@ on_both!(
     consumers_wait_for_their_database_and_park_poison,
     an_oversized_event_is_parked_and_the_rest_goes_on,
 );
+
+/// An erased person known by fingerprint only: the published events naming them are
+/// forgotten by decoding each, those waiting to be published and the others stay.
+async fn published_events_naming_a_person_are_forgotten(topology: Topology) {
+    let s = setup(topology).await;
+    let mut sub = subscribe(&s).await;
+    let stop = CancellationToken::new();
+    let relaying = tokio::spawn(relay(&s).run(stop.clone()));
+    let txn = s.db.begin().await.unwrap();
+    // Payloads "1".."600": more than one page of the scan.
+    outbox::enqueue(&txn, (1..=600).map(|n| event("a", n)).collect())
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    receive(&mut sub, 600).await;
+    stop.cancel();
+    relaying.await.unwrap();
+    let txn = s.db.begin().await.unwrap();
+    outbox::enqueue(&txn, vec![event("b", 7)]).await.unwrap();
+    txn.commit().await.unwrap();
+    let names = |payload: &[u8]| payload.ends_with(b"7");
+    let forgotten = outbox::forget_published_naming(&s.db, "tde.test.v1.ThingChanged", &names)
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 60, "7, 17 … 597: every tenth, published");
+    let other_type = outbox::forget_published_naming(&s.db, "tde.test.v1.Other", &|_| true)
+        .await
+        .unwrap();
+    assert_eq!(other_type, 0);
+    assert_eq!(
+        outbox::backlog(&s.db).await.unwrap().events,
+        1,
+        "the unpublished one waits"
+    );
+}
+
+on_both!(published_events_naming_a_person_are_forgotten);

@@ -317,20 +317,12 @@ impl tde_runtime::inbox::EventHandler for PlanEvents {
 /// roster, published with the erasure, stays). Through the inbox, so that an unreachable bus
 /// only delays it.
 pub struct RosterErasure {
-    bus: std::sync::Arc<dyn tde_runtime::bus::EventBus>,
-    stream: String,
-    subject: String,
+    ctx: tde_runtime::ServiceContext,
 }
 
 impl RosterErasure {
     pub fn new(ctx: &tde_runtime::ServiceContext) -> Self {
-        Self {
-            bus: ctx.bus.clone(),
-            stream: ctx.namespace.stream(SERVICE).name,
-            subject: ctx
-                .namespace
-                .subject(SERVICE, subjects::STEERING_BODY_CHANGED),
-        }
+        Self { ctx: ctx.clone() }
     }
 }
 
@@ -351,7 +343,7 @@ fn roster_names(payload: &[u8], sha256: &str) -> bool {
 impl tde_runtime::inbox::EventHandler for RosterErasure {
     async fn handle(
         &self,
-        _txn: &sea_orm::DatabaseTransaction,
+        txn: &sea_orm::DatabaseTransaction,
         event: &tde_runtime::bus::Envelope,
     ) -> Result<(), tde_runtime::inbox::HandlerError> {
         use tde_runtime::inbox::HandlerError;
@@ -366,15 +358,14 @@ impl tde_runtime::inbox::EventHandler for RosterErasure {
             )));
         }
         let names = move |payload: &[u8]| roster_names(payload, &sha256);
-        let count = self
-            .bus
-            .erase_events(&self.stream, &self.subject, &names)
-            .await
-            .map_err(|e| HandlerError::Unavailable(e.into()))?;
-        tracing::info!(
-            erased = count,
-            "roster events naming an erased person erased from the stream"
-        );
+        tde_runtime::holdings::erase_published(
+            &self.ctx,
+            txn,
+            subjects::STEERING_BODY_CHANGED,
+            "tde.territories.v1.SteeringBodyChanged",
+            &names,
+        )
+        .await?;
         Ok(())
     }
 }
