@@ -340,8 +340,10 @@ mod tests {
             agency.scopes(),
             &[
                 scope::CONTACTS_READ.to_string(),
+                scope::MATCHING_READ.to_string(),
                 scope::NOTIFICATIONS_READ.to_string(),
                 scope::PLANS_READ.to_string(),
+                scope::SUBSIDIES_READ.to_string(),
                 scope::TERRITORIES_READ.to_string()
             ]
         );
