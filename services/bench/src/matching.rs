@@ -302,11 +302,18 @@ pub async fn rank(
     println!(
         "{providers_count} providers on PostgreSQL; one need (facilitation, département 42); {candidates} pass the bare filter"
     );
+    if all_exclusions {
+        println!("every excluded provider listed one by one, those outside the area too");
+    }
     print_table(
         &["per call", "calls", "p50 ms", "p99 ms", "max ms"],
         vec![
             ms_row(
-                "RankProviders (gRPC, auth, socket): every provider judged, explained",
+                if all_exclusions {
+                    "RankProviders (gRPC, auth, socket), every exclusion listed"
+                } else {
+                    "RankProviders (gRPC, auth, socket), outside the area counted"
+                },
                 &grpc,
             ),
             ms_row("bare SQL of the candidate filter, same database", &sql),
