@@ -322,6 +322,35 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 
+    /// A provider's token names the provider it speaks for (matching shows it its own
+    /// proposals only); another role naming one is refused, and a provider keeps its role's
+    /// scopes whatever the token asks.
+    #[test]
+    fn a_provider_token_names_its_provider_and_only_a_provider_may() {
+        let claims = |role: &str, provider: Option<&str>| -> Claims {
+            let mut v = serde_json::json!({
+                "sub": "s", "exp": 0, "tde_role": role,
+                "scope": "matching:read matching:write plans:write",
+            });
+            if let Some(p) = provider {
+                v["tde_provider"] = p.into();
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let p = principal_of(claims("provider", Some("prov-1"))).unwrap();
+        assert_eq!(p.provider_id.as_deref(), Some("prov-1"));
+        assert!(p.has_scope(crate::auth::scope::MATCHING_WRITE));
+        assert!(!p.has_scope(crate::auth::scope::PLANS_WRITE));
+        assert!(matches!(
+            principal_of(claims("national", Some("prov-1"))),
+            Err(Rejection::Claims(_))
+        ));
+        assert_eq!(
+            principal_of(claims("provider", None)).unwrap().provider_id,
+            None
+        );
+    }
+
     /// ES256 tokens verify against a P-256 key of the set, and an EdDSA key cannot be used
     /// with another algorithm's token.
     #[tokio::test]
