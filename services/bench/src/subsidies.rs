@@ -271,6 +271,16 @@ async fn seed(db: &impl ConnectionTrait, territories: u32) -> anyhow::Result<()>
                 s.territory_id, s.region_code, s.budget_year, '', '', 'bench', now()
          FROM subsidies s WHERE abs(hashtext(s.id)) % 5 <> 0"
             .to_string(),
+        // The running totals the service keeps with each entry.
+        "INSERT INTO ledger_totals (budget_year, region_code, committed_cents, decommitted_cents,
+             paid_cents, clawed_back_cents)
+         SELECT budget_year, region_code,
+                SUM(CASE WHEN kind = 'commitment' THEN amount_cents ELSE 0 END),
+                SUM(CASE WHEN kind = 'decommitment' THEN amount_cents ELSE 0 END),
+                SUM(CASE WHEN kind = 'payment' THEN amount_cents ELSE 0 END),
+                SUM(CASE WHEN kind = 'clawback' THEN amount_cents ELSE 0 END)
+         FROM ledger_entries GROUP BY budget_year, region_code"
+            .to_string(),
         "VACUUM ANALYZE subsidies".to_string(),
         "VACUUM ANALYZE ledger_entries".to_string(),
     ];
@@ -346,7 +356,7 @@ pub async fn dashboard(territories: u32, calls: usize) -> anyhow::Result<()> {
                 format!("{:.2}", grpc.max() as f64 / 1000.0),
             ],
             vec![
-                "bare SQL of its two aggregates, one after the other (reference)".into(),
+                "bare SQL summing the subsidies and every ledger entry (reference)".into(),
                 calls.to_string(),
                 ms(&sql, 0.50),
                 ms(&sql, 0.99),

@@ -230,12 +230,13 @@ pub async fn record_decommitment(
     let envelope = storage::find_envelope(txn, envelope_id, false)
         .await?
         .ok_or_else(|| sea_orm::DbErr::Custom(format!("envelope {envelope_id} is gone")))?;
+    // The envelopes first, then the ledger (and its totals): the lock order of every change.
+    storage::release(txn, &envelope, amount, now).await?;
     storage::append(
         txn,
         &Entry::about(s, EntryKind::Decommitment, amount, "", reason, actor, now),
     )
-    .await?;
-    storage::release(txn, &envelope, amount, now).await
+    .await
 }
 
 // ---------------------------------------------------------------------------------------

@@ -540,6 +540,27 @@ async fn the_ledger_refuses_updates_and_deletes(topology: Topology) {
     assert_eq!(report.discrepancies.len(), 1, "{:?}", report.discrepancies);
     assert_eq!(report.discrepancies[0].field, "paid_cents");
     assert_eq!(report.discrepancies[0].ledger_cents, 200_000);
+    // So is a running total of the dashboard changed behind the ledger's back.
+    db.execute_unprepared("UPDATE ledger_totals SET committed_cents = committed_cents + 5")
+        .await
+        .unwrap();
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let totals: Vec<_> = report
+        .discrepancies
+        .iter()
+        .filter(|d| d.resource_type == "ledger_totals")
+        .collect();
+    assert_eq!(totals.len(), 1, "{:?}", report.discrepancies);
+    assert_eq!(totals[0].resource_id, "2027/84");
+    assert_eq!(
+        (totals[0].stored_cents, totals[0].ledger_cents),
+        (400_005, 400_000)
+    );
 }
 
 async fn a_member_sees_only_their_territorys_subsidy(topology: Topology) {

@@ -194,6 +194,31 @@ pub async fn reconcile(
             s.clawed_back,
         );
     }
+    for ((year, region), stored, summed) in storage::ledger_totals_check(db).await? {
+        let id = format!("{year}/{region}");
+        differs(
+            "ledger_totals",
+            &id,
+            "committed_cents",
+            stored.committed,
+            summed.committed,
+        );
+        differs(
+            "ledger_totals",
+            &id,
+            "decommitted_cents",
+            stored.decommitted,
+            summed.decommitted,
+        );
+        differs("ledger_totals", &id, "paid_cents", stored.paid, summed.paid);
+        differs(
+            "ledger_totals",
+            &id,
+            "clawed_back_cents",
+            stored.clawed_back,
+            summed.clawed_back,
+        );
+    }
     Ok(pb::ReconcileResponse {
         envelopes_checked: envelopes.len() as i64,
         subsidies_checked: subsidies.len() as i64,

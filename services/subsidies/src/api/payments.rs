@@ -143,8 +143,9 @@ impl SubsidiesApi {
                     now,
                 );
                 entry.payment_id = Some(p.id.clone());
-                storage::append(&locked.txn, &entry).await?;
+                // The envelopes first, then the ledger: the lock order of every change.
                 storage::add_paid(&locked.txn, &envelope, p.amount_cents, now).await?;
+                storage::append(&locked.txn, &entry).await?;
                 events.push(events::payment_paid(&p, s, now));
             }
             crate::domain::payment::PaymentStatus::Failed => {

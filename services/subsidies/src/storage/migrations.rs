@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations.push(Box::new(AddDashboardIndexes));
+        migrations.push(Box::new(AddLedgerTotals));
         migrations
     }
 }
@@ -320,5 +321,53 @@ impl MigrationTrait for AddDashboardIndexes {
             ],
         )
         .await
+    }
+}
+
+/// The ledger's running totals per budget year and région, kept in the transaction of each
+/// entry (`storage::append`): the dashboard reads a few hundred rows instead of summing every
+/// entry, and `Reconcile` checks them against the entries.
+struct AddLedgerTotals;
+
+impl MigrationName for AddLedgerTotals {
+    fn name(&self) -> &str {
+        "m20261204_000103_subsidies_ledger_totals"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddLedgerTotals {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ident("ledger_totals"))
+                .if_not_exists()
+                .col(integer(ident("budget_year")))
+                .col(string(ident("region_code")))
+                .col(big_integer(ident("committed_cents")))
+                .col(big_integer(ident("decommitted_cents")))
+                .col(big_integer(ident("paid_cents")))
+                .col(big_integer(ident("clawed_back_cents")))
+                .primary_key(
+                    Index::create()
+                        .col(ident("budget_year"))
+                        .col(ident("region_code")),
+                )
+                .to_owned(),
+        )
+        .await?;
+        // The entries written before this table existed.
+        m.get_connection()
+            .execute_unprepared(
+                "INSERT INTO ledger_totals (budget_year, region_code, committed_cents, decommitted_cents, paid_cents, clawed_back_cents) \
+                 SELECT budget_year, region_code, \
+                 SUM(CASE WHEN kind = 'commitment' THEN amount_cents ELSE 0 END), \
+                 SUM(CASE WHEN kind = 'decommitment' THEN amount_cents ELSE 0 END), \
+                 SUM(CASE WHEN kind = 'payment' THEN amount_cents ELSE 0 END), \
+                 SUM(CASE WHEN kind = 'clawback' THEN amount_cents ELSE 0 END) \
+                 FROM ledger_entries GROUP BY budget_year, region_code",
+            )
+            .await?;
+        Ok(())
     }
 }

@@ -871,7 +871,86 @@ pub async fn append(db: &impl ConnectionTrait, e: &Entry) -> Result<(), DbErr> {
     })
     .exec_without_returning(db)
     .await?;
+    // The running totals of its budget year and région, in the same transaction. Callers
+    // move the envelopes first: every change of money locks the subsidy, then the
+    // envelopes, then this row, in that order, so that concurrent changes never deadlock.
+    let column = match e.kind {
+        EntryKind::Commitment => "committed_cents",
+        EntryKind::Decommitment => "decommitted_cents",
+        EntryKind::Payment => "paid_cents",
+        EntryKind::Clawback => "clawed_back_cents",
+    };
+    let (committed, decommitted, paid, clawed_back) = match e.kind {
+        EntryKind::Commitment => (e.amount_cents, 0, 0, 0),
+        EntryKind::Decommitment => (0, e.amount_cents, 0, 0),
+        EntryKind::Payment => (0, 0, e.amount_cents, 0),
+        EntryKind::Clawback => (0, 0, 0, e.amount_cents),
+    };
+    db.execute_raw(statement(
+        db,
+        &format!(
+            "INSERT INTO ledger_totals (budget_year, region_code, committed_cents, decommitted_cents, paid_cents, clawed_back_cents) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (budget_year, region_code) \
+             DO UPDATE SET {column} = ledger_totals.{column} + excluded.{column}"
+        ),
+        [
+            e.budget_year.into(),
+            e.region_code.clone().into(),
+            committed.into(),
+            decommitted.into(),
+            paid.into(),
+            clawed_back.into(),
+        ],
+    ))
+    .await?;
     Ok(())
+}
+
+/// The running totals per (budget year, région), and what the entries sum to, for
+/// reconciliation: ((year, région), stored, from the entries).
+pub async fn ledger_totals_check(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<((i32, String), LedgerSums, LedgerSums)>, DbErr> {
+    let read = |sql: &str| {
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_string(),
+        ))
+    };
+    let stored = read(
+        "SELECT budget_year, region_code, committed_cents AS c, decommitted_cents AS d, \
+         paid_cents AS p, clawed_back_cents AS b FROM ledger_totals",
+    )
+    .await?;
+    let summed = read(
+        "SELECT budget_year, region_code, \
+         CAST(SUM(CASE WHEN kind = 'commitment' THEN amount_cents ELSE 0 END) AS BIGINT) AS c, \
+         CAST(SUM(CASE WHEN kind = 'decommitment' THEN amount_cents ELSE 0 END) AS BIGINT) AS d, \
+         CAST(SUM(CASE WHEN kind = 'payment' THEN amount_cents ELSE 0 END) AS BIGINT) AS p, \
+         CAST(SUM(CASE WHEN kind = 'clawback' THEN amount_cents ELSE 0 END) AS BIGINT) AS b \
+         FROM ledger_entries GROUP BY budget_year, region_code",
+    )
+    .await?;
+    let mut out: std::collections::BTreeMap<(i32, String), (LedgerSums, LedgerSums)> =
+        Default::default();
+    for (rows, stored_side) in [(stored, true), (summed, false)] {
+        for r in rows {
+            let key = (r.try_get("", "budget_year")?, r.try_get("", "region_code")?);
+            let sums = LedgerSums {
+                committed: r.try_get("", "c")?,
+                decommitted: r.try_get("", "d")?,
+                paid: r.try_get("", "p")?,
+                clawed_back: r.try_get("", "b")?,
+            };
+            let entry = out.entry(key).or_default();
+            if stored_side {
+                entry.0 = sums;
+            } else {
+                entry.1 = sums;
+            }
+        }
+    }
+    Ok(out.into_iter().map(|(k, (a, b))| (k, a, b)).collect())
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1043,13 +1122,14 @@ pub async fn dashboard(
         ),
         values.clone(),
     ));
+    // The ledger's side from its running totals (a row per year and région), which
+    // `Reconcile` checks against the entries.
     let ledger = db.query_all_raw(statement(
         db,
         &format!(
             "SELECT budget_year, region_code, \
-             CAST(SUM(CASE kind WHEN 'commitment' THEN amount_cents WHEN 'decommitment' THEN -amount_cents ELSE 0 END) AS BIGINT) AS committed, \
-             CAST(SUM(CASE kind WHEN 'payment' THEN amount_cents ELSE 0 END) AS BIGINT) AS paid \
-             FROM ledger_entries {year_filter} GROUP BY budget_year, region_code"
+             committed_cents - decommitted_cents AS committed, paid_cents AS paid \
+             FROM ledger_totals {year_filter}"
         ),
         values,
     ));
