@@ -468,6 +468,31 @@ async fn from_action_to_provider_and_capacity(topology: Topology) {
         .await;
     assert!(need.pending_proposal_id.is_empty());
 
+    // Its history: the provider sees its own assignment, another provider nothing of it.
+    let history = |spec: TokenSpec, provider_id: String| {
+        let addr = app.platform.local_addr;
+        async move {
+            ProviderServiceClient::new(channel_as(addr, &spec).await)
+                .list_assignments(mpb::ListAssignmentsRequest {
+                    provider_id,
+                    ..Default::default()
+                })
+                .await
+                .expect("listed")
+                .into_inner()
+                .assignments
+        }
+    };
+    let own = history(provider_token(&near.id), String::new()).await;
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].action_id, action.id);
+    assert!(!own[0].finished);
+    assert!(
+        history(provider_token(&national.id), near.id.clone())
+            .await
+            .is_empty()
+    );
+
     // The same acceptance delivered again (as a new message: the bus would drop the same
     // id) changes nothing in plans.
     let mut acceptance = None;

@@ -54,6 +54,11 @@ pub const POLICIES: &[MethodPolicy] = &[
         "/tde.matching.v1.ProviderService/RateAssignment",
         MATCHING_WRITE,
     ),
+    // Its own history for a provider's token; the territories they see for others.
+    MethodPolicy::read(
+        "/tde.matching.v1.ProviderService/ListAssignments",
+        MATCHING_READ,
+    ),
     // Needs and rankings.
     read_by("/tde.matching.v1.MatchingService/GetNeed", NOT_PROVIDERS),
     read_by("/tde.matching.v1.MatchingService/ListNeeds", NOT_PROVIDERS),

@@ -284,8 +284,59 @@ impl MatchingApi {
     }
 }
 
+impl MatchingApi {
+    async fn assignments_page(
+        &self,
+        caller: &Caller,
+        r: pb::ListAssignmentsRequest,
+    ) -> Result<pb::ListAssignmentsResponse, ApiError> {
+        let asked = if r.provider_id.is_empty() {
+            None
+        } else {
+            Some(parse_id("provider_id", &r.provider_id)?.to_string())
+        };
+        let page = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
+        caller.concerns("assignments");
+        // A provider's token sees its own history, whatever it asks; without a provider id
+        // it speaks for nobody and sees nothing.
+        let (provider, visible) = match super::speaking_provider(caller) {
+            Some(None) => return Ok(pb::ListAssignmentsResponse::default()),
+            Some(Some(me)) => {
+                if asked.as_deref().is_some_and(|a| a != me) {
+                    return Ok(pb::ListAssignmentsResponse::default());
+                }
+                (Some(me.to_string()), None)
+            }
+            None => (asked, super::visible_to(caller)),
+        };
+        let rows = storage::list_assignments(
+            &self.ctx.db,
+            provider.as_deref(),
+            &visible,
+            page.after(),
+            page.fetch(),
+        )
+        .await?;
+        let (rows, next_page_token) = page.page(rows, |a| a.action_id.clone());
+        Ok(pb::ListAssignmentsResponse {
+            assignments: rows.iter().map(convert::assignment_to_pb).collect(),
+            next_page_token,
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl ProviderService for MatchingApi {
+    async fn list_assignments(
+        &self,
+        request: Request<pb::ListAssignmentsRequest>,
+    ) -> Result<Response<pb::ListAssignmentsResponse>, Status> {
+        let caller = Caller::of(&request);
+        Ok(Response::new(
+            self.assignments_page(&caller, request.into_inner()).await?,
+        ))
+    }
+
     async fn register_provider(
         &self,
         request: Request<pb::RegisterProviderRequest>,

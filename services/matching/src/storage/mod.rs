@@ -573,6 +573,42 @@ pub async fn save_assignment(db: &impl ConnectionTrait, a: &AssignmentRecord) ->
     Ok(())
 }
 
+/// A page of assignments in action order: of one provider, within the territories a caller
+/// sees.
+pub async fn list_assignments(
+    db: &impl ConnectionTrait,
+    provider_id: Option<&str>,
+    visible_to: &VisibleTo,
+    after_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<AssignmentRecord>, DbErr> {
+    if sees_no_territory(visible_to) {
+        return Ok(Vec::new());
+    }
+    let mut query = assignment::Entity::find();
+    if let Some(c) = visible(
+        assignment::Column::TerritoryId,
+        assignment::Column::RegionCode,
+        visible_to,
+    ) {
+        query = query.filter(c);
+    }
+    if let Some(p) = provider_id {
+        query = query.filter(assignment::Column::ProviderId.eq(p));
+    }
+    if let Some(after) = after_id {
+        query = query.filter(assignment::Column::ActionId.gt(after));
+    }
+    Ok(query
+        .order_by_asc(assignment::Column::ActionId)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(assignment_to_domain)
+        .collect())
+}
+
 pub async fn delete_assignment(db: &impl ConnectionTrait, action_id: &str) -> Result<(), DbErr> {
     assignment::Entity::delete_by_id(action_id.to_string())
         .exec(db)

@@ -118,6 +118,14 @@ pub enum ProviderCommand {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// A provider's history: the actions it accepted and their ratings (a provider's token:
+    /// its own).
+    Assignments {
+        #[arg(long, default_value = "")]
+        provider: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+    },
     /// Rates the provider's work on a finished action (1 to 5).
     Rate {
         #[arg(long)]
@@ -396,6 +404,55 @@ pub async fn provider(
                 .map_err(status)?
                 .into_inner()
                 .provider
+        }
+        ProviderCommand::Assignments { provider, limit } => {
+            let reply = client
+                .list_assignments(pb::ListAssignmentsRequest {
+                    provider_id: provider,
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if format == Format::Json {
+                for a in &reply.assignments {
+                    println!("{}", to_json(a, "tde.matching.v1.Assignment")?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{}",
+                table(
+                    &[
+                        "action",
+                        "provider",
+                        "territory",
+                        "finished",
+                        "rating",
+                        "comment"
+                    ],
+                    reply
+                        .assignments
+                        .iter()
+                        .map(|a| {
+                            vec![
+                                a.action_id.clone(),
+                                a.provider_id.clone(),
+                                a.territory_id.clone(),
+                                if a.finished { "yes" } else { "" }.into(),
+                                if a.rating > 0 {
+                                    format!("{}/5", a.rating)
+                                } else {
+                                    String::new()
+                                },
+                                a.rating_comment.clone(),
+                            ]
+                        })
+                        .collect(),
+                )
+            );
+            return Ok(());
         }
         ProviderCommand::Rate {
             action,
