@@ -168,6 +168,7 @@ fn needs(count: usize, rng: &mut Rng) -> Vec<Need> {
                 status: "planned".into(),
                 provider_id: None,
                 version: 1,
+                plan_open: true,
             }
         })
         .collect()

@@ -159,6 +159,7 @@ pub fn need_of(f: &plans_pb::ActionFacts) -> Result<Need, String> {
             .to_string(),
         provider_id: (!f.provider_id.is_empty()).then(|| f.provider_id.clone()),
         version: f.version,
+        plan_open: true,
     })
 }
 
@@ -190,23 +191,50 @@ impl EventHandler for PlansEvents {
         txn: &DatabaseTransaction,
         event: &Envelope,
     ) -> Result<(), HandlerError> {
+        if event.event_type == "tde.plans.v1.PlanStatusChanged" {
+            return plan_status_changed(txn, event).await;
+        }
         let Some(facts) = facts_of(event)? else {
             return Ok(());
         };
-        let need = need_of(&facts).map_err(|e| HandlerError::Permanent(anyhow::anyhow!(e)))?;
+        let mut need = need_of(&facts).map_err(|e| HandlerError::Permanent(anyhow::anyhow!(e)))?;
         // An older event never overwrites what a newer one set: by event time (the read
         // model's positions), and by the action's own version.
         let newer = read_model::newer_parts(txn, NEEDS, &need.id, &["action"], event).await?;
         if newer.is_empty() {
             return Ok(());
         }
-        if let Some(stored) = storage::find_need(txn, &need.id).await?
-            && stored.version >= need.version
-        {
-            return Ok(());
+        if let Some(stored) = storage::find_need(txn, &need.id).await? {
+            if stored.version >= need.version {
+                return Ok(());
+            }
+            // Action events do not carry the plan's status: a closed plan stays closed.
+            need.plan_open = stored.plan_open;
         }
         apply_need(txn, &need, event.time).await
     }
+}
+
+/// A completed or stopped plan closes its needs, and withdraws their pending proposals.
+async fn plan_status_changed(
+    txn: &DatabaseTransaction,
+    event: &Envelope,
+) -> Result<(), HandlerError> {
+    let e = plans_pb::PlanStatusChanged::decode(event.payload.clone())?;
+    let closed = [
+        plans_pb::PlanStatus::Completed as i32,
+        plans_pb::PlanStatus::Stopped as i32,
+    ];
+    if !closed.contains(&e.to_status) {
+        return Ok(());
+    }
+    for mut need in storage::needs_of_plan(txn, &e.plan_id).await? {
+        if need.plan_open {
+            need.plan_open = false;
+            apply_need(txn, &need, event.time).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores the need and keeps the provider's assignment in step with it.

@@ -737,4 +737,43 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
             .expect("nothing more"),
         0
     );
+
+    // The plan stopped, its actions need nobody: the need closes.
+    PlanServiceClient::new(app.channel.clone())
+        .stop_plan(pb::StopPlanRequest {
+            id: plan.id.clone(),
+            reason: "Le territoire se retire du programme.".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("plan stopped");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let open = app
+            .matching()
+            .list_needs(mpb::ListNeedsRequest::default())
+            .await
+            .expect("listed")
+            .into_inner()
+            .needs;
+        if open.iter().all(|n| n.id != action.id) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the need stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let closed = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: national.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition, "{closed:?}");
 }

@@ -58,12 +58,15 @@ pub struct Need {
     pub provider_id: Option<String>,
     /// The action's version: events older than the stored one change nothing.
     pub version: i64,
+    /// False once its plan is completed or stopped: its actions then need nobody.
+    pub plan_open: bool,
 }
 
 impl Need {
     /// Whether it waits for a provider: skills needed, none assigned, not finished.
     pub fn is_open(&self) -> bool {
         self.provider_id.is_none()
+            && self.plan_open
             && !self.skills.is_empty()
             && matches!(self.status.as_str(), "planned" | "in_progress")
     }
@@ -113,6 +116,7 @@ pub mod tests {
             status: "planned".into(),
             provider_id: None,
             version: 1,
+            plan_open: true,
         }
     }
 
@@ -133,5 +137,8 @@ pub mod tests {
         n.provider_id = None;
         n.status = "done".into();
         assert!(!n.is_open() && n.is_finished());
+        n.status = "planned".into();
+        n.plan_open = false;
+        assert!(!n.is_open());
     }
 }

@@ -64,6 +64,8 @@ pub mod need {
         /// Skills needed, no provider, planned or in progress: what lists and assignments
         /// read, through an index.
         pub open: bool,
+        /// False once the plan is completed or stopped.
+        pub plan_open: bool,
         pub version: i64,
         pub updated_at: DateTimeUtc,
     }

@@ -16,7 +16,30 @@ impl MigratorTrait for Migrator {
             Box::new(tde_runtime::migration::CreateAuditTrail),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
+        migrations.push(Box::new(AddPlanOpen));
         migrations
+    }
+}
+
+/// Needs of a completed or stopped plan close (its actions need nobody any more).
+struct AddPlanOpen;
+
+impl MigrationName for AddPlanOpen {
+    fn name(&self) -> &str {
+        "m20261204_000102_needs_plan_open"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddPlanOpen {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ident("needs"))
+                .add_column(boolean(ident("plan_open")).default(true))
+                .to_owned(),
+        )
+        .await
     }
 }
 

@@ -380,6 +380,7 @@ fn need_to_domain(m: need::Model) -> Result<Need, DbErr> {
         status: m.status,
         provider_id: m.provider_id,
         version: m.version,
+        plan_open: m.plan_open,
     })
 }
 
@@ -406,6 +407,7 @@ pub async fn save_need(
         status: Set(n.status.clone()),
         provider_id: Set(n.provider_id.clone()),
         open: Set(n.is_open()),
+        plan_open: Set(n.plan_open),
         version: Set(n.version),
         updated_at: Set(now),
     };
@@ -428,6 +430,7 @@ pub async fn save_need(
                     need::Column::Status,
                     need::Column::ProviderId,
                     need::Column::Open,
+                    need::Column::PlanOpen,
                     need::Column::Version,
                     need::Column::UpdatedAt,
                 ])
@@ -436,6 +439,18 @@ pub async fn save_need(
         .exec_without_returning(db)
         .await?;
     Ok(())
+}
+
+/// The needs of a plan.
+pub async fn needs_of_plan(db: &impl ConnectionTrait, plan_id: &str) -> Result<Vec<Need>, DbErr> {
+    need::Entity::find()
+        .filter(need::Column::PlanId.eq(plan_id))
+        .order_by_asc(need::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(need_to_domain)
+        .collect()
 }
 
 pub async fn find_need(db: &impl ConnectionTrait, id: &str) -> Result<Option<Need>, DbErr> {
