@@ -637,17 +637,26 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .await;
     let action = app.action(&plan, "Ateliers").await;
     app.need_until(&action.id, |_| true).await;
+    let request = mpb::PlanAssignmentsRequest {
+        region_code: "84".into(),
+        year: 1,
+        send: true,
+        request_id: "plan-84-year-1".into(),
+    };
     let planned = app
         .matching()
-        .plan_assignments(mpb::PlanAssignmentsRequest {
-            region_code: "84".into(),
-            year: 1,
-            send: true,
-            request_id: String::new(),
-        })
+        .plan_assignments(request.clone())
         .await
         .expect("planned")
         .into_inner();
+    // The same call again sends nothing more and answers with what the first one sent.
+    let replayed = app
+        .matching()
+        .plan_assignments(request)
+        .await
+        .expect("replayed")
+        .into_inner();
+    assert_eq!(replayed.assignments, planned.assignments);
     assert_eq!(planned.assignments.len(), 1);
     assert_eq!(planned.assignments[0].provider_id, near.id);
     assert!(planned.total_score >= planned.greedy_total_score);

@@ -194,11 +194,22 @@ impl MatchingApi {
         let txn = self.ctx.db.begin().await?;
         let plan_id = uuid::Uuid::now_v7().to_string();
         if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &plan_id).await? {
-            // The proposals of that call were sent; answer with what they are now.
+            // The proposals of that call were sent: the replay answers with them, as they
+            // are now, and sends nothing more.
             drop(txn);
-            return Err(ApiError::AlreadyExists {
-                resource_type: "assignment_plan",
-                name: existing,
+            let sent = storage::proposals_of_batch(&self.ctx.db, &existing).await?;
+            return Ok(pb::PlanAssignmentsResponse {
+                total_score: sent.iter().map(|p| p.score).sum(),
+                assignments: sent
+                    .into_iter()
+                    .map(|p| pb::PlannedAssignment {
+                        need_id: p.need_id,
+                        provider_id: p.provider_id,
+                        score: p.score,
+                        proposal_id: p.id,
+                    })
+                    .collect(),
+                ..Default::default()
             });
         }
         let mut needs = storage::open_needs(&txn, &filter, None, None).await?;
@@ -227,8 +238,9 @@ impl MatchingApi {
             let provider = &pool.providers[p];
             let mut proposal_id = String::new();
             if r.send {
-                let proposal =
+                let mut proposal =
                     self.new_proposal(caller, need, provider, score, rank, String::new(), now);
+                proposal.batch_id = Some(plan_id.clone());
                 storage::insert_proposal(&txn, &proposal).await?;
                 events.push(crate::events::proposal_sent(
                     &proposal,

@@ -53,6 +53,7 @@ impl MatchingApi {
             created_at: now,
             answered_at: None,
             version: 1,
+            batch_id: None,
         }
     }
 

@@ -57,6 +57,8 @@ pub struct Proposal {
     pub created_at: DateTime<Utc>,
     pub answered_at: Option<DateTime<Utc>>,
     pub version: i64,
+    /// The PlanAssignments call that sent it, if one did: its replay answers with them.
+    pub batch_id: Option<String>,
 }
 
 fn wrong(p: &Proposal, action: &'static str) -> DomainError {
@@ -153,6 +155,7 @@ mod tests {
             created_at: now,
             answered_at: None,
             version: 1,
+            batch_id: None,
         }
     }
 

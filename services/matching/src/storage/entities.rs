@@ -126,6 +126,7 @@ pub mod proposal {
         pub created_at: DateTimeUtc,
         pub answered_at: Option<DateTimeUtc>,
         pub version: i64,
+        pub batch_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

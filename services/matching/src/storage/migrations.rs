@@ -17,7 +17,30 @@ impl MigratorTrait for Migrator {
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations.push(Box::new(AddPlanOpen));
+        migrations.push(Box::new(AddProposalBatch));
         migrations
+    }
+}
+
+/// Proposals sent by one PlanAssignments call, so that its replay answers with them.
+struct AddProposalBatch;
+
+impl MigrationName for AddProposalBatch {
+    fn name(&self) -> &str {
+        "m20261204_000103_proposals_batch"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddProposalBatch {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(ident("proposals"))
+                .add_column(string_null(ident("batch_id")))
+                .to_owned(),
+        )
+        .await
     }
 }
 

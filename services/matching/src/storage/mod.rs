@@ -651,6 +651,7 @@ fn proposal_to_domain(m: proposal::Model) -> Result<Proposal, DbErr> {
         created_at: m.created_at,
         answered_at: m.answered_at,
         version: m.version,
+        batch_id: m.batch_id,
     })
 }
 
@@ -671,6 +672,7 @@ fn proposal_to_active(p: &Proposal) -> proposal::ActiveModel {
         created_at: Set(p.created_at),
         answered_at: Set(p.answered_at),
         version: Set(p.version),
+        batch_id: Set(p.batch_id.clone()),
     }
 }
 
@@ -747,6 +749,21 @@ pub async fn list_proposals(
     query
         .order_by_asc(proposal::Column::Id)
         .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(proposal_to_domain)
+        .collect()
+}
+
+/// The proposals a PlanAssignments call sent, in need order.
+pub async fn proposals_of_batch(
+    db: &impl ConnectionTrait,
+    batch_id: &str,
+) -> Result<Vec<Proposal>, DbErr> {
+    proposal::Entity::find()
+        .filter(proposal::Column::BatchId.eq(batch_id))
+        .order_by_asc(proposal::Column::NeedId)
         .all(db)
         .await?
         .into_iter()
