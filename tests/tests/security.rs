@@ -320,7 +320,11 @@ async fn each_method_requires_its_scope() {
             "{} without {required}: {status:?}",
             policy.method
         );
-        assert!(status.message().contains(required), "names the scope: {} {status:?}", policy.method);
+        assert!(
+            status.message().contains(required),
+            "names the scope: {} {status:?}",
+            policy.method
+        );
         let with = token(&TokenSpec::new(role, "n").scopes(&[required]));
         let status = call(ch.clone(), policy.method, Some(&with)).await;
         assert!(
