@@ -254,3 +254,79 @@ async fn as_four_processes() {
 async fn as_tde_dev() {
     an_accepted_proposal_sets_the_actions_provider(one_process().await).await;
 }
+
+/// A provider's contact is a person: the platform's RGPD export names it, and erasure
+/// empties it (the provider stays, with its history).
+#[tokio::test]
+async fn a_providers_contact_is_exported_and_erased() {
+    use tde_proto::territories::v1 as pb;
+    use tde_proto::territories::v1::personal_data_service_client::PersonalDataServiceClient;
+    let topology = one_process().await;
+    let email = "camille.petit@prestataire.example.org";
+    let mut providers = ProviderServiceClient::new(topology.matching.clone());
+    let provider = providers
+        .register_provider(mpb::RegisterProviderRequest {
+            provider: Some(mpb::Provider {
+                siret: "35600000000048".into(),
+                name: "Concertation & Co".into(),
+                naf_code: "70.22Z".into(),
+                skills: vec![Skill::Facilitation as i32],
+                areas: vec![mpb::Area {
+                    area: Some(mpb::area::Area::National(true)),
+                }],
+                capacity: 1,
+                day_rate_cents: 50_000,
+                contact: Some(mpb::ProviderContact {
+                    name: "Camille Petit".into(),
+                    email: email.into(),
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("registered")
+        .into_inner()
+        .provider
+        .expect("provider");
+    let mut rgpd = PersonalDataServiceClient::new(topology.territories.clone());
+    let export = rgpd
+        .export_personal_data(pb::ExportPersonalDataRequest {
+            email: email.into(),
+        })
+        .await
+        .expect("exported")
+        .into_inner();
+    let matching = export
+        .services
+        .iter()
+        .find(|s| s.service == "matching")
+        .expect("matching answers");
+    assert_eq!(matching.holdings.len(), 1, "{matching:?}");
+    assert_eq!(matching.holdings[0].kind, "provider_contact");
+    assert_eq!(matching.holdings[0].object_id, provider.id);
+    assert_eq!(matching.holdings[0].fields["name"], "Camille Petit");
+
+    rgpd.erase_personal_data(pb::ErasePersonalDataRequest {
+        email: email.into(),
+    })
+    .await
+    .expect("erased");
+    let after = providers
+        .get_provider(mpb::GetProviderRequest {
+            id: provider.id.clone(),
+        })
+        .await
+        .expect("provider stays")
+        .into_inner()
+        .provider
+        .expect("provider");
+    let contact = after.contact.unwrap_or_default();
+    assert!(
+        contact.email.is_empty() && contact.name.is_empty(),
+        "{contact:?}"
+    );
+    for p in topology.platforms {
+        p.shutdown().await.expect("stops");
+    }
+}
