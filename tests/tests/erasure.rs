@@ -1,10 +1,11 @@
-//! The right of access and the right to erasure reach every copy. Two people known to one
-//! service only — a charter signatory (plans) and a past recipient of an invitation
-//! (notifications' log) — are exported and erased through the territories service's
-//! PersonalDataService, which asks every service; then every table of every service's
-//! database, outbox rows included, is searched for their addresses: none is left. As
-//! `tde dev` (one process) and as three processes on PostgreSQL and JetStream, where the
-//! territories service asks its configured peers over gRPC.
+//! The right of access and the right to erasure reach every copy. Three people known to one
+//! service only — a charter signatory (plans), a past recipient of an invitation
+//! (notifications' log) and a provider's contact to whom a proposal went (matching) — are
+//! exported and erased through the territories service's PersonalDataService, which asks
+//! every service; then every table of every service's database, outbox rows included, and the
+//! streams are searched for their addresses: none is left. As `tde dev` (one process) and as
+//! separate processes on PostgreSQL and JetStream, where the territories service asks its
+//! configured peers over gRPC — all but matching, which the erasure event alone reaches.
 
 mod common;
 
@@ -35,7 +36,11 @@ struct Deployment {
     platforms: Vec<RunningPlatform>,
     territories: AuthChannel,
     plans: AuthChannel,
+    matching: AuthChannel,
 }
+
+/// Known to matching only: the contact of a provider, to whom a proposal went.
+const PROVIDER_CONTACT: &str = "alix@democratie-loire.example.org";
 
 async fn one_process(smtp: &SmtpServer) -> Deployment {
     let mut env = TestEnv::sqlite().await;
@@ -47,28 +52,26 @@ async fn one_process(smtp: &SmtpServer) -> Deployment {
     let ch = channel(running.local_addr).await;
     Deployment {
         territories: ch.clone(),
-        plans: ch,
+        plans: ch.clone(),
+        matching: ch,
         platforms: vec![running],
         _env: env,
     }
 }
 
-/// Plans and notifications first: the territories process is configured with their
-/// addresses as its personal-data peers, as on Kubernetes.
-async fn three_processes(smtp: &SmtpServer) -> Deployment {
-    let mut env = TestEnv::postgres(&["territories", "plans", "notifications"]).await;
+/// Plans, notifications and matching first: the territories process is configured with the
+/// addresses of plans and notifications as its personal-data peers, as on Kubernetes. Not
+/// matching's: the erasure event alone must reach it.
+async fn separate_processes(smtp: &SmtpServer) -> Deployment {
+    let mut env = TestEnv::postgres(&["territories", "plans", "notifications", "matching"]).await;
     configure(&mut env, Some(smtp));
-    let plans = env
-        .start(platform::modules(&[Role::Plans]))
-        .await
-        .expect("plans starts");
-    let notifications = env
-        .start(platform::modules(&[Role::Notifications]))
-        .await
-        .expect("notifications starts");
+    let mut started = Vec::new();
+    for role in [Role::Plans, Role::Notifications, Role::Matching] {
+        started.push(env.start(platform::modules(&[role])).await.expect("starts"));
+    }
     let peers = [
-        ("plans", plans.local_addr),
-        ("notifications", notifications.local_addr),
+        ("plans", started[0].local_addr),
+        ("notifications", started[1].local_addr),
     ];
     env.settings.services.update::<TerritoriesSettings>(|s| {
         for (service, addr) in peers {
@@ -82,10 +85,97 @@ async fn three_processes(smtp: &SmtpServer) -> Deployment {
         .expect("territories starts");
     Deployment {
         territories: channel(territories.local_addr).await,
-        plans: channel(plans.local_addr).await,
-        platforms: vec![territories, plans, notifications],
+        plans: channel(started[0].local_addr).await,
+        matching: channel(started[2].local_addr).await,
+        platforms: std::iter::once(territories).chain(started).collect(),
         _env: env,
     }
+}
+
+/// An action needing a skill, a provider whose contact is `PROVIDER_CONTACT`, and a proposal
+/// of the action's need to it: `proposal.sent` carries the contact's address.
+async fn propose_to_a_provider(d: &Deployment, plan_id: &str) {
+    use tde_proto::common::v1::Skill;
+    use tde_proto::matching::v1 as mpb;
+    let y = chrono::Utc::now().year() + 1;
+    let action =
+        tde_proto::plans::v1::action_service_client::ActionServiceClient::new(d.plans.clone())
+            .create_action(plans_pb::CreateActionRequest {
+                action: Some(plans_pb::Action {
+                    plan_id: plan_id.into(),
+                    year: 1,
+                    kind: plans_pb::ActionKind::EngagementProject as i32,
+                    title: "Budget participatif".into(),
+                    audiences: vec![plans_pb::Audience::Inhabitants as i32],
+                    skills: vec![plans_pb::Skill::ParticipatoryDemocracy as i32],
+                    planned_start: format!("{y}-04-01"),
+                    planned_end: format!("{y}-04-30"),
+                    budget_cents: 2_500_000,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .expect("action")
+            .into_inner()
+            .action
+            .expect("action");
+    let provider = mpb::provider_service_client::ProviderServiceClient::new(d.matching.clone())
+        .register_provider(mpb::RegisterProviderRequest {
+            provider: Some(mpb::Provider {
+                siret: "73282932000074".into(),
+                name: "Démocratie ouverte Loire".into(),
+                naf_code: "70.22Z".into(),
+                skills: vec![Skill::ParticipatoryDemocracy as i32],
+                areas: vec![mpb::Area {
+                    area: Some(mpb::area::Area::National(true)),
+                }],
+                capacity: 2,
+                day_rate_cents: 70_000,
+                contact: Some(mpb::ProviderContact {
+                    name: "Alix Bernard".into(),
+                    email: PROVIDER_CONTACT.into(),
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("provider")
+        .into_inner()
+        .provider
+        .expect("provider");
+    let matching = mpb::matching_service_client::MatchingServiceClient::new(d.matching.clone());
+    eventually("the action becomes a need", || {
+        let mut matching = matching.clone();
+        let id = action.id.clone();
+        async move { matching.get_need(mpb::GetNeedRequest { id }).await.ok() }
+    })
+    .await;
+    mpb::proposal_service_client::ProposalServiceClient::new(d.matching.clone())
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: provider.id,
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("proposed");
+}
+
+/// Whether a fresh consumer of `service`'s stream finds `needle` in any stored event.
+async fn stream_mentions(d: &Deployment, service: &str, needle: &str) -> bool {
+    let namespace = tde_runtime::bus::Namespace::new(d._env.settings.bus.namespace.clone());
+    let mut stream =
+        tde_runtime::testing::subscribe_to(d._env.bus.as_ref(), &namespace, service).await;
+    while let Some(event) =
+        tde_runtime::testing::next_event(&mut stream, Duration::from_millis(500)).await
+    {
+        if String::from_utf8_lossy(&event.envelope.payload).contains(needle) {
+            return true;
+        }
+    }
+    false
 }
 
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
@@ -256,6 +346,14 @@ async fn erasure_reaches_every_copy(d: Deployment, smtp: &SmtpServer) {
         .await
         .expect("charter added");
 
+    propose_to_a_provider(&d, &plan.id).await;
+    eventually("the proposal is on matching's stream", || async {
+        stream_mentions(&d, "matching", PROVIDER_CONTACT)
+            .await
+            .then_some(())
+    })
+    .await;
+
     // The steering body's member is invited, then leaves the roster: only notifications'
     // log still names her.
     let year = chrono::Utc::now().year() + 1;
@@ -368,7 +466,7 @@ async fn erasure_reaches_every_copy(d: Deployment, smtp: &SmtpServer) {
             .is_empty()
     );
 
-    for email in [common::EMAIL, SIGNATORY] {
+    for email in [common::EMAIL, SIGNATORY, PROVIDER_CONTACT] {
         let erased = rgpd
             .erase_personal_data(pb::ErasePersonalDataRequest {
                 email: email.into(),
@@ -399,47 +497,56 @@ async fn erasure_reaches_every_copy(d: Deployment, smtp: &SmtpServer) {
         };
         if email == SIGNATORY {
             assert!(did("plans", "charter_signatory"), "{:?}", erased.services);
-        } else {
+        } else if email == common::EMAIL {
             assert!(did("notifications", "delivery"), "{:?}", erased.services);
         }
     }
-    for email in [common::EMAIL, SIGNATORY] {
-        let after = export(&mut rgpd, email).await;
-        for s in &after.services {
-            assert!(s.holdings.is_empty(), "{email} still held: {s:?}");
-        }
+    for email in [common::EMAIL, SIGNATORY, PROVIDER_CONTACT] {
+        eventually("nothing is held any more", || {
+            let mut rgpd = rgpd.clone();
+            async move {
+                let after = export(&mut rgpd, email).await;
+                after
+                    .services
+                    .iter()
+                    .all(|s| s.holdings.is_empty())
+                    .then_some(())
+            }
+        })
+        .await;
     }
     // Every table of every database: nothing names them any more (the erasure event itself
     // has been consumed everywhere by then: its effects are already there).
     for platform in &d.platforms {
-        for service in ["territories", "plans", "notifications"] {
+        for service in [
+            "territories",
+            "plans",
+            "notifications",
+            "matching",
+            "subsidies",
+        ] {
             let Some(ctx) = platform.service(service) else {
                 continue;
             };
-            for email in [common::EMAIL, SIGNATORY] {
-                let left = rows_mentioning(&ctx.db, email).await;
-                assert!(left.is_empty(), "{service} still names {email}: {left:?}");
+            for email in [common::EMAIL, SIGNATORY, PROVIDER_CONTACT] {
+                let ctx_db = ctx.db.clone();
+                eventually("no table names them", || {
+                    let db = ctx_db.clone();
+                    async move { rows_mentioning(&db, email).await.is_empty().then_some(()) }
+                })
+                .await;
             }
         }
     }
+    eventually(
+        "matching's stream no longer names the provider's contact",
+        || async { (!stream_mentions(&d, "matching", PROVIDER_CONTACT).await).then_some(()) },
+    )
+    .await;
     // The territories stream keeps every event: the rosters that named the member are
     // erased from it (a fresh consumer reads the whole stream).
-    let namespace = tde_runtime::bus::Namespace::new(d._env.settings.bus.namespace.clone());
     eventually("the stream's rosters no longer name her", || async {
-        let mut stream =
-            tde_runtime::testing::subscribe_to(d._env.bus.as_ref(), &namespace, "territories")
-                .await;
-        let mut rosters = 0;
-        while let Some(event) =
-            tde_runtime::testing::next_event(&mut stream, Duration::from_millis(500)).await
-        {
-            if String::from_utf8_lossy(&event.envelope.payload).contains(common::EMAIL) {
-                return None;
-            }
-            rosters += usize::from(event.envelope.subject.ends_with("steering_body_changed"));
-        }
-        assert!(rosters > 0, "the newer rosters stay");
-        Some(())
+        (!stream_mentions(&d, "territories", common::EMAIL).await).then_some(())
     })
     .await;
     for p in d.platforms {
@@ -454,7 +561,7 @@ async fn in_one_process_as_tde_dev() {
 }
 
 #[tokio::test]
-async fn as_three_processes_asking_their_peers() {
+async fn as_separate_processes_asking_their_peers() {
     let smtp = SmtpServer::start();
-    erasure_reaches_every_copy(three_processes(&smtp).await, &smtp).await;
+    erasure_reaches_every_copy(separate_processes(&smtp).await, &smtp).await;
 }

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod erasure;
 pub mod events;
 pub mod settings;
 pub mod storage;
@@ -105,12 +106,16 @@ impl ServiceModule for MatchingModule {
 
     /// The action events of plans feed the needs and the providers' loads.
     fn consumers(&self, ctx: &ServiceContext) -> Vec<ConsumerTask> {
-        vec![ConsumerTask::following(
-            ctx,
-            "plans",
-            "plans",
-            Arc::new(events::PlansEvents),
-        )]
+        vec![
+            ConsumerTask::following(ctx, "plans", "plans", Arc::new(events::PlansEvents)),
+            // An erasure that did not reach this service directly still reaches it.
+            ConsumerTask::following(
+                ctx,
+                "territories",
+                "erasures",
+                Arc::new(erasure::ErasureEvents::new(ctx)),
+            ),
+        ]
     }
 
     /// Proposals past their deadline expire, under supervision: the next candidate can then

@@ -51,16 +51,7 @@ impl PersonalDataHolder for MatchingHolder {
     async fn erase(&self, _caller: &Caller, email: &str) -> Result<Vec<pb::ErasureStep>, ApiError> {
         let fp = fingerprint(email);
         let txn = self.ctx.db.begin().await?;
-        let mut changed = 0;
-        for mut r in storage::providers_with_contact(&txn, &fp).await? {
-            let expected = r.version;
-            r.provider.contact = Default::default();
-            r.touch(tde_runtime::api::now());
-            if storage::update_provider(&txn, &r, expected).await? {
-                changed += 1;
-                tracing::info!(provider_id = %r.provider.id, "provider's contact erased");
-            }
-        }
+        let changed = crate::erasure::erase_contacts(&txn, &fp).await?;
         // The proposals e-mailed to the person carried the address: no replay hands it out.
         let forgotten =
             tde_runtime::outbox::forget_published_mentioning(&txn, email.as_bytes()).await?;
