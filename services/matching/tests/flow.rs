@@ -786,3 +786,67 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .unwrap_err();
     assert_eq!(closed.code(), Code::FailedPrecondition, "{closed:?}");
 }
+
+tde_runtime::on_both_topologies!(an_override_is_justified_kept_and_audited);
+
+/// Someone else than the best ranked: refused without a written justification, then kept
+/// with the proposal and named as an override in the audit trail.
+async fn an_override_is_justified_kept_and_audited(topology: Topology) {
+    use tde_proto::audit::v1 as audit;
+    use tde_proto::audit::v1::audit_service_client::AuditServiceClient;
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    app.provider(
+        "Proche",
+        "73282932000074",
+        mpb::area::Area::DepartementCode("42".into()),
+        2,
+    )
+    .await;
+    let national = app
+        .provider(
+            "National",
+            "35600000000048",
+            mpb::area::Area::National(true),
+            2,
+        )
+        .await;
+    let action = app.action(&plan, "Ateliers").await;
+    app.need_until(&action.id, |_| true).await;
+    let propose = |justification: &str| mpb::ProposeProviderRequest {
+        need_id: action.id.clone(),
+        provider_id: national.id.clone(),
+        justification: justification.into(),
+        request_id: String::new(),
+    };
+    let short = app
+        .proposals()
+        .propose_provider(propose("Parce que."))
+        .await
+        .unwrap_err();
+    assert_eq!(short.code(), Code::InvalidArgument, "{short:?}");
+    let why = "Le prestataire local a déjà animé un atelier contesté dans cette commune.";
+    let proposal = app
+        .proposals()
+        .propose_provider(propose(why))
+        .await
+        .expect("override proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(proposal.rank, 2);
+    assert_eq!(proposal.override_justification, why);
+    let events = AuditServiceClient::new(app.channel.clone())
+        .list_audit_events(audit::ListAuditEventsRequest {
+            service: "matching".into(),
+            resource: format!("proposals/{}:override", proposal.id),
+            ..Default::default()
+        })
+        .await
+        .expect("audit trail")
+        .into_inner()
+        .audit_events;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(events[0].method.ends_with("/ProposeProvider"));
+}
