@@ -390,7 +390,63 @@ async fn year_submitted(
             events.push(requested(&s, now));
         }
     }
+    if !stopped {
+        decommit_beyond_budget(txn, &mut existing, e, now).await?;
+    }
     outbox::enqueue(txn, events).await?;
+    Ok(())
+}
+
+/// A programme amended below what was granted for its year: the State funds a year's
+/// programme at 100%, not more, so what is committed beyond the new budget and not yet paid
+/// (nor on its way) is decommitted, the latest decision first. What was already paid beyond
+/// it stays, for a clawback the programme team may order.
+async fn decommit_beyond_budget(
+    txn: &DatabaseTransaction,
+    subsidies: &mut [Subsidy],
+    e: &plans_pb::PlanYearSubmitted,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let committed: i64 = subsidies
+        .iter()
+        .filter(|s| s.status.is_granted())
+        .map(|s| s.committed_cents())
+        .sum();
+    let mut excess = committed - e.budget_cents;
+    if excess <= 0 {
+        return Ok(());
+    }
+    let reason = format!(
+        "programme réduit à {} (soumission {})",
+        crate::domain::money::format_eur(e.budget_cents),
+        e.submission_number
+    );
+    for s in subsidies.iter_mut().rev().filter(|s| s.status.is_granted()) {
+        if excess <= 0 {
+            break;
+        }
+        let payments = storage::payments_of_subsidy(txn, &s.id).await?;
+        let in_flight = crate::domain::payment::Tranches::of(&payments).in_flight;
+        let amount = excess.min(s.remaining_cents() - in_flight);
+        if amount <= 0 {
+            continue;
+        }
+        let expected = s.version;
+        s.decommit(amount, in_flight, now)
+            .map_err(|err| HandlerError::Permanent(err.into()))?;
+        record_decommitment(txn, s, amount, &reason, CONSUMER_ACTOR, now).await?;
+        storage::update_subsidy(txn, s, expected).await?;
+        tracing::info!(subsidy_id = %s.id, amount, "programme reduced: excess decommitted");
+        excess -= amount;
+    }
+    if excess > 0 {
+        tracing::warn!(
+            plan_id = %e.plan_id,
+            year = e.year,
+            excess,
+            "programme reduced below what was paid: a clawback may be ordered"
+        );
+    }
     Ok(())
 }
 

@@ -21,6 +21,7 @@ tde_runtime::on_both_topologies!(
     exports_follow_the_scdl_columns_and_the_ledger,
     decommitment_returns_money_and_overdue_reviews_are_listed,
     a_region_sub_envelope_counts_against_the_national_one,
+    a_reduced_programme_decommits_what_it_no_longer_needs,
 );
 
 async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topology: Topology) {
@@ -903,6 +904,56 @@ async fn a_region_sub_envelope_counts_against_the_national_one(topology: Topolog
     };
     assert_eq!(committed(&national.id), 950_000);
     assert_eq!(committed(&region.id), 500_000);
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+}
+
+/// A year's programme amended below its grant: what is committed beyond the new budget and
+/// not yet paid returns to the envelope; what was paid beyond it stays (a clawback may be
+/// ordered), and the ledger still reconciles.
+async fn a_reduced_programme_decommits_what_it_no_longer_needs(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory("Firminy", "84").await;
+    let envelope = app.envelope(5_000_000).await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    let s = granted_with_advance_paid(&app, &plan, &territory, 1_000_000).await;
+    assert_eq!((s.committed_cents, s.paid_cents), (1_000_000, 500_000));
+
+    app.publish(app.year_submitted(&plan, &territory, 1, 2, 700_000))
+        .await;
+    let reduced = app
+        .wait_for_subsidy(&plan, |s| s.decommitted_cents > 0)
+        .await;
+    assert_eq!(reduced.decommitted_cents, 300_000);
+    assert_eq!(reduced.committed_cents, 700_000);
+    assert_eq!(app.subsidies_of(&plan).await.len(), 1, "no avenant");
+
+    // Below what was paid: only the unpaid part goes.
+    app.publish(app.year_submitted(&plan, &territory, 1, 3, 400_000))
+        .await;
+    let reduced = app
+        .wait_for_subsidy(&plan, |s| s.decommitted_cents > 300_000)
+        .await;
+    assert_eq!(reduced.committed_cents, 500_000, "what was paid stays");
+    assert_eq!(reduced.remaining_cents, 0);
+    let envelope = app
+        .envelopes()
+        .get_envelope(pb::GetEnvelopeRequest { id: envelope.id })
+        .await
+        .unwrap()
+        .into_inner()
+        .envelope
+        .unwrap();
+    assert_eq!(envelope.committed_cents, 500_000);
     let report = app
         .ledger()
         .reconcile(pb::ReconcileRequest {})
