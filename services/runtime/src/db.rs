@@ -3,9 +3,31 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr,
+};
 
 use crate::config::DatabaseSettings;
+
+/// The territories a caller sees, as storage filters them: territory ids and régions, or
+/// every territory (`None`). From `Principal::visibility().filter()`.
+pub type VisibleTo = Option<(Vec<String>, Vec<String>)>;
+
+/// The condition keeping the rows of the territories `to` sees, by their territory and
+/// région columns; none when every territory is seen.
+pub fn visible<C: ColumnTrait>(territory: C, region: C, to: &VisibleTo) -> Option<Condition> {
+    to.as_ref().map(|(ids, regions)| {
+        Condition::any()
+            .add(territory.is_in(ids.clone()))
+            .add(region.is_in(regions.clone()))
+    })
+}
+
+/// A caller who sees no territory at all: lists answer empty without a query.
+pub fn sees_no_territory(to: &VisibleTo) -> bool {
+    matches!(to, Some((ids, regions)) if ids.is_empty() && regions.is_empty())
+}
 
 /// Connects to one service's database; creates the SQLite file and its folder when missing.
 pub async fn connect(

@@ -24,28 +24,10 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
     DbErr::Custom(format!("stored {what} is unreadable: {e}"))
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, DbErr> {
-    serde_json::to_string(value).map_err(|e| DbErr::Custom(e.to_string()))
-}
+use tde_runtime::db::{from_json, to_json};
 
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, DbErr> {
-    serde_json::from_str(s).map_err(|e| corrupt(what, e))
-}
-
-/// Territories a caller sees: `None` for all.
-pub type VisibleTo = Option<(Vec<String>, Vec<String>)>;
-
-fn visible<C: sea_orm::ColumnTrait>(territory: C, region: C, to: &VisibleTo) -> Option<Condition> {
-    to.as_ref().map(|(ids, regions)| {
-        Condition::any()
-            .add(territory.is_in(ids.clone()))
-            .add(region.is_in(regions.clone()))
-    })
-}
-
-fn sees_no_territory(to: &VisibleTo) -> bool {
-    matches!(to, Some((ids, regions)) if ids.is_empty() && regions.is_empty())
-}
+pub use tde_runtime::db::VisibleTo;
+use tde_runtime::db::{sees_no_territory, visible};
 
 // ---------------------------------------------------------------------------------------
 // Providers.

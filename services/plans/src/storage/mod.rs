@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect,
 };
 
@@ -204,20 +204,8 @@ pub async fn update_plan(
     Ok(result.rows_affected == 1)
 }
 
-/// Who may see what: territory ids and régions (the caller's), or everything.
-pub type VisibleTo = Option<(Vec<String>, Vec<String>)>;
-
-fn visible<C: ColumnTrait>(territory: C, region: C, to: &VisibleTo) -> Option<Condition> {
-    to.as_ref().map(|(ids, regions)| {
-        Condition::any()
-            .add(territory.is_in(ids.clone()))
-            .add(region.is_in(regions.clone()))
-    })
-}
-
-fn sees_no_territory(to: &VisibleTo) -> bool {
-    matches!(to, Some((ids, regions)) if ids.is_empty() && regions.is_empty())
-}
+pub use tde_runtime::db::VisibleTo;
+use tde_runtime::db::{sees_no_territory, visible};
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanFilter {

@@ -7,8 +7,8 @@ pub mod migrations;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 
 use crate::domain::envelope::Envelope;
@@ -509,20 +509,8 @@ pub async fn subsidies_of_plan(
     .collect()
 }
 
-/// Who may see what: territory ids and régions (the caller's), or everything.
-pub type VisibleTo = Option<(Vec<String>, Vec<String>)>;
-
-fn visible<C: ColumnTrait>(territory: C, region: C, to: &VisibleTo) -> Option<Condition> {
-    to.as_ref().map(|(ids, regions)| {
-        Condition::any()
-            .add(territory.is_in(ids.clone()))
-            .add(region.is_in(regions.clone()))
-    })
-}
-
-fn sees_no_territory(to: &VisibleTo) -> bool {
-    matches!(to, Some((ids, regions)) if ids.is_empty() && regions.is_empty())
-}
+pub use tde_runtime::db::VisibleTo;
+use tde_runtime::db::{sees_no_territory, visible};
 
 #[derive(Debug, Clone, Default)]
 pub struct SubsidyFilter {
