@@ -9,13 +9,9 @@
 //! exactly-once sending apply unchanged.
 
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use chrono::NaiveDate;
 use prost::Message as _;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
-use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::*;
+use sea_orm::DatabaseTransaction;
 
 use tde_proto::subsidies::v1 as pb;
 use tde_runtime::bus::Envelope;
@@ -23,34 +19,17 @@ use tde_runtime::inbox::{EventHandler, HandlerError};
 
 use crate::delivery::SendError;
 use crate::delivery::dispatcher::Dispatcher;
-use crate::domain::{Channel, Status, fingerprint};
+use crate::domain::Channel;
+use crate::domain::message::french_day as french_date;
 use crate::events::Planner;
+use crate::notices::{
+    Attempt, CreateNotices, Notice, find_notice, insert_notice, insert_notification, message, send,
+    storage_error,
+};
 use crate::storage::{self, Notification};
 
 /// The kind of the `notifications` rows of notices.
 pub const KIND: &str = "notice";
-
-/// A notice, as rendered for every recipient (the greeting apart).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub subject: String,
-    pub text: String,
-}
-
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
 
 /// `12 345,67 €` (narrow no-break spaces between thousands, as French readers write it).
 pub fn euros(cents: i64) -> String {
@@ -65,12 +44,6 @@ pub fn euros(cents: i64) -> String {
     }
     let sign = if cents < 0 { "-" } else { "" };
     format!("{sign}{grouped},{:02}\u{a0}€", abs % 100)
-}
-
-/// `4 décembre 2026`.
-fn french_date(d: NaiveDate) -> String {
-    use chrono::Datelike as _;
-    format!("{} {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
 }
 
 const FOOTER: &str = "Ce message est envoyé automatiquement par la plateforme Territoires d'engagement (ANCT) : merci de ne pas y répondre. Votre chef de projet ANCT reste votre interlocuteur pour toute question.";
@@ -242,9 +215,17 @@ impl EventHandler for SubsidyEvents {
             return Ok(());
         }
         let notice_id = format!("notice-{}", event.id);
-        insert_notice(txn, &notice_id, &territory_id, &notice).await?;
+        insert_notice(txn, TABLE, &notice_id, &territory_id, &notice).await?;
         for to in contacts {
-            insert_notification(txn, &notice_id, &territory_id, &to.email, &self.0.domain).await?;
+            insert_notification(
+                txn,
+                KIND,
+                &notice_id,
+                &territory_id,
+                &to.email,
+                &self.0.domain,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -254,202 +235,30 @@ impl EventHandler for SubsidyEvents {
     }
 }
 
-fn statement(db: &impl ConnectionTrait, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
-        let mut out = String::new();
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_string()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-async fn insert_notice(
-    db: &impl ConnectionTrait,
-    id: &str,
-    territory_id: &str,
-    notice: &Notice,
-) -> Result<(), DbErr> {
-    db.execute_raw(statement(
-        db,
-        "INSERT INTO funding_notices (id, territory_id, subject, text, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        vec![
-            id.into(),
-            territory_id.into(),
-            notice.subject.clone().into(),
-            notice.text.clone().into(),
-            Utc::now().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// One `notifications` row of a notice, due now; a second one for the same notice and
-/// recipient is ignored (the table's unique key).
-async fn insert_notification(
-    db: &impl ConnectionTrait,
-    notice_id: &str,
-    territory_id: &str,
-    recipient: &str,
-    domain: &str,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let who = &fingerprint(recipient)[..16];
-    db.execute_raw(statement(
-        db,
-        "INSERT INTO notifications (id, meeting_id, sequence, territory_id, recipient, recipient_sha256, kind, channel, status, \
-         due_at, next_attempt_at, attempts, message_id, created_at) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
-        vec![
-            uuid::Uuid::now_v7().to_string().into(),
-            notice_id.into(),
-            territory_id.into(),
-            recipient.into(),
-            fingerprint(recipient).into(),
-            KIND.into(),
-            Channel::Email.as_str().into(),
-            Status::Pending.as_str().into(),
-            now.into(),
-            now.into(),
-            format!("<{KIND}.{notice_id}.{who}@{domain}>").into(),
-            now.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-async fn find_notice(db: &impl ConnectionTrait, id: &str) -> Result<Option<Notice>, DbErr> {
-    let row = db
-        .query_one_raw(statement(
-            db,
-            "SELECT subject, text FROM funding_notices WHERE id = ?",
-            vec![id.into()],
-        ))
-        .await?;
-    row.map(|r| {
-        Ok(Notice {
-            subject: r.try_get("", "subject")?,
-            text: r.try_get("", "text")?,
-        })
-    })
-    .transpose()
-}
-
-/// What came of sending one notice.
-pub enum Attempt {
-    Sent,
-    NoLongerDue(String),
-    LeaseLost,
-}
-
-/// The e-mail of a notice to `name` <`address`>: plain French text.
-pub fn message(
-    notice: &Notice,
-    name: &str,
-    address: &str,
-    d: &Dispatcher,
-    message_id: &str,
-) -> Result<Message, SendError> {
-    if name.chars().any(char::is_control)
-        || address.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(SendError::permanent(
-            "destinataire invalide : caractères de contrôle dans le nom ou l'adresse",
-        ));
-    }
-    let from = Mailbox::new(
-        Some(d.organizer.name.clone()),
-        d.organizer
-            .email
-            .parse()
-            .map_err(|e| SendError::permanent(format!("sender address: {e}")))?,
-    );
-    let to = Mailbox::new(
-        (!name.trim().is_empty()).then(|| name.trim().to_string()),
-        address
-            .parse()
-            .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?,
-    );
-    let greeting = if name.trim().is_empty() {
-        "Bonjour,".to_string()
-    } else {
-        format!("Bonjour {},", name.trim())
-    };
-    Message::builder()
-        .from(from)
-        .to(to)
-        .subject(notice.subject.clone())
-        .message_id(Some(message_id.to_string()))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Content-Language"),
-            "fr".into(),
-        ))
-        .header(ContentType::TEXT_PLAIN)
-        .body(format!("{greeting}\n\n{}\n\n{FOOTER}\n", notice.text))
-        .map_err(|e| SendError::permanent(format!("building the message: {e}")))
-}
-
 /// Sends the notice of notification `n`, unless its recipient left or its lease was lost.
 pub async fn attempt(d: &Dispatcher, n: &Notification, token: &str) -> Result<Attempt, SendError> {
-    let transient = |e: DbErr| SendError::transient(format!("storage: {e}"));
-    let Some(notice) = find_notice(&d.db, &n.meeting_id).await.map_err(transient)? else {
+    let Some(notice) = find_notice(&d.db, TABLE, &n.meeting_id)
+        .await
+        .map_err(storage_error)?
+    else {
         return Ok(Attempt::NoLongerDue("notice unknown".into()));
     };
     let Some(to) = storage::find_recipient(&d.db, &n.territory_id, &n.recipient)
         .await
-        .map_err(transient)?
+        .map_err(storage_error)?
     else {
         return Ok(Attempt::NoLongerDue("no longer a recipient".into()));
     };
-    let message = message(&notice, &to.name, &to.email, d, &n.message_id)?;
-    if !storage::holds_lease(&d.db, &n.id, token)
-        .await
-        .map_err(transient)?
-    {
-        return Ok(Attempt::LeaseLost);
-    }
-    d.mailer.send(message).await?;
-    Ok(Attempt::Sent)
+    let message = message(&notice, &to.name, &to.email, d, &n.message_id, FOOTER)?;
+    send(d, n, token, message).await
 }
 
-/// The table of rendered notices.
-pub struct CreateFundingNotices;
-
-impl MigrationName for CreateFundingNotices {
-    fn name(&self) -> &str {
-        "m20261204_000300_funding_notices"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateFundingNotices {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        use tde_runtime::migration::ident;
-        m.create_table(
-            Table::create()
-                .table(ident("funding_notices"))
-                .if_not_exists()
-                .col(string(ident("id")).primary_key())
-                .col(string(ident("territory_id")))
-                .col(text(ident("subject")))
-                .col(text(ident("text")))
-                .col(timestamp_with_time_zone(ident("created_at")))
-                .to_owned(),
-        )
-        .await
-    }
-}
+/// The table of rendered funding notices, and its migration.
+pub const TABLE: &str = "funding_notices";
+pub const CREATE_TABLE: CreateNotices = CreateNotices {
+    migration: "m20261204_000300_funding_notices",
+    table: TABLE,
+};
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod events;
 pub mod feed;
 pub mod funding;
+pub mod notices;
 pub mod proposals;
 pub mod settings;
 pub mod storage;

@@ -9,13 +9,9 @@
 //! sending and the erasure of a person's rows apply unchanged.
 
 use async_trait::async_trait;
-use chrono::{NaiveDate, Utc};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, Message};
+use chrono::NaiveDate;
 use prost::Message as _;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, Statement};
-use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::*;
+use sea_orm::DatabaseTransaction;
 
 use tde_proto::matching::v1 as pb;
 use tde_runtime::api::from_timestamp;
@@ -24,39 +20,16 @@ use tde_runtime::inbox::{EventHandler, HandlerError};
 
 use crate::delivery::SendError;
 use crate::delivery::dispatcher::Dispatcher;
-use crate::domain::{Channel, Status, fingerprint};
+use crate::domain::message::french_day as french_date;
 use crate::events::Planner;
-use crate::storage::{self, Notification};
+use crate::notices::{
+    Attempt, CreateNotices, Notice, find_notice, insert_notice, insert_notification, message, send,
+    storage_error,
+};
+use crate::storage::Notification;
 
 /// The kind of the `notifications` rows of proposals.
 pub const KIND: &str = "proposal";
-
-/// A proposal's e-mail, the greeting apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notice {
-    pub subject: String,
-    pub text: String,
-}
-
-const MONTHS: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-
-fn french_date(d: NaiveDate) -> String {
-    use chrono::Datelike as _;
-    format!("{} {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
-}
 
 fn date(raw: &str) -> String {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
@@ -127,8 +100,16 @@ impl EventHandler for ProposalEvents {
             return Ok(());
         }
         let notice_id = format!("proposal-{}", e.proposal_id);
-        insert_notice(txn, &notice_id, &e.territory_id, &notice(&e)).await?;
-        insert_notification(txn, &notice_id, &e.territory_id, &address, &self.0.domain).await?;
+        insert_notice(txn, TABLE, &notice_id, &e.territory_id, &notice(&e)).await?;
+        insert_notification(
+            txn,
+            KIND,
+            &notice_id,
+            &e.territory_id,
+            &address,
+            &self.0.domain,
+        )
+        .await?;
         Ok(())
     }
 
@@ -137,189 +118,30 @@ impl EventHandler for ProposalEvents {
     }
 }
 
-fn statement(db: &impl ConnectionTrait, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
-        let mut out = String::new();
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push_str(&format!("${n}"));
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    } else {
-        sql.to_string()
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-async fn insert_notice(
-    db: &impl ConnectionTrait,
-    id: &str,
-    territory_id: &str,
-    notice: &Notice,
-) -> Result<(), DbErr> {
-    db.execute_raw(statement(
-        db,
-        "INSERT INTO proposal_notices (id, territory_id, subject, text, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        vec![
-            id.into(),
-            territory_id.into(),
-            notice.subject.clone().into(),
-            notice.text.clone().into(),
-            Utc::now().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// The `notifications` row of a proposal, due now; the table's unique key ignores a second.
-async fn insert_notification(
-    db: &impl ConnectionTrait,
-    notice_id: &str,
-    territory_id: &str,
-    recipient: &str,
-    domain: &str,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let who = &fingerprint(recipient)[..16];
-    db.execute_raw(statement(
-        db,
-        "INSERT INTO notifications (id, meeting_id, sequence, territory_id, recipient, recipient_sha256, kind, channel, status, \
-         due_at, next_attempt_at, attempts, message_id, created_at) VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT DO NOTHING",
-        vec![
-            uuid::Uuid::now_v7().to_string().into(),
-            notice_id.into(),
-            territory_id.into(),
-            recipient.into(),
-            fingerprint(recipient).into(),
-            KIND.into(),
-            Channel::Email.as_str().into(),
-            Status::Pending.as_str().into(),
-            now.into(),
-            now.into(),
-            format!("<{KIND}.{notice_id}.{who}@{domain}>").into(),
-            now.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-async fn find_notice(db: &impl ConnectionTrait, id: &str) -> Result<Option<Notice>, DbErr> {
-    let row = db
-        .query_one_raw(statement(
-            db,
-            "SELECT subject, text FROM proposal_notices WHERE id = ?",
-            vec![id.into()],
-        ))
-        .await?;
-    row.map(|r| {
-        Ok(Notice {
-            subject: r.try_get("", "subject")?,
-            text: r.try_get("", "text")?,
-        })
-    })
-    .transpose()
-}
-
-/// The e-mail of a notice to `address`: plain French text.
-pub fn message(
-    notice: &Notice,
-    address: &str,
-    d: &Dispatcher,
-    message_id: &str,
-) -> Result<Message, SendError> {
-    if address.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(SendError::permanent(
-            "destinataire invalide : caractères de contrôle dans l'adresse",
-        ));
-    }
-    let from = Mailbox::new(
-        Some(d.organizer.name.clone()),
-        d.organizer
-            .email
-            .parse()
-            .map_err(|e| SendError::permanent(format!("sender address: {e}")))?,
-    );
-    let to = Mailbox::new(
-        None,
-        address
-            .parse()
-            .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?,
-    );
-    Message::builder()
-        .from(from)
-        .to(to)
-        .subject(notice.subject.clone())
-        .message_id(Some(message_id.to_string()))
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Content-Language"),
-            "fr".into(),
-        ))
-        .header(ContentType::TEXT_PLAIN)
-        .body(format!("Bonjour,\n\n{}\n\n{FOOTER}\n", notice.text))
-        .map_err(|e| SendError::permanent(format!("building the message: {e}")))
-}
-
 /// Sends the proposal of notification `n`, unless its notice is gone or its lease was lost.
-pub async fn attempt(
-    d: &Dispatcher,
-    n: &Notification,
-    token: &str,
-) -> Result<crate::funding::Attempt, SendError> {
-    use crate::funding::Attempt;
-    let transient = |e: DbErr| SendError::transient(format!("storage: {e}"));
-    let Some(notice) = find_notice(&d.db, &n.meeting_id).await.map_err(transient)? else {
+pub async fn attempt(d: &Dispatcher, n: &Notification, token: &str) -> Result<Attempt, SendError> {
+    let Some(notice) = find_notice(&d.db, TABLE, &n.meeting_id)
+        .await
+        .map_err(storage_error)?
+    else {
         return Ok(Attempt::NoLongerDue("notice unknown".into()));
     };
-    let message = message(&notice, &n.recipient, d, &n.message_id)?;
-    if !storage::holds_lease(&d.db, &n.id, token)
-        .await
-        .map_err(transient)?
-    {
-        return Ok(Attempt::LeaseLost);
-    }
-    d.mailer.send(message).await?;
-    Ok(Attempt::Sent)
+    // The contact is greeted without a name: the notice's row names nobody.
+    let message = message(&notice, "", &n.recipient, d, &n.message_id, FOOTER)?;
+    send(d, n, token, message).await
 }
 
-/// The table of rendered proposal notices.
-pub struct CreateProposalNotices;
-
-impl MigrationName for CreateProposalNotices {
-    fn name(&self) -> &str {
-        "m20261204_000400_proposal_notices"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for CreateProposalNotices {
-    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        use tde_runtime::migration::ident;
-        m.create_table(
-            Table::create()
-                .table(ident("proposal_notices"))
-                .if_not_exists()
-                .col(string(ident("id")).primary_key())
-                .col(string(ident("territory_id")))
-                .col(text(ident("subject")))
-                .col(text(ident("text")))
-                .col(timestamp_with_time_zone(ident("created_at")))
-                .to_owned(),
-        )
-        .await
-    }
-}
+/// The table of rendered proposal notices, and its migration.
+pub const TABLE: &str = "proposal_notices";
+pub const CREATE_TABLE: CreateNotices = CreateNotices {
+    migration: "m20261204_000400_proposal_notices",
+    table: TABLE,
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
 
     #[test]
     fn the_proposal_says_what_where_when_and_until_when() {

@@ -245,9 +245,9 @@ impl Dispatcher {
         };
         if let Some(attempted) = notice {
             return Ok(match attempted {
-                crate::funding::Attempt::Sent => Attempted::Sent,
-                crate::funding::Attempt::NoLongerDue(why) => Attempted::NoLongerDue(why),
-                crate::funding::Attempt::LeaseLost => Attempted::LeaseLost,
+                crate::notices::Attempt::Sent => Attempted::Sent,
+                crate::notices::Attempt::NoLongerDue(why) => Attempted::NoLongerDue(why),
+                crate::notices::Attempt::LeaseLost => Attempted::LeaseLost,
             });
         }
         let kind = Kind::parse(&n.kind).ok_or_else(|| SendError::permanent("unknown kind"))?;

@@ -49,6 +49,11 @@ const MONTHS: [&str; 12] = [
     "décembre",
 ];
 
+/// "4 décembre 2026": a day without its weekday (notices, periods).
+pub fn french_day(d: chrono::NaiveDate) -> String {
+    format!("{} {} {}", d.day(), MONTHS[d.month0() as usize], d.year())
+}
+
 /// "mardi 30 mars 2027".
 pub fn french_date(t: NaiveDateTime) -> String {
     let day = if t.day() == 1 {

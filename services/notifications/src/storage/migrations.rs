@@ -16,10 +16,10 @@ impl MigratorTrait for Migrator {
             Box::new(tde_runtime::migration::CreateAuditTrail),
             Box::new(AddWebhookSecrets),
             Box::new(AddRetryFrom),
-            Box::new(crate::funding::CreateFundingNotices),
+            Box::new(crate::funding::CREATE_TABLE),
         ];
         migrations.extend(tde_runtime::migration::later_shared_tables());
-        migrations.push(Box::new(crate::proposals::CreateProposalNotices));
+        migrations.push(Box::new(crate::proposals::CREATE_TABLE));
         migrations
     }
 }
