@@ -25,10 +25,16 @@ pub async fn erase_contacts(db: &impl ConnectionTrait, sha256: &str) -> Result<u
         let expected = r.version;
         r.provider.contact = Default::default();
         r.touch(tde_runtime::api::now());
-        if storage::update_provider(db, &r, expected).await? {
-            changed += 1;
-            tracing::info!(provider_id = %r.provider.id, "provider's contact erased");
+        // A provider changed meanwhile must not keep the contact: the whole erasure fails
+        // and is retried (the consumer redelivers, an RGPD request answers with the error).
+        if !storage::update_provider(db, &r, expected).await? {
+            return Err(DbErr::Custom(format!(
+                "provider {} changed during the erasure of its contact",
+                r.provider.id
+            )));
         }
+        changed += 1;
+        tracing::info!(provider_id = %r.provider.id, "provider's contact erased");
     }
     Ok(changed)
 }

@@ -114,7 +114,11 @@ impl ServiceModule for MatchingModule {
                 "territories",
                 "erasures",
                 Arc::new(erasure::ErasureEvents::new(ctx)),
-            ),
+            )
+            .only([ctx.namespace.subject(
+                "territories",
+                tde_proto::territories::v1::subjects::PERSONAL_DATA_ERASED,
+            )]),
         ]
     }
 

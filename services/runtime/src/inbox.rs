@@ -131,6 +131,16 @@ impl ConsumerTask {
     }
 }
 
+impl ConsumerTask {
+    /// The same consumer, receiving only the events on `subjects` (full subjects, e.g.
+    /// `ctx.namespace.subject("territories", "personal_data.erased")`): the stream's other
+    /// events never reach its handler nor its inbox.
+    pub fn only(mut self, subjects: impl IntoIterator<Item = String>) -> Self {
+        self.spec.filter_subjects = subjects.into_iter().collect();
+        self
+    }
+}
+
 /// Processes one delivery exactly once through the inbox; returns whether it had an effect.
 pub async fn process(
     db: &DatabaseConnection,

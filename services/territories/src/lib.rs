@@ -164,7 +164,11 @@ impl ServiceModule for TerritoriesModule {
                 SERVICE,
                 "roster_erasure",
                 std::sync::Arc::new(events::RosterErasure::new(ctx)),
-            ),
+            )
+            .only([ctx.namespace.subject(
+                SERVICE,
+                tde_proto::territories::v1::subjects::PERSONAL_DATA_ERASED,
+            )]),
         ]
     }
 }

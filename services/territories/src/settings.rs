@@ -31,7 +31,7 @@ impl Default for TerritoriesSettings {
 impl ServiceSettings for TerritoriesSettings {
     const SECTION: &'static str = crate::SERVICE;
 
-    fn validate(&self, _profile: Profile) -> Result<(), InvalidKey> {
+    fn validate(&self, profile: Profile) -> Result<(), InvalidKey> {
         if self.personal_data_timeout_ms == 0 {
             return Err(InvalidKey::new(
                 "personal_data_timeout_ms",
@@ -60,6 +60,24 @@ impl ServiceSettings for TerritoriesSettings {
                     "personal_data_peers",
                     format!(
                         "{service}: {} is not an http:// or https:// address",
+                        tde_runtime::input::quote(address)
+                    ),
+                ));
+            }
+            // Peers receive the caller's token: in plain text only inside the cluster.
+            let host = parsed.as_ref().and_then(|u| u.host()).unwrap_or_default();
+            let in_cluster = !host.contains('.')
+                || host.ends_with(".svc")
+                || host.ends_with(".cluster.local")
+                || host.starts_with("127.");
+            if profile == Profile::Production
+                && parsed.as_ref().and_then(|u| u.scheme_str()) == Some("http")
+                && !in_cluster
+            {
+                return Err(InvalidKey::new(
+                    "personal_data_peers",
+                    format!(
+                        "{service}: {} would carry callers' tokens in plain text outside the cluster: use https://",
                         tde_runtime::input::quote(address)
                     ),
                 ));
@@ -99,5 +117,21 @@ mod tests {
         s.personal_data_peers
             .insert("Plans!".into(), "http://plans:50051".into());
         assert!(s.validate(Profile::Production).is_err());
+        // Tokens in plain text: inside the cluster only, unless in development.
+        for (address, production_ok) in [
+            ("http://plans.tde.svc.cluster.local:50051", true),
+            ("http://plans.tde.svc:50051", true),
+            ("https://plans.example.org", true),
+            ("http://plans.example.org:50051", false),
+        ] {
+            let mut s = TerritoriesSettings::default();
+            s.personal_data_peers.insert("plans".into(), address.into());
+            assert_eq!(
+                s.validate(Profile::Production).is_ok(),
+                production_ok,
+                "{address}"
+            );
+            assert!(s.validate(Profile::Development).is_ok(), "{address}");
+        }
     }
 }

@@ -40,8 +40,16 @@ fn expiry_of(s: &str, v: &mut Violations) -> Option<chrono::NaiveDate> {
     }
 }
 
+/// Territory ids in their one canonical form (lowercase, hyphenated), as needs carry them:
+/// an id written otherwise must still trigger the conflict rule. Unparsable ones are kept
+/// for validation to refuse.
 fn conflicts_of(raw: &[String]) -> BTreeSet<String> {
-    raw.iter().map(|t| t.trim().to_string()).collect()
+    raw.iter()
+        .map(|t| {
+            let t = t.trim();
+            uuid::Uuid::parse_str(t).map_or_else(|_| t.to_string(), |u| u.to_string())
+        })
+        .collect()
 }
 
 /// A new provider from the request (server-owned fields ignored).
@@ -460,5 +468,27 @@ impl ProviderService for MatchingApi {
         Ok(Response::new(pb::RateAssignmentResponse {
             assignment: Some(assignment),
         }))
+    }
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_name_territories_as_needs_do() {
+        let id = uuid::Uuid::now_v7();
+        let written = [
+            id.to_string().to_uppercase(),
+            format!("{{{id}}}"),
+            id.simple().to_string(),
+            format!(" urn:uuid:{id} "),
+        ];
+        assert_eq!(
+            conflicts_of(&written),
+            BTreeSet::from([id.to_string()]),
+            "one canonical id"
+        );
+        assert!(conflicts_of(&["pas-un-id".into()]).contains("pas-un-id"));
     }
 }

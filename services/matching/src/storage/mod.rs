@@ -20,11 +20,7 @@ use crate::domain::ranking::ProviderStats;
 use crate::domain::siret::Siret;
 use entities::{assignment, need, proposal, provider};
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> DbErr {
-    DbErr::Custom(format!("stored {what} is unreadable: {e}"))
-}
-
-use tde_runtime::db::{from_json, to_json};
+use tde_runtime::db::{corrupt, from_json, to_json};
 
 pub use tde_runtime::db::VisibleTo;
 use tde_runtime::db::{sees_no_territory, visible};

@@ -88,8 +88,18 @@ pub fn date_from_pb(field: &str, raw: &str) -> Result<NaiveDate, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::invalid(field, "is required (YYYY-MM-DD)"));
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map_err(|_| ApiError::invalid(field, "is not a date (YYYY-MM-DD)"))
+    let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|_| ApiError::invalid(field, "is not a date (YYYY-MM-DD)"))?;
+    // Acts, payments and reviews of the programme: anything else is a typo, and far years
+    // would overflow date arithmetic and the database's DATE range.
+    use chrono::Datelike as _;
+    if !(1990..=2200).contains(&date.year()) {
+        return Err(ApiError::invalid(
+            field,
+            "must be a year between 1990 and 2200",
+        ));
+    }
+    Ok(date)
 }
 
 pub fn legal_act_from_pb(act: Option<&pb::LegalAct>) -> Result<Option<LegalAct>, ApiError> {
@@ -247,5 +257,18 @@ pub fn entry_to_pb(e: &Entry) -> pb::LedgerEntry {
         reason: e.reason.clone(),
         actor: e.actor.clone(),
         record_time: Some(timestamp(e.recorded_at)),
+    }
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_of_the_programme_s_era() {
+        assert!(date_from_pb("paid_on", "2027-03-31").is_ok());
+        for far in ["-262144-01-01", "0001-01-01", "9999-12-31", "2027-02-30", ""] {
+            assert!(date_from_pb("paid_on", far).is_err(), "{far}");
+        }
     }
 }
