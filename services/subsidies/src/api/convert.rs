@@ -267,7 +267,13 @@ mod date_tests {
     #[test]
     fn dates_are_of_the_programme_s_era() {
         assert!(date_from_pb("paid_on", "2027-03-31").is_ok());
-        for far in ["-262144-01-01", "0001-01-01", "9999-12-31", "2027-02-30", ""] {
+        for far in [
+            "-262144-01-01",
+            "0001-01-01",
+            "9999-12-31",
+            "2027-02-30",
+            "",
+        ] {
             assert!(date_from_pb("paid_on", far).is_err(), "{far}");
         }
     }
