@@ -27,24 +27,10 @@ use crate::notices::{
     storage_error,
 };
 use crate::storage::{self, Notification};
+use tde_runtime::format::euros;
 
 /// The kind of the `notifications` rows of notices.
 pub const KIND: &str = "notice";
-
-/// `12 345,67 €` (narrow no-break spaces between thousands, as French readers write it).
-pub fn euros(cents: i64) -> String {
-    let abs = cents.unsigned_abs();
-    let digits = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('\u{202f}');
-        }
-        grouped.push(c);
-    }
-    let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{grouped},{:02}\u{a0}€", abs % 100)
-}
 
 const FOOTER: &str = "Ce message est envoyé automatiquement par la plateforme Territoires d'engagement (ANCT) : merci de ne pas y répondre. Votre chef de projet ANCT reste votre interlocuteur pour toute question.";
 

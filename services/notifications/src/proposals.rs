@@ -58,7 +58,7 @@ pub fn notice(e: &pb::ProposalSent) -> Notice {
     let budget = if e.budget_cents > 0 {
         format!(
             "\nBudget prévu : {}.",
-            crate::funding::euros(e.budget_cents)
+            tde_runtime::format::euros(e.budget_cents)
         )
     } else {
         String::new()

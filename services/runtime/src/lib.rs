@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod dead_letter;
 pub mod error;
+pub mod format;
 pub mod holdings;
 pub mod idempotency;
 pub mod inbox;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use tde_runtime::format::euros;
+
 use super::need::{Need, NeedKind};
 use super::provider::{Provider, ProviderStatus, Reach};
 
@@ -204,10 +206,6 @@ pub fn hard_rule(need: &Need, p: &Provider, stats: &ProviderStats) -> Option<(Ha
 /// What the provider would cost for the need: day rate × working days of the period.
 pub fn cost_cents(need: &Need, p: &Provider) -> i64 {
     p.day_rate_cents.saturating_mul(need.working_days())
-}
-
-fn euros(cents: i64) -> String {
-    format!("{},{:02} €", cents / 100, (cents % 100).abs())
 }
 
 /// Scores a provider that passed every hard rule: each factor in 0..=1, times its weight.
@@ -414,7 +412,7 @@ mod tests {
         n.budget_cents = 299_999;
         let (r, detail) = hard_rule(&n, &provider("p"), &stats()).expect("excluded");
         assert_eq!(r, HardRule::OverBudget);
-        assert!(detail.contains("3000,00 €"), "{detail}");
+        assert!(detail.contains("3\u{202f}000,00\u{a0}€"), "{detail}");
         n.budget_cents = 300_000;
         assert_eq!(rule(&n, &provider("p"), &stats()), None);
     }

@@ -45,10 +45,6 @@ fn skill_name(raw: i32) -> String {
         .unwrap_or_default()
 }
 
-fn euros(cents: i64) -> String {
-    format!("{:.2}", cents as f64 / 100.0)
-}
-
 fn cents(euros: f64) -> anyhow::Result<i64> {
     anyhow::ensure!(
         euros.is_finite() && euros >= 0.0,
@@ -210,15 +206,7 @@ fn print_providers(providers: &[pb::Provider], format: Format) -> anyhow::Result
         "{}",
         table(
             &[
-                "id",
-                "siret",
-                "name",
-                "status",
-                "skills",
-                "areas",
-                "load",
-                "day rate €",
-                "rating"
+                "id", "siret", "name", "status", "skills", "areas", "load", "day rate", "rating"
             ],
             providers
                 .iter()
@@ -241,7 +229,7 @@ fn print_providers(providers: &[pb::Provider], format: Format) -> anyhow::Result
                             .join(", "),
                         p.areas.iter().map(area).collect::<Vec<_>>().join(", "),
                         format!("{}/{}", p.current_load, p.capacity),
-                        euros(p.day_rate_cents),
+                        tde_runtime::format::euros(p.day_rate_cents),
                         if p.rating_count == 0 {
                             String::new()
                         } else {
@@ -525,7 +513,7 @@ pub async fn matching(
                         "title",
                         "skills",
                         "period",
-                        "budget €"
+                        "budget"
                     ],
                     reply
                         .needs
@@ -543,7 +531,7 @@ pub async fn matching(
                                     .collect::<Vec<_>>()
                                     .join(", "),
                                 format!("{} → {}", n.planned_start, n.planned_end),
-                                euros(n.budget_cents),
+                                tde_runtime::format::euros(n.budget_cents),
                             ]
                         })
                         .collect(),

@@ -207,7 +207,7 @@ fn print_plans(plans: &[pb::Plan], format: Format) -> anyhow::Result<()> {
                     "year",
                     "from",
                     "to (excl.)",
-                    "budget €",
+                    "budget",
                     "submissions",
                     "changed since"
                 ],
@@ -218,7 +218,7 @@ fn print_plans(plans: &[pb::Plan], format: Format) -> anyhow::Result<()> {
                             y.number.to_string(),
                             y.start_date.clone(),
                             y.end_date.clone(),
-                            format!("{:.2}", y.budget_cents as f64 / 100.0),
+                            tde_runtime::format::euros(y.budget_cents),
                             y.submissions.len().to_string(),
                             if y.changed_since_submission {
                                 "yes"
@@ -401,13 +401,13 @@ pub async fn plan(target: &Target, format: Format, command: PlanCommand) -> anyh
                 && format == Format::Table
             {
                 println!(
-                    "year {year} submitted ({}): {:.2} €",
+                    "year {year} submitted ({}): {}",
                     if r.amendment {
                         format!("amendment, submission {}", s.number)
                     } else {
                         "first submission".into()
                     },
-                    s.budget_cents as f64 / 100.0
+                    tde_runtime::format::euros(s.budget_cents)
                 );
             }
             r.plan

@@ -13,6 +13,7 @@ use tde_proto::subsidies::v1::subsidy_service_client::SubsidyServiceClient;
 
 use super::{Target, status};
 use crate::output::{Format, table, to_json};
+use tde_runtime::format::euros;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ActKindArg {
@@ -228,11 +229,6 @@ pub enum SubsidyCommand {
     },
 }
 
-/// `1234.56` euros, for tables.
-fn eur(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, (cents % 100).abs())
-}
-
 fn name(raw: &str, prefix: &str) -> String {
     raw.trim_start_matches(prefix).to_lowercase()
 }
@@ -263,9 +259,9 @@ fn print_subsidies(items: &[pb::Subsidy], format: Format) -> anyhow::Result<()> 
                 "year",
                 "avenant",
                 "status",
-                "requested €",
-                "granted €",
-                "paid €",
+                "requested",
+                "granted",
+                "paid",
                 "reviewed",
                 "etag",
             ],
@@ -278,9 +274,9 @@ fn print_subsidies(items: &[pb::Subsidy], format: Format) -> anyhow::Result<()> 
                         format!("{} ({})", s.plan_year, s.budget_year),
                         s.amendment_number.to_string(),
                         subsidy_status(s.status),
-                        eur(s.requested_cents),
-                        eur(s.granted_cents),
-                        eur(s.paid_cents),
+                        euros(s.requested_cents),
+                        euros(s.granted_cents),
+                        euros(s.paid_cents),
                         if s.reviewed { "yes" } else { "" }.into(),
                         s.etag.clone(),
                     ]
@@ -302,10 +298,10 @@ fn print_envelopes(items: &[pb::Envelope], format: Format) -> anyhow::Result<()>
                 "id",
                 "year",
                 "région",
-                "amount €",
-                "committed €",
-                "paid €",
-                "available €",
+                "amount",
+                "committed",
+                "paid",
+                "available",
                 "advance %",
                 "etag"
             ],
@@ -320,10 +316,10 @@ fn print_envelopes(items: &[pb::Envelope], format: Format) -> anyhow::Result<()>
                         } else {
                             e.region_code.clone()
                         },
-                        eur(e.amount_cents),
-                        eur(e.committed_cents),
-                        eur(e.paid_cents),
-                        eur(e.available_cents),
+                        euros(e.amount_cents),
+                        euros(e.committed_cents),
+                        euros(e.paid_cents),
+                        euros(e.available_cents),
                         e.advance_percent.to_string(),
                         e.etag.clone(),
                     ]
@@ -345,7 +341,7 @@ fn print_payments(items: &[pb::Payment], format: Format) -> anyhow::Result<()> {
                 "id",
                 "subsidy",
                 "kind",
-                "amount €",
+                "amount",
                 "status",
                 "reference",
                 "reason",
@@ -360,7 +356,7 @@ fn print_payments(items: &[pb::Payment], format: Format) -> anyhow::Result<()> {
                         pb::PaymentKind::try_from(p.kind)
                             .map(|k| name(k.as_str_name(), "PAYMENT_KIND_"))
                             .unwrap_or_default(),
-                        eur(p.amount_cents),
+                        euros(p.amount_cents),
                         pb::PaymentStatus::try_from(p.status)
                             .map(|s| name(s.as_str_name(), "PAYMENT_STATUS_"))
                             .unwrap_or_default(),
@@ -593,7 +589,7 @@ pub async fn subsidy(
                         "territory",
                         "plan year",
                         "review due",
-                        "balance waiting €"
+                        "balance waiting"
                     ],
                     overdue
                         .iter()
@@ -604,7 +600,7 @@ pub async fn subsidy(
                                 s.territory_name,
                                 s.plan_year.to_string(),
                                 o.review_due_date.clone(),
-                                eur(o.balance_waiting_cents),
+                                euros(o.balance_waiting_cents),
                             ]
                         })
                         .collect(),
@@ -708,7 +704,7 @@ pub async fn subsidy(
                     &[
                         "id",
                         "kind",
-                        "amount €",
+                        "amount",
                         "year",
                         "région",
                         "subsidy",
@@ -723,7 +719,7 @@ pub async fn subsidy(
                                 pb::LedgerEntryKind::try_from(e.kind)
                                     .map(|k| name(k.as_str_name(), "LEDGER_ENTRY_KIND_"))
                                     .unwrap_or_default(),
-                                eur(e.amount_cents),
+                                euros(e.amount_cents),
                                 e.budget_year.to_string(),
                                 e.region_code.clone(),
                                 e.subsidy_id.clone(),
@@ -752,11 +748,11 @@ pub async fn subsidy(
                     &[
                         "year",
                         "région",
-                        "requested €",
-                        "granted €",
-                        "committed €",
-                        "paid €",
-                        "available €"
+                        "requested",
+                        "granted",
+                        "committed",
+                        "paid",
+                        "available"
                     ],
                     rows.iter()
                         .map(|r| {
@@ -767,11 +763,11 @@ pub async fn subsidy(
                                 } else {
                                     r.region_code.clone()
                                 },
-                                eur(r.requested_cents),
-                                eur(r.granted_cents),
-                                eur(r.committed_cents),
-                                eur(r.paid_cents),
-                                eur(r.available_cents),
+                                euros(r.requested_cents),
+                                euros(r.granted_cents),
+                                euros(r.committed_cents),
+                                euros(r.paid_cents),
+                                euros(r.available_cents),
                             ]
                         })
                         .collect(),
