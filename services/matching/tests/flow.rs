@@ -264,6 +264,37 @@ impl App {
             .into_inner()
     }
 
+    /// Waits until a consumer of `service` processed event `event_id` and committed its
+    /// effect (its inbox row commits with it): a redelivery test must know the event was
+    /// handled before it asserts that nothing changed.
+    async fn processed(&self, service: &str, event_id: &str) {
+        let db = &self.ctx(service).db;
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => "SELECT event_id FROM inbox_events WHERE event_id = $1",
+            _ => "SELECT event_id FROM inbox_events WHERE event_id = ?",
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = db
+                .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [event_id.into()],
+                ))
+                .await
+                .expect("inbox read");
+            if found.is_some() {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{service} never processed event {event_id}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn get_action(&self, id: &str) -> pb::Action {
         self.actions()
             .get_action(pb::GetActionRequest { id: id.into() })
@@ -509,8 +540,9 @@ async fn from_action_to_provider_and_capacity(topology: Topology) {
     }
     let mut again = acceptance.expect("assignment.accepted published");
     again.id = uuid::Uuid::now_v7().to_string();
+    let again_id = again.id.clone();
     app.publish(again, "matching").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.processed("plans", &again_id).await;
     assert_eq!(
         app.get_action(&action.id).await.etag,
         assigned.etag,
@@ -550,8 +582,9 @@ async fn from_action_to_provider_and_capacity(topology: Topology) {
         .into(),
         traceparent: None,
     };
+    let stale_id = stale.id.clone();
     app.publish(stale, "plans").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.processed("matching", &stale_id).await;
     let need = app.need_until(&action.id, |_| true).await;
     assert_eq!(need.provider_id, near.id, "an old event reopened the need");
 
