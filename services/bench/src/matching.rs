@@ -183,6 +183,7 @@ pub async fn assign(
     let pool = Pool {
         providers: providers(providers_count, national_percent, &mut rng),
         stats: HashMap::new(),
+        outside_area: 0,
     };
     let needs = needs(needs_count, &mut rng);
     let started = Instant::now();

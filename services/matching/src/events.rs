@@ -263,23 +263,7 @@ pub async fn apply_need(
         }
         (Some(provider), None) => {
             // Assigned by hand (AssignProvider): it counts in the provider's load too.
-            storage::save_assignment(
-                txn,
-                &AssignmentRecord {
-                    action_id: need.id.clone(),
-                    provider_id: provider.clone(),
-                    territory_id: need.territory_id.clone(),
-                    region_code: need.region_code.clone(),
-                    planned_start: need.planned_start,
-                    planned_end: need.planned_end,
-                    finished: need.is_finished(),
-                    accepted_at: at,
-                    rating: None,
-                    rating_comment: String::new(),
-                    rated_by: None,
-                },
-            )
-            .await?;
+            storage::save_assignment(txn, &AssignmentRecord::new(need, provider, at)).await?;
         }
         (None, Some(a)) if !a.finished => {
             // The provider was removed from the action: its capacity is free again.

@@ -175,6 +175,11 @@ impl App {
     }
 
     async fn action(&self, plan: &pb::Plan, title: &str) -> pb::Action {
+        self.action_needing(plan, title, pb::Skill::Facilitation)
+            .await
+    }
+
+    async fn action_needing(&self, plan: &pb::Plan, title: &str, skill: pb::Skill) -> pb::Action {
         let y = year();
         self.actions()
             .create_action(pb::CreateActionRequest {
@@ -184,7 +189,7 @@ impl App {
                     kind: pb::ActionKind::ChangeManagement as i32,
                     title: title.into(),
                     audiences: vec![pb::Audience::Agents as i32],
-                    skills: vec![pb::Skill::Facilitation as i32],
+                    skills: vec![skill as i32],
                     planned_start: format!("{y}-03-01"),
                     planned_end: format!("{y}-03-31"),
                     budget_cents: 2_000_000,
@@ -670,6 +675,11 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .await;
     let action = app.action(&plan, "Ateliers").await;
     app.need_until(&action.id, |_| true).await;
+    // No provider offers youth engagement: unserved, and so in the replay too.
+    let orphan = app
+        .action_needing(&plan, "Conseil de jeunes", pb::Skill::YouthEngagement)
+        .await;
+    app.need_until(&orphan.id, |_| true).await;
     let request = mpb::PlanAssignmentsRequest {
         region_code: "84".into(),
         year: 1,
@@ -682,14 +692,19 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .await
         .expect("planned")
         .into_inner();
-    // The same call again sends nothing more and answers with what the first one sent.
+    // The same call again sends nothing more and answers exactly what the first one did:
+    // its proposals, totals and unserved needs.
     let replayed = app
         .matching()
         .plan_assignments(request)
         .await
         .expect("replayed")
         .into_inner();
-    assert_eq!(replayed.assignments, planned.assignments);
+    assert_eq!(replayed, planned);
+    assert_eq!(planned.unserved.len(), 1, "{planned:?}");
+    assert_eq!(planned.unserved[0].need_id, orphan.id);
+    assert_eq!(planned.unserved[0].reason, "no_candidate");
+    assert!(planned.greedy_total_score > 0.0);
     assert_eq!(planned.assignments.len(), 1);
     assert_eq!(planned.assignments[0].provider_id, near.id);
     assert!(planned.total_score >= planned.greedy_total_score);
@@ -882,4 +897,91 @@ async fn an_override_is_justified_kept_and_audited(topology: Topology) {
         .audit_events;
     assert_eq!(events.len(), 1, "{events:?}");
     assert!(events[0].method.ends_with("/ProposeProvider"));
+}
+
+tde_runtime::on_both_topologies!(
+    a_provider_asked_once_is_never_asked_again_however_long_the_history
+);
+
+/// However many proposals a need had, a provider that declined is not asked again (the
+/// list of providers asked is read for the need, not capped).
+async fn a_provider_asked_once_is_never_asked_again_however_long_the_history(topology: Topology) {
+    use tde_matching::domain::proposal::{Proposal, ProposalStatus};
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    let near = app
+        .provider(
+            "Proche",
+            "73282932000074",
+            mpb::area::Area::DepartementCode("42".into()),
+            2,
+        )
+        .await;
+    let action = app.action(&plan, "Ateliers").await;
+    app.need_until(&action.id, |_| true).await;
+    // A long history: 1,000 proposals of the need to others, all declined, older than any
+    // proposal to come.
+    let db = &app.ctx("matching").db;
+    let now = Utc::now();
+    for i in 0..1_000 {
+        tde_matching::storage::insert_proposal(
+            db,
+            &Proposal {
+                id: uuid::Uuid::now_v7().to_string(),
+                need_id: action.id.clone(),
+                provider_id: format!("ancien-{i}"),
+                territory_id: territory.clone(),
+                region_code: "84".into(),
+                status: ProposalStatus::Declined,
+                score: 0.1,
+                rank: 1,
+                override_justification: String::new(),
+                decline_reason: "Indisponible.".into(),
+                deadline: now,
+                created_by: "test".into(),
+                created_at: now,
+                answered_at: Some(now),
+                version: 2,
+                batch_id: None,
+            },
+        )
+        .await
+        .expect("old proposal");
+    }
+    let proposal = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    app.proposals_as(&provider_token(&near.id))
+        .await
+        .decline_proposal(mpb::DeclineProposalRequest {
+            id: proposal.id.clone(),
+            reason: "Équipe indisponible en mars.".into(),
+            etag: String::new(),
+        })
+        .await
+        .expect("declined");
+    // The 1,001st proposal of the need: its provider is still known as asked.
+    let again = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            justification: "Ils ont déclaré s'être libérés finalement pour mars.".into(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+    assert!(again.message().contains("already answered"), "{again:?}");
 }

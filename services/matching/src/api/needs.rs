@@ -29,6 +29,18 @@ const MAX_CANDIDATES: usize = 200;
 pub struct Pool {
     pub providers: Vec<Provider>,
     pub stats: HashMap<String, ProviderStats>,
+    /// Providers left out because they work outside the need's area (`Reach::NeedArea`).
+    pub outside_area: u64,
+}
+
+/// Which providers a pool loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Every provider that is not deactivated.
+    Everyone,
+    /// Only those working in the need's département, its région or nationally: the others
+    /// fail `outside_area` whatever else, so the database counts them instead.
+    NeedArea,
 }
 
 impl Pool {
@@ -52,16 +64,34 @@ impl MatchingApi {
             .ok_or_else(|| not_found("need", id, field))
     }
 
-    /// Every provider that is not deactivated, with its loads over the need's period.
+    /// The providers `reach` names (never the deactivated), with their loads over the
+    /// need's period. `Reach::NeedArea` without a need is everyone.
     pub(crate) async fn pool_for(
         &self,
         db: &impl sea_orm::ConnectionTrait,
         need: Option<&Need>,
+        reach: Reach,
     ) -> Result<Pool, ApiError> {
         let period = need.map(|n| (n.planned_start, n.planned_end));
-        Ok(Pool {
-            providers: storage::rankable_providers(db).await?,
-            stats: storage::provider_stats(db, period, tde_runtime::api::now()).await?,
+        let now = tde_runtime::api::now();
+        Ok(match (reach, need) {
+            (Reach::NeedArea, Some(need)) => {
+                let (providers, outside_area) =
+                    storage::rankable_providers_in(db, &need.departement_code, &need.region_code)
+                        .await?;
+                // A few providers of the area: their figures only, not the whole history.
+                let ids: Vec<String> = providers.iter().map(|p| p.id.clone()).collect();
+                Pool {
+                    stats: storage::provider_stats_among(db, &ids, period, now).await?,
+                    providers,
+                    outside_area,
+                }
+            }
+            _ => Pool {
+                providers: storage::rankable_providers(db).await?,
+                stats: storage::provider_stats(db, period, now).await?,
+                outside_area: 0,
+            },
         })
     }
 
@@ -94,25 +124,12 @@ impl MatchingApi {
         let need = self
             .visible_need(&self.ctx.db, caller, &id, Some("need_id"))
             .await?;
-        let (pool, outside_area_count) = if r.all_exclusions {
-            (self.pool_for(&self.ctx.db, Some(&need)).await?, 0)
+        let reach = if r.all_exclusions {
+            Reach::Everyone
         } else {
-            // Providers outside the need's area fail `outside_area` whatever else: counted
-            // by the database, not loaded and judged one by one.
-            let (providers, outside) = storage::rankable_providers_in(
-                &self.ctx.db,
-                &need.departement_code,
-                &need.region_code,
-            )
-            .await?;
-            let stats = storage::provider_stats(
-                &self.ctx.db,
-                Some((need.planned_start, need.planned_end)),
-                tde_runtime::api::now(),
-            )
-            .await?;
-            (Pool { providers, stats }, outside)
+            Reach::NeedArea
         };
+        let pool = self.pool_for(&self.ctx.db, Some(&need), reach).await?;
         let ranking = ranking::rank(
             &need,
             pool.providers.iter().map(|p| (p, pool.stats(&p.id))),
@@ -152,7 +169,7 @@ impl MatchingApi {
                 })
                 .collect(),
             weights: self.weights_pb(),
-            outside_area_count: i32::try_from(outside_area_count).unwrap_or(i32::MAX),
+            outside_area_count: i32::try_from(pool.outside_area).unwrap_or(i32::MAX),
         })
     }
 
@@ -161,63 +178,27 @@ impl MatchingApi {
         caller: &Caller,
         r: pb::PlanAssignmentsRequest,
     ) -> Result<pb::PlanAssignmentsResponse, ApiError> {
-        let mut v = Violations::default();
-        let region_code = (!r.region_code.is_empty()).then(|| r.region_code.trim().to_string());
-        if region_code
-            .as_deref()
-            .is_some_and(|c| c.len() != 2 || !c.chars().all(|ch| ch.is_ascii_digit()))
-        {
-            v.add("region_code", "is not a région code");
-        }
-        let year = match r.year {
-            0 => None,
-            y => {
-                let y = u8::try_from(y).ok().filter(|y| (1..=3).contains(y));
-                if y.is_none() {
-                    v.add("year", "must be 1, 2 or 3 (0: every year)");
-                }
-                y
-            }
-        };
-        v.into_result()?;
+        let filter = need_filter(caller, &r.region_code, r.year)?;
         let key = if r.send {
             IdempotencyKey::of(caller, "assignment_plan", &r.request_id, &r)?
         } else {
             None
         };
         caller.concerns("needs");
-        let filter = NeedFilter {
-            region_code,
-            year,
-            visible_to: visible_to(caller),
-        };
         let txn = self.ctx.db.begin().await?;
         let plan_id = uuid::Uuid::now_v7().to_string();
         if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &plan_id).await? {
-            // The proposals of that call were sent: the replay answers with them, as they
-            // are now, and sends nothing more.
+            // The replay answers what the first call did (its proposals, totals and
+            // unserved needs, stored with them) and sends nothing more.
             drop(txn);
-            let sent = storage::proposals_of_batch(&self.ctx.db, &existing).await?;
-            return Ok(pb::PlanAssignmentsResponse {
-                total_score: sent.iter().map(|p| p.score).sum(),
-                assignments: sent
-                    .into_iter()
-                    .map(|p| pb::PlannedAssignment {
-                        need_id: p.need_id,
-                        provider_id: p.provider_id,
-                        score: p.score,
-                        proposal_id: p.id,
-                    })
-                    .collect(),
-                ..Default::default()
-            });
+            return self.replayed_plan(&existing).await;
         }
         let mut needs = storage::open_needs(&txn, &filter, None, None).await?;
         let ids: Vec<String> = needs.iter().map(|n| n.id.clone()).collect();
         let waiting = storage::needs_with_pending(&txn, &ids).await?;
         // A need already waiting for a provider's answer is not planned again.
         needs.retain(|n| !waiting.contains(&n.id));
-        let pool = self.pool_for(&txn, None).await?;
+        let pool = self.pool_for(&txn, None, Reach::Everyone).await?;
         let planned = plan_assignments(&needs, &pool, &self.settings.weights).map_err(|e| {
             ApiError::FailedPrecondition {
                 kind: "TOO_MANY_NEEDS",
@@ -257,11 +238,97 @@ impl MatchingApi {
                 proposal_id,
             });
         }
+        if key.is_some() {
+            storage::insert_assignment_plan(
+                &txn,
+                &storage::AssignmentPlan {
+                    id: plan_id,
+                    total_score: response.total_score,
+                    greedy_total_score: response.greedy_total_score,
+                    unserved: response
+                        .unserved
+                        .iter()
+                        .map(|u| storage::UnservedNeed {
+                            need_id: u.need_id.clone(),
+                            reason: u.reason.clone(),
+                            detail: u.detail.clone(),
+                        })
+                        .collect(),
+                    created_at: now,
+                },
+            )
+            .await?;
+        }
         tde_runtime::outbox::enqueue(&txn, events).await?;
         txn.commit().await?;
         self.ctx.outbox.wake();
         Ok(response)
     }
+
+    /// The reply of the PlanAssignments call `plan_id`, again.
+    async fn replayed_plan(&self, plan_id: &str) -> Result<pb::PlanAssignmentsResponse, ApiError> {
+        let plan = storage::find_assignment_plan(&self.ctx.db, plan_id).await?;
+        let sent = storage::proposals_of_batch(&self.ctx.db, plan_id).await?;
+        // Calls made before their totals were kept: what the proposals tell.
+        let plan = plan.unwrap_or_else(|| storage::AssignmentPlan {
+            id: plan_id.to_string(),
+            total_score: sent.iter().map(|p| p.score).sum(),
+            greedy_total_score: 0.0,
+            unserved: Vec::new(),
+            created_at: tde_runtime::api::now(),
+        });
+        Ok(pb::PlanAssignmentsResponse {
+            assignments: sent
+                .into_iter()
+                .map(|p| pb::PlannedAssignment {
+                    need_id: p.need_id,
+                    provider_id: p.provider_id,
+                    score: p.score,
+                    proposal_id: p.id,
+                })
+                .collect(),
+            unserved: plan
+                .unserved
+                .into_iter()
+                .map(|u| pb::UnservedNeed {
+                    need_id: u.need_id,
+                    reason: u.reason,
+                    detail: u.detail,
+                })
+                .collect(),
+            total_score: plan.total_score,
+            greedy_total_score: plan.greedy_total_score,
+        })
+    }
+}
+
+/// The needs a caller asks for (ListNeeds, PlanAssignments): a région code (two digits,
+/// empty for every région) and a plan year (1 to 3, 0 for every year), within the
+/// territories the caller sees.
+fn need_filter(caller: &Caller, region_code: &str, year: i32) -> Result<NeedFilter, ApiError> {
+    let mut v = Violations::default();
+    let region_code = region_code.trim();
+    if !region_code.is_empty()
+        && (region_code.len() != 2 || !region_code.chars().all(|c| c.is_ascii_digit()))
+    {
+        v.add("region_code", "is not a région code (two digits)");
+    }
+    let year = match year {
+        0 => None,
+        y => {
+            let y = u8::try_from(y).ok().filter(|y| (1..=3).contains(y));
+            if y.is_none() {
+                v.add("year", "must be 1, 2 or 3 (0: every year)");
+            }
+            y
+        }
+    };
+    v.into_result()?;
+    Ok(NeedFilter {
+        region_code: (!region_code.is_empty()).then(|| region_code.to_string()),
+        year,
+        visible_to: visible_to(caller),
+    })
 }
 
 /// The result of planning: (need, provider, score, rank among the need's candidates).
@@ -427,25 +494,9 @@ impl MatchingService for MatchingApi {
     ) -> Result<Response<pb::ListNeedsResponse>, Status> {
         let caller = Caller::of(&request);
         let r = request.into_inner();
-        let year = match r.year {
-            0 => None,
-            y => Some(
-                u8::try_from(y)
-                    .ok()
-                    .filter(|y| (1..=3).contains(y))
-                    .ok_or_else(|| {
-                        ApiError::invalid("year", "must be 1, 2 or 3 (0: every year)")
-                    })?,
-            ),
-        };
-        tde_runtime::input::text("region_code", &r.region_code, 3)?;
+        let filter = need_filter(&caller, &r.region_code, r.year)?;
         let page = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         caller.concerns("needs");
-        let filter = NeedFilter {
-            region_code: (!r.region_code.is_empty()).then(|| r.region_code.clone()),
-            year,
-            visible_to: visible_to(&caller),
-        };
         let rows = storage::open_needs(&self.ctx.db, &filter, page.after(), Some(page.fetch()))
             .await
             .map_err(ApiError::from)?;

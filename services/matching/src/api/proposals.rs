@@ -1,7 +1,5 @@
 //! tde.matching.v1.ProposalService: proposals to providers and their answers.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{DatabaseTransaction, TransactionTrait as _};
 use tonic::{Request, Response, Status};
@@ -14,6 +12,7 @@ use tde_runtime::idempotency::IdempotencyKey;
 use tde_runtime::outbox::NewEvent;
 
 use super::convert;
+use super::needs::Reach;
 use super::{MatchingApi, not_found, proposal_resource, speaking_provider, stale, visible_to};
 use crate::domain::need::Need;
 use crate::domain::proposal::{Proposal, ProposalStatus};
@@ -117,19 +116,7 @@ impl MatchingApi {
             });
         }
         // Providers that declined or let a proposal of this need expire are not asked again.
-        let asked: BTreeSet<String> = storage::list_proposals(
-            &txn,
-            &ProposalFilter {
-                need_id: Some(need.id.clone()),
-                ..ProposalFilter::default()
-            },
-            None,
-            1_000,
-        )
-        .await?
-        .into_iter()
-        .map(|p| p.provider_id)
-        .collect();
+        let asked = storage::providers_asked(&txn, &need.id).await?;
         if asked.contains(&provider_id) {
             return Err(ApiError::FailedPrecondition {
                 kind: "ALREADY_ASKED",
@@ -138,7 +125,7 @@ impl MatchingApi {
                     .into(),
             });
         }
-        let pool = self.pool_for(&txn, Some(&need)).await?;
+        let pool = self.pool_for(&txn, Some(&need), Reach::Everyone).await?;
         let ranking = ranking::rank(
             &need,
             pool.providers.iter().map(|p| (p, pool.stats(&p.id))),
@@ -261,14 +248,13 @@ impl MatchingApi {
                 let provider = storage::find_provider(&txn, &proposal.provider_id)
                     .await?
                     .ok_or_else(|| not_found("provider", &proposal.provider_id, None))?;
-                let load = storage::provider_stats(
+                let load = storage::provider_stats_of(
                     &txn,
+                    &proposal.provider_id,
                     Some((need.planned_start, need.planned_end)),
                     now,
                 )
                 .await?
-                .remove(&proposal.provider_id)
-                .unwrap_or_default()
                 .load_over_period;
                 if load >= provider.provider.capacity {
                     return Err(ApiError::FailedPrecondition {
@@ -288,19 +274,7 @@ impl MatchingApi {
                 }
                 storage::save_assignment(
                     &txn,
-                    &AssignmentRecord {
-                        action_id: need.id.clone(),
-                        provider_id: proposal.provider_id.clone(),
-                        territory_id: need.territory_id.clone(),
-                        region_code: need.region_code.clone(),
-                        planned_start: need.planned_start,
-                        planned_end: need.planned_end,
-                        finished: false,
-                        accepted_at: now,
-                        rating: None,
-                        rating_comment: String::new(),
-                        rated_by: None,
-                    },
+                    &AssignmentRecord::new(&need, &proposal.provider_id, now),
                 )
                 .await?;
                 // The need closes at once (no second proposal); the plans event that

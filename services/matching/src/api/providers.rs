@@ -105,12 +105,7 @@ impl MatchingApi {
     }
 
     async fn stats_of(&self, id: &str) -> Result<ProviderStats, ApiError> {
-        Ok(
-            storage::provider_stats(&self.ctx.db, None, tde_runtime::api::now())
-                .await?
-                .remove(id)
-                .unwrap_or_default(),
-        )
+        Ok(storage::provider_stats_of(&self.ctx.db, id, None, tde_runtime::api::now()).await?)
     }
 
     async fn register(
@@ -419,10 +414,12 @@ impl ProviderService for MatchingApi {
         let rows = storage::list_providers(&self.ctx.db, &filter, page.after(), page.fetch())
             .await
             .map_err(ApiError::from)?;
-        let stats = storage::provider_stats(&self.ctx.db, None, tde_runtime::api::now())
-            .await
-            .map_err(ApiError::from)?;
         let (rows, next_page_token) = page.page(rows, |p| p.provider.id.clone());
+        let ids: Vec<String> = rows.iter().map(|p| p.provider.id.clone()).collect();
+        let stats =
+            storage::provider_stats_among(&self.ctx.db, &ids, None, tde_runtime::api::now())
+                .await
+                .map_err(ApiError::from)?;
         Ok(Response::new(pb::ListProvidersResponse {
             providers: rows
                 .iter()

@@ -134,3 +134,25 @@ pub mod proposal {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// What a PlanAssignments call that sent proposals answered besides them (its id is the
+/// proposals' `batch_id`).
+pub mod assignment_plan {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    #[sea_orm(table_name = "assignment_plans")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub total_score: f64,
+        pub greedy_total_score: f64,
+        pub unserved: String,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

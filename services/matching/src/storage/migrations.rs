@@ -18,7 +18,37 @@ impl MigratorTrait for Migrator {
         migrations.extend(tde_runtime::migration::later_shared_tables());
         migrations.push(Box::new(AddPlanOpen));
         migrations.push(Box::new(AddProposalBatch));
+        migrations.push(Box::new(CreateAssignmentPlans));
         migrations
+    }
+}
+
+/// What a PlanAssignments call answered besides its proposals (totals, unserved needs), so
+/// that its replay answers the same.
+struct CreateAssignmentPlans;
+
+impl MigrationName for CreateAssignmentPlans {
+    fn name(&self) -> &str {
+        "m20261204_000104_assignment_plans"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateAssignmentPlans {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(ident("assignment_plans"))
+                .if_not_exists()
+                .col(string(ident("id")).primary_key())
+                .col(double(ident("total_score")))
+                .col(double(ident("greedy_total_score")))
+                // JSON array of the unserved needs, in the reply's order.
+                .col(text(ident("unserved")))
+                .col(timestamp_with_time_zone(ident("created_at")))
+                .to_owned(),
+        )
+        .await
     }
 }
 

@@ -18,7 +18,7 @@ use crate::domain::proposal::{Proposal, ProposalStatus};
 use crate::domain::provider::{Area, Contact, Provider, ProviderStatus};
 use crate::domain::ranking::ProviderStats;
 use crate::domain::siret::Siret;
-use entities::{assignment, need, proposal, provider};
+use entities::{assignment, assignment_plan, need, proposal, provider};
 
 use tde_runtime::db::{corrupt, from_json, to_json};
 
@@ -283,13 +283,55 @@ pub async fn provider_stats(
     period: Option<(NaiveDate, NaiveDate)>,
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, ProviderStats>, DbErr> {
+    stats_where(db, Condition::all(), period, now).await
+}
+
+/// The figures of the providers `ids` only (a page of them): the queries filter by
+/// provider rather than grouping the whole history.
+pub async fn provider_stats_among(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+    period: Option<(NaiveDate, NaiveDate)>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, ProviderStats>, DbErr> {
+    let mut stats = HashMap::new();
+    // Bounded IN lists: PostgreSQL and SQLite both cap bind parameters.
+    for chunk in ids.chunks(500) {
+        let only = Condition::all().add(assignment::Column::ProviderId.is_in(chunk.to_vec()));
+        stats.extend(stats_where(db, only, period, now).await?);
+    }
+    Ok(stats)
+}
+
+/// The figures of one provider (an acceptance's capacity check, GetProvider).
+pub async fn provider_stats_of(
+    db: &impl ConnectionTrait,
+    id: &str,
+    period: Option<(NaiveDate, NaiveDate)>,
+    now: DateTime<Utc>,
+) -> Result<ProviderStats, DbErr> {
+    let only = Condition::all().add(assignment::Column::ProviderId.eq(id));
+    Ok(stats_where(db, only, period, now)
+        .await?
+        .remove(id)
+        .unwrap_or_default())
+}
+
+/// Provider figures over the assignments `scope` selects.
+async fn stats_where(
+    db: &impl ConnectionTrait,
+    scope: Condition,
+    period: Option<(NaiveDate, NaiveDate)>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, ProviderStats>, DbErr> {
     let unfinished = assignment::Column::Finished.eq(false);
-    let current = count_by_provider(db, Condition::all().add(unfinished.clone())).await?;
+    let current = count_by_provider(db, scope.clone().add(unfinished.clone())).await?;
     let over_period = match period {
         Some((start, end)) => {
             count_by_provider(
                 db,
-                Condition::all()
+                scope
+                    .clone()
                     .add(unfinished)
                     .add(assignment::Column::PlannedStart.lte(end))
                     .add(assignment::Column::PlannedEnd.gte(start)),
@@ -300,7 +342,9 @@ pub async fn provider_stats(
     };
     let last_year = count_by_provider(
         db,
-        Condition::all().add(assignment::Column::AcceptedAt.gt(now - chrono::Duration::days(365))),
+        scope
+            .clone()
+            .add(assignment::Column::AcceptedAt.gt(now - chrono::Duration::days(365))),
     )
     .await?;
     // SUM and COUNT rather than AVG: both backends return integers for them.
@@ -312,7 +356,7 @@ pub async fn provider_stats(
             Expr::from(Func::count(Expr::col(assignment::Column::Rating))),
             "n",
         )
-        .filter(assignment::Column::Rating.is_not_null())
+        .filter(scope.add(assignment::Column::Rating.is_not_null()))
         .group_by(assignment::Column::ProviderId)
         .into_tuple()
         .all(db)
@@ -501,6 +545,26 @@ pub struct AssignmentRecord {
     pub rating: Option<u8>,
     pub rating_comment: String,
     pub rated_by: Option<String>,
+}
+
+impl AssignmentRecord {
+    /// `need` given to `provider_id` at `at`, not yet rated: by an acceptance, or by hand in
+    /// the plan.
+    pub fn new(need: &Need, provider_id: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            action_id: need.id.clone(),
+            provider_id: provider_id.to_string(),
+            territory_id: need.territory_id.clone(),
+            region_code: need.region_code.clone(),
+            planned_start: need.planned_start,
+            planned_end: need.planned_end,
+            finished: need.is_finished(),
+            accepted_at: at,
+            rating: None,
+            rating_comment: String::new(),
+            rated_by: None,
+        }
+    }
 }
 
 fn assignment_to_domain(m: assignment::Model) -> AssignmentRecord {
@@ -734,6 +798,59 @@ pub async fn list_proposals(
         .collect()
 }
 
+/// A need a PlanAssignments call could not serve, and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnservedNeed {
+    pub need_id: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// What a PlanAssignments call answered besides its proposals.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignmentPlan {
+    pub id: String,
+    pub total_score: f64,
+    pub greedy_total_score: f64,
+    pub unserved: Vec<UnservedNeed>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_assignment_plan(
+    db: &impl ConnectionTrait,
+    p: &AssignmentPlan,
+) -> Result<(), DbErr> {
+    assignment_plan::Entity::insert(assignment_plan::ActiveModel {
+        id: Set(p.id.clone()),
+        total_score: Set(p.total_score),
+        greedy_total_score: Set(p.greedy_total_score),
+        unserved: Set(to_json(&p.unserved)?),
+        created_at: Set(p.created_at),
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_assignment_plan(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<AssignmentPlan>, DbErr> {
+    assignment_plan::Entity::find_by_id(id.to_string())
+        .one(db)
+        .await?
+        .map(|m| {
+            Ok(AssignmentPlan {
+                unserved: from_json("unserved", &m.unserved)?,
+                id: m.id,
+                total_score: m.total_score,
+                greedy_total_score: m.greedy_total_score,
+                created_at: m.created_at,
+            })
+        })
+        .transpose()
+}
+
 /// The proposals a PlanAssignments call sent, in need order.
 pub async fn proposals_of_batch(
     db: &impl ConnectionTrait,
@@ -763,6 +880,23 @@ pub async fn pending_of_need(
         .into_iter()
         .map(proposal_to_domain)
         .collect()
+}
+
+/// Every provider ever asked for the need, whatever the answer: however many proposals it
+/// had, each provider once.
+pub async fn providers_asked(
+    db: &impl ConnectionTrait,
+    need_id: &str,
+) -> Result<BTreeSet<String>, DbErr> {
+    let rows: Vec<String> = proposal::Entity::find()
+        .select_only()
+        .column(proposal::Column::ProviderId)
+        .distinct()
+        .filter(proposal::Column::NeedId.eq(need_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Needs with a pending proposal, among `ids`.

@@ -6,14 +6,13 @@ use tde_proto::subsidies::v1 as pb;
 use tde_proto::subsidies::v1::subsidy_service_server::SubsidyService;
 use tde_runtime::ApiError;
 use tde_runtime::api::{Caller, PageRequest, parse_id};
-use tde_runtime::format::euros;
 
 use super::convert::{self, payment_to_pb};
 use super::{
     DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_text, not_found, subsidy_resource,
     visible_to,
 };
-use crate::domain::money::{self, advance_of};
+use crate::domain::money::{self, advance_of, format_eur};
 use crate::domain::payment::{Payment, PaymentKind, Tranches};
 use crate::domain::subsidy::{ProposalInput, Subsidy};
 use crate::events;
@@ -88,8 +87,8 @@ impl SubsidiesApi {
                 subject: short,
                 description: format!(
                     "the {label} has {} left ({left} cents): this decision needs {} ({amount} cents)",
-                    euros(left),
-                    euros(amount),
+                    format_eur(left),
+                    format_eur(amount),
                 ),
             });
         }

@@ -3,10 +3,9 @@
 //! the paying system's reason; one not yet sent can be cancelled.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use tde_runtime::format::euros;
 
 use super::DomainError;
-use super::money::advance_of;
+use super::money::{advance_of, format_eur};
 use super::subsidy::Subsidy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -210,7 +209,7 @@ impl Payment {
     }
 
     pub fn etag(&self) -> String {
-        super::etag(self.version)
+        format!("\"{}\"", self.version)
     }
 }
 
@@ -288,9 +287,9 @@ pub fn next_tranche(
             format!(
                 "no {} is left to pay: {} committed, {} paid, {} in payments under way",
                 kind.as_str(),
-                euros(subsidy.committed_cents()),
-                euros(subsidy.paid_cents),
-                euros(tranches.in_flight),
+                format_eur(subsidy.committed_cents()),
+                format_eur(subsidy.paid_cents),
+                format_eur(tranches.in_flight),
             ),
         ));
     }
