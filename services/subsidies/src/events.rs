@@ -418,7 +418,7 @@ async fn decommit_beyond_budget(
     }
     let reason = format!(
         "programme réduit à {} (soumission {})",
-        crate::domain::money::format_eur(e.budget_cents),
+        tde_runtime::format::euros(e.budget_cents),
         e.submission_number
     );
     for s in subsidies.iter_mut().rev().filter(|s| s.status.is_granted()) {

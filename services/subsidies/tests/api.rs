@@ -22,6 +22,7 @@ tde_runtime::on_both_topologies!(
     decommitment_returns_money_and_overdue_reviews_are_listed,
     a_region_sub_envelope_counts_against_the_national_one,
     a_reduced_programme_decommits_what_it_no_longer_needs,
+    the_dashboard_shows_what_every_envelope_has_left,
 );
 
 async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topology: Topology) {
@@ -965,4 +966,59 @@ async fn a_reduced_programme_decommits_what_it_no_longer_needs(topology: Topolog
         "{:?}",
         report.discrepancies
     );
+}
+
+async fn the_dashboard_shows_what_every_envelope_has_left(topology: Topology) {
+    use sea_orm::ConnectionTrait as _;
+    let app = App::start(topology).await;
+    let national = app.envelope(1_000_000).await;
+    let open = |year: i32, region: &str, amount: i64| pb::CreateEnvelopeRequest {
+        budget_year: year,
+        region_code: region.into(),
+        amount_cents: amount,
+        advance_percent: 30,
+        reason: "loi de finances".into(),
+        act_reference: "LFI".into(),
+        request_id: String::new(),
+    };
+    for r in [open(2027, "84", 300_000), open(2028, "", 700_000)] {
+        app.envelopes().create_envelope(r).await.unwrap();
+    }
+    let territory = app.territory("Roanne", "84").await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    // Granted from the région's envelope: 100 000 committed.
+    granted_with_advance_paid(&app, &plan, &territory, 100_000).await;
+    // However many envelopes a year has (here, many more rows than any page), and whatever
+    // their ids, each is counted: the database sums them.
+    let db = &app.ctx().db;
+    db.execute_unprepared(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001) \
+         INSERT INTO envelopes (id, budget_year, region_code, parent_id, amount_cents, \
+         committed_cents, paid_cents, advance_percent, changes, version, created_at, updated_at) \
+         SELECT '0000-' || i, 2027, 'test-' || i, NULL, 0, 0, 0, 30, '[]', 1, \
+         CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM n",
+    )
+    .await
+    .unwrap();
+    assert!(national.id.as_str() > "0000-");
+    let rows = app
+        .ledger()
+        .get_dashboard(pb::GetDashboardRequest { budget_year: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    let row = |year: i32, region: &str| {
+        rows.iter()
+            .find(|r| r.budget_year == year && r.region_code == region)
+            .unwrap_or_else(|| panic!("no row {year}/{region}: {rows:?}"))
+    };
+    // The national envelope of 2027 (10 000 €) gave 3 000 € to région 84, which committed
+    // 1 000 €: the national one counts it too.
+    assert_eq!(row(2027, "").available_cents, 900_000);
+    assert_eq!(row(2027, "84").available_cents, 200_000);
+    assert_eq!(row(2027, "84").committed_cents, 100_000);
+    // A year with an envelope and no subsidy.
+    assert_eq!(row(2028, "").available_cents, 700_000);
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }

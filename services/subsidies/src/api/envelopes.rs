@@ -68,7 +68,7 @@ impl SubsidiesApi {
                     description: format!(
                         "the national envelope of {} has {} not given to régions: a sub-envelope cannot be larger",
                         r.budget_year,
-                        crate::domain::money::format_eur(left)
+                        tde_runtime::format::euros(left)
                     ),
                 });
             }
@@ -136,7 +136,7 @@ impl SubsidiesApi {
         let mut envelope = storage::find_envelope(&txn, &id, true)
             .await?
             .ok_or_else(|| not_found("envelope", &id))?;
-        if !r.etag.is_empty() && r.etag != format!("\"{}\"", envelope.version) {
+        if !r.etag.is_empty() && r.etag != envelope.etag() {
             return Err(stale("envelope", &id));
         }
         let floor = if envelope.is_national() {

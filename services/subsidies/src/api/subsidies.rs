@@ -6,13 +6,14 @@ use tde_proto::subsidies::v1 as pb;
 use tde_proto::subsidies::v1::subsidy_service_server::SubsidyService;
 use tde_runtime::ApiError;
 use tde_runtime::api::{Caller, PageRequest, parse_id};
+use tde_runtime::format::euros;
 
 use super::convert::{self, payment_to_pb};
 use super::{
     DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_text, not_found, subsidy_resource,
     visible_to,
 };
-use crate::domain::money::{self, advance_of, format_eur};
+use crate::domain::money::{self, advance_of};
 use crate::domain::payment::{Payment, PaymentKind, Tranches};
 use crate::domain::subsidy::{ProposalInput, Subsidy};
 use crate::events;
@@ -87,8 +88,8 @@ impl SubsidiesApi {
                 subject: short,
                 description: format!(
                     "the {label} has {} left ({left} cents): this decision needs {} ({amount} cents)",
-                    format_eur(left),
-                    format_eur(amount),
+                    euros(left),
+                    euros(amount),
                 ),
             });
         }

@@ -136,6 +136,10 @@ impl Envelope {
         })
     }
 
+    pub fn etag(&self) -> String {
+        super::etag(self.version)
+    }
+
     pub fn available_cents(&self) -> i64 {
         self.amount_cents - self.committed_cents
     }
@@ -187,8 +191,8 @@ impl Envelope {
                 format!(
                     "the {} cannot go below what is committed: {} committed, {} asked",
                     self.label(),
-                    super::money::format_eur(self.committed_cents),
-                    super::money::format_eur(amount_cents),
+                    tde_runtime::format::euros(self.committed_cents),
+                    tde_runtime::format::euros(amount_cents),
                 ),
             ));
         }
@@ -199,7 +203,7 @@ impl Envelope {
                 format!(
                     "the {} cannot go below its régions' sub-envelopes: {} given to them",
                     self.label(),
-                    super::money::format_eur(floor),
+                    tde_runtime::format::euros(floor),
                 ),
             ));
         }
@@ -212,7 +216,7 @@ impl Envelope {
                 format!(
                     "the {} can be at most {}: what the national envelope has not given to other régions",
                     self.label(),
-                    super::money::format_eur(ceiling),
+                    tde_runtime::format::euros(ceiling),
                 ),
             ));
         }

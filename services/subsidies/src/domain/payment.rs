@@ -3,9 +3,10 @@
 //! the paying system's reason; one not yet sent can be cancelled.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use tde_runtime::format::euros;
 
 use super::DomainError;
-use super::money::{advance_of, format_eur};
+use super::money::advance_of;
 use super::subsidy::Subsidy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,7 +210,7 @@ impl Payment {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        super::etag(self.version)
     }
 }
 
@@ -287,9 +288,9 @@ pub fn next_tranche(
             format!(
                 "no {} is left to pay: {} committed, {} paid, {} in payments under way",
                 kind.as_str(),
-                format_eur(subsidy.committed_cents()),
-                format_eur(subsidy.paid_cents),
-                format_eur(tranches.in_flight),
+                euros(subsidy.committed_cents()),
+                euros(subsidy.paid_cents),
+                euros(tranches.in_flight),
             ),
         ));
     }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use tde_runtime::format::euros;
 
-use super::money::format_eur;
 use super::siret::Siret;
 use super::{DomainError, Violations};
 
@@ -290,7 +290,7 @@ impl Subsidy {
                 "amount_cents",
                 format!(
                     "must be at most the amount requested, {}",
-                    format_eur(self.requested_cents)
+                    euros(self.requested_cents)
                 ),
             );
         }
@@ -447,10 +447,10 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "only {} can be decommitted: {} committed, {} paid, {} in payments under way",
-                    format_eur(free.max(0)),
-                    format_eur(self.committed_cents()),
-                    format_eur(self.paid_cents),
-                    format_eur(in_flight),
+                    euros(free.max(0)),
+                    euros(self.committed_cents()),
+                    euros(self.paid_cents),
+                    euros(in_flight),
                 ),
             ));
         }
@@ -468,9 +468,9 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "at most {} can be clawed back: {} paid, {} already ordered back",
-                    format_eur(recoverable.max(0)),
-                    format_eur(self.paid_cents),
-                    format_eur(self.clawed_back_cents),
+                    euros(recoverable.max(0)),
+                    euros(self.paid_cents),
+                    euros(self.clawed_back_cents),
                 ),
             ));
         }
@@ -487,8 +487,8 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "paying {} would pay more than granted: {} left to pay",
-                    format_eur(amount),
-                    format_eur(self.remaining_cents()),
+                    euros(amount),
+                    euros(self.remaining_cents()),
                 ),
             ));
         }
@@ -522,7 +522,7 @@ impl Subsidy {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        super::etag(self.version)
     }
 }
 
