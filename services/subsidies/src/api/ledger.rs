@@ -10,7 +10,7 @@ use tde_runtime::ApiError;
 use tde_runtime::api::{Caller, PageRequest};
 
 use super::convert::entry_to_pb;
-use super::{DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_text, visible_to};
+use super::{DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_region, visible_to};
 use crate::domain::money::decimal_eur;
 use crate::domain::subsidy::Subsidy;
 use crate::settings::SubsidySettings;
@@ -319,7 +319,7 @@ impl LedgerService for SubsidiesApi {
             subsidy_id: filter_id("subsidy_id", &r.subsidy_id)?,
             territory_id: filter_id("territory_id", &r.territory_id)?,
             budget_year: (r.budget_year != 0).then_some(r.budget_year),
-            region_code: filter_text("region_code", &r.region_code, 3)?,
+            region_code: filter_region("region_code", &r.region_code)?,
             visible_to: visible_to(&caller),
         };
         let rows = storage::list_entries(&self.ctx.db, &filter, page.after(), page.fetch())

@@ -151,6 +151,74 @@ pub struct ProposalInput<'a> {
 pub const MAX_REFERENCE: usize = 100;
 pub const MAX_TEXT: usize = 1_000;
 
+impl ProposalInput<'_> {
+    /// Checks the proposal as the caller wrote it, whatever the subsidy it is for: every
+    /// violation at once. (That it asks at most the amount requested needs the subsidy.)
+    pub fn check(&self) -> Result<(), DomainError> {
+        let mut v = Violations::default();
+        self.check_into(&mut v);
+        Ok(v.into_result()?)
+    }
+
+    /// Adds the proposal's violations to `v`; its SIRET when valid.
+    fn check_into(&self, v: &mut Violations) -> Option<Siret> {
+        if self.amount_cents <= 0 {
+            v.add(
+                "amount_cents",
+                "must be positive (to refuse the subsidy, use RefuseSubsidy)",
+            );
+        }
+        match &self.legal_act {
+            None => v.add(
+                "legal_act",
+                "is required: the convention or arrêté attributif",
+            ),
+            Some(act) => {
+                if act.reference.trim().is_empty() {
+                    v.add("legal_act.reference", "is required");
+                } else {
+                    v.check(super::text(
+                        "legal_act.reference",
+                        &act.reference,
+                        MAX_REFERENCE,
+                    ));
+                }
+            }
+        }
+        let siret = v.check(
+            Siret::parse(self.beneficiary_siret)
+                .map_err(|e| DomainError::invalid("beneficiary_siret", e.to_string())),
+        );
+        v.check(super::envelope::check_budget_year(
+            "budget_year",
+            self.budget_year,
+        ));
+        v.check(super::text(
+            "commitment_number",
+            self.commitment_number,
+            MAX_REFERENCE,
+        ));
+        v.check(super::multiline("comment", self.comment, MAX_TEXT));
+        siret
+    }
+}
+
+/// Checks the Chorus commitment number given at approval (empty: the proposal's).
+pub fn check_commitment_number(value: &str) -> Result<(), DomainError> {
+    super::text("commitment_number", value, MAX_REFERENCE)
+}
+
+/// Checks the reason of a refusal (the territory is told it).
+pub fn check_refusal_reason(reason: &str) -> Result<(), DomainError> {
+    if reason.trim().is_empty() {
+        return Err(DomainError::invalid(
+            "reason",
+            "is required: the territory is told why",
+        ));
+    }
+    super::multiline("reason", reason, MAX_TEXT)
+}
+
 impl Subsidy {
     /// Opens the request of a plan year (or an amendment for more money).
     #[allow(clippy::too_many_arguments)]
@@ -275,57 +343,24 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        // What the caller wrote is checked first: bad input is named as such, whatever the
+        // state.
+        let mut v = Violations::default();
+        let siret = input.check_into(&mut v);
+        v.into_result()?;
         if !self.status.is_open() {
             return Err(self.wrong_state("propose a decision"));
         }
         self.not_stopped("propose a decision")?;
-        let mut v = Violations::default();
-        if input.amount_cents <= 0 {
-            v.add(
-                "amount_cents",
-                "must be positive (to refuse the subsidy, use RefuseSubsidy)",
-            );
-        } else if input.amount_cents > self.requested_cents {
-            v.add(
+        if input.amount_cents > self.requested_cents {
+            return Err(DomainError::invalid(
                 "amount_cents",
                 format!(
                     "must be at most the amount requested, {}",
                     euros(self.requested_cents)
                 ),
-            );
+            ));
         }
-        match &input.legal_act {
-            None => v.add(
-                "legal_act",
-                "is required: the convention or arrêté attributif",
-            ),
-            Some(act) => {
-                if act.reference.trim().is_empty() {
-                    v.add("legal_act.reference", "is required");
-                } else {
-                    v.check(super::text(
-                        "legal_act.reference",
-                        &act.reference,
-                        MAX_REFERENCE,
-                    ));
-                }
-            }
-        }
-        let siret = v.check(
-            Siret::parse(input.beneficiary_siret)
-                .map_err(|e| DomainError::invalid("beneficiary_siret", e.to_string())),
-        );
-        v.check(super::envelope::check_budget_year(
-            "budget_year",
-            input.budget_year,
-        ));
-        v.check(super::text(
-            "commitment_number",
-            input.commitment_number,
-            MAX_REFERENCE,
-        ));
-        v.check(super::multiline("comment", input.comment, MAX_TEXT));
-        v.into_result()?;
         let (Some(siret), Some(legal_act)) = (siret, input.legal_act) else {
             return Err(DomainError::invalid("beneficiary_siret", "is required"));
         };
@@ -356,6 +391,7 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, DomainError> {
+        check_commitment_number(commitment_number)?;
         if self.status != SubsidyStatus::Proposed {
             return Err(self.wrong_state("approve a decision: none is proposed"));
         }
@@ -372,7 +408,6 @@ impl Subsidy {
                 description,
             ));
         }
-        super::text("commitment_number", commitment_number, MAX_REFERENCE)?;
         let commitment_number = if commitment_number.trim().is_empty() {
             proposal.commitment_number.clone()
         } else {
@@ -406,16 +441,10 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        check_refusal_reason(reason)?;
         if !self.status.is_open() {
             return Err(self.wrong_state("refuse it"));
         }
-        if reason.trim().is_empty() {
-            return Err(DomainError::invalid(
-                "reason",
-                "is required: the territory is told why",
-            ));
-        }
-        super::multiline("reason", reason, MAX_TEXT)?;
         self.status = SubsidyStatus::Refused;
         self.decision = Some(Decision {
             legal_act: None,
@@ -693,6 +722,76 @@ mod tests {
         assert!(s.claw_back(801, Utc::now()).is_err());
         s.claw_back(800, Utc::now()).unwrap();
         assert!(s.claw_back(1, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn bad_input_is_named_whatever_the_state() {
+        let granted = {
+            let mut s = requested(1_000);
+            s.propose(input(1_000), "alice", Utc::now()).unwrap();
+            s.approve("", "bob", Utc::now()).unwrap();
+            s
+        };
+        let refused = {
+            let mut s = requested(1_000);
+            s.refuse("hors programme", "bob", Utc::now()).unwrap();
+            s
+        };
+        let stopped = {
+            let mut s = requested(1_000);
+            s.stop(Utc::now());
+            s
+        };
+        let proposed = {
+            let mut s = requested(1_000);
+            s.propose(input(1_000), "alice", Utc::now()).unwrap();
+            s
+        };
+        for s in [requested(1_000), proposed, granted, refused, stopped] {
+            let state = format!("{:?}, stopped: {}", s.status, s.plan_stopped);
+            let invalid = |r: Result<_, DomainError>| matches!(r, Err(DomainError::Invalid(_)));
+            let bad_inputs = [
+                ProposalInput {
+                    amount_cents: 0,
+                    ..input(1)
+                },
+                ProposalInput {
+                    legal_act: None,
+                    ..input(1)
+                },
+                ProposalInput {
+                    beneficiary_siret: "1",
+                    ..input(1)
+                },
+                ProposalInput {
+                    budget_year: 1900,
+                    ..input(1)
+                },
+                ProposalInput {
+                    comment: "\u{1b}",
+                    ..input(1)
+                },
+            ];
+            for bad in bad_inputs {
+                assert!(bad.check().is_err(), "{bad:?}");
+                let what = format!("{bad:?} on {state}");
+                assert!(
+                    invalid(s.clone().propose(bad, "carol", Utc::now())),
+                    "{what}"
+                );
+            }
+            let long = "x".repeat(MAX_REFERENCE + 1);
+            assert!(
+                invalid(s.clone().approve(&long, "carol", Utc::now()).map(drop)),
+                "{state}"
+            );
+            for reason in ["", " ", "\u{0}"] {
+                assert!(
+                    invalid(s.clone().refuse(reason, "carol", Utc::now())),
+                    "{state}"
+                );
+            }
+        }
     }
 
     #[test]
