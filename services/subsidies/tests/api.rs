@@ -22,6 +22,7 @@ tde_runtime::on_both_topologies!(
     decommitment_returns_money_and_overdue_reviews_are_listed,
     a_region_sub_envelope_counts_against_the_national_one,
     a_reduced_programme_decommits_what_it_no_longer_needs,
+    a_consumer_change_matching_no_version_is_retried_not_lost,
     the_dashboard_shows_what_every_envelope_has_left,
 );
 
@@ -957,6 +958,100 @@ async fn a_reduced_programme_decommits_what_it_no_longer_needs(topology: Topolog
         .envelope
         .unwrap();
     assert_eq!(envelope.committed_cents, 500_000);
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+}
+
+/// Makes every UPDATE of a subsidy match no row (`on`), as a change made meanwhile by a
+/// writer that did not take the row's lock would, or undoes it.
+async fn skip_subsidy_updates(db: &sea_orm::DatabaseConnection, on: bool) {
+    use sea_orm::ConnectionTrait as _;
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let statements: &[&str] = match (postgres, on) {
+        (true, true) => &[
+            "CREATE OR REPLACE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER skip_subsidy_updates BEFORE UPDATE ON subsidies FOR EACH ROW EXECUTE FUNCTION skip_update()",
+        ],
+        (true, false) => &["DROP TRIGGER skip_subsidy_updates ON subsidies"],
+        (false, true) => &[
+            "CREATE TRIGGER skip_subsidy_updates BEFORE UPDATE ON subsidies BEGIN SELECT RAISE(IGNORE); END",
+        ],
+        (false, false) => &["DROP TRIGGER skip_subsidy_updates"],
+    };
+    for sql in statements {
+        db.execute_unprepared(sql).await.expect(sql);
+    }
+}
+
+async fn a_consumer_change_matching_no_version_is_retried_not_lost(topology: Topology) {
+    use tde_runtime::inbox::{self, HandlerError};
+    use tde_subsidies::events::PlanEvents;
+    let app = App::start(topology).await;
+    let territory = app.territory("Roanne", "84").await;
+    app.envelope(5_000_000).await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    // Year 1 granted (400 000, its advance paid), year 2 requested.
+    granted_with_advance_paid(&app, &plan, &territory, 400_000).await;
+    app.publish(app.year_submitted(&plan, &territory, 2, 1, 300_000))
+        .await;
+    app.wait_for_subsidy(&plan, |s| s.plan_year == 2).await;
+    let before = app.subsidies_of(&plan).await;
+
+    // Every consumer's change of a subsidy, in the order they are retried below.
+    let events = [
+        (
+            "a newer submission asking the decided year nothing more",
+            app.year_submitted(&plan, &territory, 1, 2, 400_000),
+        ),
+        (
+            "a programme reduced below its grant",
+            app.year_submitted(&plan, &territory, 1, 3, 100_000),
+        ),
+        (
+            "a newer submission of the open year",
+            app.year_submitted(&plan, &territory, 2, 2, 350_000),
+        ),
+        (
+            "the year's review",
+            app.review_recorded(&plan, &territory, 1),
+        ),
+        ("the plan stopped", app.plan_stopped(&plan, &territory)),
+    ];
+    let db = &app.ctx().db;
+    skip_subsidy_updates(db, true).await;
+    for (what, event) in &events {
+        let result = inbox::process(db, "test_plans", &PlanEvents, event).await;
+        assert!(
+            matches!(result, Err(HandlerError::Transient(_))),
+            "{what}: {result:?}"
+        );
+    }
+    assert_eq!(app.subsidies_of(&plan).await, before, "nothing half done");
+
+    // Retried once the updates match again: each one applies.
+    skip_subsidy_updates(db, false).await;
+    for (what, event) in &events {
+        let applied = inbox::process(db, "test_plans", &PlanEvents, event).await;
+        assert!(applied.expect(what), "{what}");
+    }
+    let after = app.subsidies_of(&plan).await;
+    let (year1, year2) = (&after[0], &after[1]);
+    assert_eq!(year1.submission_number, 3);
+    assert!(year1.reviewed && year1.plan_stopped);
+    // 400 000 granted, 200 000 paid: the reduction to 100 000 decommitted the unpaid half.
+    assert_eq!(year1.decommitted_cents, 200_000);
+    assert_eq!(year2.submission_number, 2);
+    assert_eq!(year2.requested_cents, 350_000);
+    assert_eq!(year2.status, pb::SubsidyStatus::Closed as i32);
     let report = app
         .ledger()
         .reconcile(pb::ReconcileRequest {})

@@ -325,13 +325,25 @@ impl Subsidy {
     }
 
     /// A new submission asks nothing beyond what was already decided: the open request
-    /// closes.
-    pub fn close_request(&mut self, now: DateTime<Utc>) -> bool {
-        if !self.status.is_open() {
+    /// closes. `false`: nothing changed (decided, or not a newer submission).
+    pub fn close_request(&mut self, submission_number: i32, now: DateTime<Utc>) -> bool {
+        if !self.status.is_open() || submission_number <= self.submission_number {
             return false;
         }
+        self.submission_number = submission_number;
         self.status = SubsidyStatus::Closed;
         self.proposal = None;
+        self.touch(now);
+        true
+    }
+
+    /// A newer submission that asks this decided subsidy nothing is remembered, so that its
+    /// redelivery changes nothing. `false`: not a newer submission.
+    pub fn note_submission(&mut self, submission_number: i32, now: DateTime<Utc>) -> bool {
+        if submission_number <= self.submission_number {
+            return false;
+        }
+        self.submission_number = submission_number;
         self.touch(now);
         true
     }
@@ -486,6 +498,22 @@ impl Subsidy {
         self.decommitted_cents += amount;
         self.touch(now);
         Ok(())
+    }
+
+    /// The plan stopped (`stop`): decommits what will not be paid, all that is neither paid
+    /// nor `in_flight` (with the paying system), through the rule of every decommitment.
+    /// Returns the amount decommitted (0 when nothing is left, or nothing was granted).
+    pub fn decommit_unpaid(
+        &mut self,
+        in_flight: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, DomainError> {
+        let unpaid = self.remaining_cents() - in_flight;
+        if !self.status.is_granted() || unpaid <= 0 {
+            return Ok(0);
+        }
+        self.decommit(unpaid, in_flight, now)?;
+        Ok(unpaid)
     }
 
     /// Checks a clawback order of `amount` (at most what was paid and not yet clawed back).
@@ -725,6 +753,39 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_plan_decommits_exactly_what_will_not_be_paid() {
+        for granted in [1, 2, 999, 1_000, 1_000_001] {
+            for paid in [0, 1, granted / 2, granted] {
+                for in_flight in [0, 1, (granted - paid) / 3, granted - paid] {
+                    if paid + in_flight > granted {
+                        continue;
+                    }
+                    let case = format!("{granted} granted, {paid} paid, {in_flight} in flight");
+                    let mut s = requested(granted);
+                    s.propose(input(granted), "alice", Utc::now()).unwrap();
+                    s.approve("", "bob", Utc::now()).unwrap();
+                    s.record_paid(paid, Utc::now()).unwrap();
+                    assert!(s.stop(Utc::now()));
+                    let version = s.version;
+                    let unpaid = s.decommit_unpaid(in_flight, Utc::now()).unwrap();
+                    assert_eq!(unpaid, granted - paid - in_flight, "{case}");
+                    assert_eq!(s.committed_cents(), paid + in_flight, "{case}");
+                    assert_eq!(s.remaining_cents(), in_flight, "{case}");
+                    // A decommitment is a change of the subsidy, as any other.
+                    assert_eq!(s.version, version + i64::from(unpaid > 0), "{case}");
+                    // Nothing more the second time.
+                    assert_eq!(s.decommit_unpaid(in_flight, Utc::now()), Ok(0), "{case}");
+                }
+            }
+        }
+        // Nothing granted: nothing to decommit.
+        let mut s = requested(1_000);
+        s.stop(Utc::now());
+        assert_eq!(s.decommit_unpaid(0, Utc::now()), Ok(0));
+        assert_eq!(s.decommitted_cents, 0);
+    }
+
+    #[test]
     fn bad_input_is_named_whatever_the_state() {
         let granted = {
             let mut s = requested(1_000);
@@ -792,6 +853,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_newer_submission_is_remembered_once() {
+        let mut s = requested(1_000);
+        assert!(!s.note_submission(1, Utc::now()), "the same");
+        assert!(s.note_submission(3, Utc::now()));
+        assert_eq!((s.submission_number, s.version), (3, 2));
+        assert!(!s.note_submission(2, Utc::now()), "older");
+        assert!(!s.close_request(3, Utc::now()), "not newer");
+        assert!(s.close_request(4, Utc::now()));
+        assert_eq!(s.status, SubsidyStatus::Closed);
+        assert_eq!((s.submission_number, s.version), (4, 3));
     }
 
     #[test]
