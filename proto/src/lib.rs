@@ -70,6 +70,7 @@ pub mod matching {
             pub const PROPOSAL_SENT: &str = "proposal.sent";
             pub const PROPOSAL_DECLINED: &str = "proposal.declined";
             pub const PROPOSAL_EXPIRED: &str = "proposal.expired";
+            pub const PROPOSAL_SUPERSEDED: &str = "proposal.superseded";
             pub const ASSIGNMENT_ACCEPTED: &str = "assignment.accepted";
         }
     }

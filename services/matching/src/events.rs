@@ -87,6 +87,25 @@ pub fn proposal_expired(p: &Proposal) -> NewEvent {
     )
 }
 
+pub fn proposal_superseded(
+    p: &Proposal,
+    action_provider_id: Option<&str>,
+    at: DateTime<Utc>,
+) -> NewEvent {
+    proposal_event(
+        p,
+        subjects::PROPOSAL_SUPERSEDED,
+        "tde.matching.v1.ProposalSuperseded",
+        &pb::ProposalSuperseded {
+            proposal_id: p.id.clone(),
+            need_id: p.need_id.clone(),
+            provider_id: p.provider_id.clone(),
+            action_provider_id: action_provider_id.unwrap_or_default().to_string(),
+            supersede_time: Some(timestamp(at)),
+        },
+    )
+}
+
 pub fn assignment_accepted(p: &Proposal) -> NewEvent {
     // Keyed by the action: the plans service applies acceptances of one action in order.
     NewEvent::new(
@@ -237,6 +256,34 @@ async fn plan_status_changed(
     Ok(())
 }
 
+/// The plan's provider of `need` is no longer `replaced`, whose acceptance made it: the
+/// project lead set another one (or none) by hand, and the plan keeps the lead's choice
+/// (plans never lets an acceptance overwrite it). The acceptance is marked superseded, with
+/// its event, rather than left looking in force.
+async fn supersede_acceptance(
+    txn: &DatabaseTransaction,
+    need: &Need,
+    replaced: &str,
+    now: DateTime<Utc>,
+) -> Result<(), HandlerError> {
+    let mut events = Vec::new();
+    for mut p in storage::accepted_of_need(txn, &need.id, replaced).await? {
+        let expected = p.version;
+        if p.supersede() && storage::update_proposal(txn, &p, expected).await? {
+            tracing::warn!(
+                proposal_id = %p.id,
+                need_id = %need.id,
+                accepted_provider_id = %p.provider_id,
+                action_provider_id = need.provider_id.as_deref().unwrap_or(""),
+                "accepted proposal superseded by a provider set by hand in the plan"
+            );
+            events.push(proposal_superseded(&p, need.provider_id.as_deref(), now));
+        }
+    }
+    tde_runtime::outbox::enqueue(txn, events).await?;
+    Ok(())
+}
+
 /// Stores the need and keeps the provider's assignment in step with it.
 pub async fn apply_need(
     txn: &DatabaseTransaction,
@@ -250,6 +297,7 @@ pub async fn apply_need(
         (Some(provider), Some(mut a)) => {
             // The same provider (our own acceptance coming back), or another one set by hand.
             if a.provider_id != *provider {
+                supersede_acceptance(txn, need, &a.provider_id, now).await?;
                 a.provider_id = provider.clone();
                 a.accepted_at = at;
                 a.rating = None;
@@ -267,6 +315,7 @@ pub async fn apply_need(
         }
         (None, Some(a)) if !a.finished => {
             // The provider was removed from the action: its capacity is free again.
+            supersede_acceptance(txn, need, &a.provider_id, now).await?;
             storage::delete_assignment(txn, &need.id).await?;
         }
         (None, _) => {}

@@ -985,3 +985,325 @@ async fn a_provider_asked_once_is_never_asked_again_however_long_the_history(top
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
     assert!(again.message().contains("already answered"), "{again:?}");
 }
+
+/// The audit records of acceptances plans refused to apply to `action_id`.
+async fn refused_acceptances(app: &App, action_id: &str) -> Vec<tde_proto::audit::v1::AuditEvent> {
+    use tde_proto::audit::v1 as audit;
+    use tde_proto::audit::v1::audit_service_client::AuditServiceClient;
+    AuditServiceClient::new(app.channel.clone())
+        .list_audit_events(audit::ListAuditEventsRequest {
+            service: "plans".into(),
+            resource: format!(
+                "actions/{action_id}:{}",
+                tde_plans::assignments::ACCEPTANCE_REFUSED
+            ),
+            ..Default::default()
+        })
+        .await
+        .expect("audit trail")
+        .into_inner()
+        .audit_events
+}
+
+tde_runtime::on_both_topologies!(a_provider_set_by_hand_is_kept_over_a_later_acceptance);
+
+/// The project lead set the provider by hand after the proposal went out, and the
+/// acceptance reaches plans afterwards (matching accepted before it heard of the hand-set
+/// provider): plans keeps the lead's provider, says so in the audit trail, once, whatever
+/// the redeliveries; matching closes the need with the lead's provider.
+async fn a_provider_set_by_hand_is_kept_over_a_later_acceptance(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    let near = app
+        .provider(
+            "Proche",
+            "73282932000074",
+            mpb::area::Area::DepartementCode("42".into()),
+            2,
+        )
+        .await;
+    let chosen = app
+        .provider(
+            "Choisi",
+            "35600000000048",
+            mpb::area::Area::National(true),
+            2,
+        )
+        .await;
+    let action = app.action(&plan, "Ateliers").await;
+    app.need_until(&action.id, |_| true).await;
+    let proposal = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    let current = app.get_action(&action.id).await;
+    let by_hand = app
+        .actions()
+        .assign_provider(pb::AssignProviderRequest {
+            id: action.id.clone(),
+            etag: current.etag.clone(),
+            provider_id: chosen.id.clone(),
+        })
+        .await
+        .expect("assigned by hand")
+        .into_inner()
+        .action
+        .expect("action");
+
+    // The acceptance matching would have published had the provider answered first.
+    let ns = &app.ctx("matching").namespace;
+    let acceptance = || Envelope {
+        id: uuid::Uuid::now_v7().to_string(),
+        subject: ns.subject("matching", "assignment.accepted"),
+        event_type: "tde.matching.v1.AssignmentAccepted".into(),
+        source: "/tde/matching".into(),
+        time: Utc::now(),
+        aggregate_id: action.id.clone(),
+        payload: prost::Message::encode_to_vec(&mpb::AssignmentAccepted {
+            proposal_id: proposal.id.clone(),
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            territory_id: territory.clone(),
+            accept_time: None,
+        })
+        .into(),
+        traceparent: None,
+    };
+    for _ in 0..2 {
+        // Delivered, then delivered again as a new message.
+        let event = acceptance();
+        let id = event.id.clone();
+        app.publish(event, "matching").await;
+        app.processed("plans", &id).await;
+        let kept = app.get_action(&action.id).await;
+        assert_eq!(
+            kept.provider_id, chosen.id,
+            "the hand-set provider was replaced"
+        );
+        assert_eq!(kept.etag, by_hand.etag, "the acceptance changed the action");
+        let refused = refused_acceptances(&app, &action.id).await;
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].request_id, proposal.id);
+        assert_eq!(refused[0].outcome, "FAILED_PRECONDITION");
+    }
+
+    // Matching closes the need with the lead's provider, and its proposal waits no more.
+    let need = app
+        .need_until(&action.id, |n| n.provider_id == chosen.id)
+        .await;
+    assert!(need.pending_proposal_id.is_empty());
+    let withdrawn = app
+        .proposals()
+        .get_proposal(mpb::GetProposalRequest {
+            id: proposal.id.clone(),
+        })
+        .await
+        .expect("proposal")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    assert_eq!(withdrawn.status, mpb::ProposalStatus::Withdrawn as i32);
+    let late = app
+        .proposals_as(&provider_token(&near.id))
+        .await
+        .accept_proposal(mpb::AcceptProposalRequest {
+            id: proposal.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), Code::FailedPrecondition, "{late:?}");
+}
+
+tde_runtime::on_both_topologies!(an_acceptance_overtaken_by_a_hand_set_provider_is_superseded);
+
+/// The provider accepted and matching recorded it, then the project lead set another
+/// provider by hand: plans keeps the lead's provider; matching marks the acceptance
+/// superseded (with its event), frees the provider's capacity and counts the action to the
+/// lead's provider. Redelivering the plans event changes nothing more.
+async fn an_acceptance_overtaken_by_a_hand_set_provider_is_superseded(topology: Topology) {
+    let app = App::start(topology).await;
+    let territory = app.territory().await;
+    let plan = app.active_plan(&territory).await;
+    let near = app
+        .provider(
+            "Proche",
+            "73282932000074",
+            mpb::area::Area::DepartementCode("42".into()),
+            2,
+        )
+        .await;
+    let chosen = app
+        .provider(
+            "Choisi",
+            "35600000000048",
+            mpb::area::Area::National(true),
+            2,
+        )
+        .await;
+    let action = app.action(&plan, "Ateliers").await;
+    app.need_until(&action.id, |_| true).await;
+    let proposal = app
+        .proposals()
+        .propose_provider(mpb::ProposeProviderRequest {
+            need_id: action.id.clone(),
+            provider_id: near.id.clone(),
+            justification: String::new(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("proposed")
+        .into_inner()
+        .proposal
+        .expect("proposal");
+    let mut events = tde_runtime::testing::subscribe_to(
+        app.env.bus.as_ref(),
+        &app.ctx("matching").namespace,
+        "matching",
+    )
+    .await;
+    app.proposals_as(&provider_token(&near.id))
+        .await
+        .accept_proposal(mpb::AcceptProposalRequest {
+            id: proposal.id.clone(),
+            etag: String::new(),
+        })
+        .await
+        .expect("accepted");
+
+    // The accepted provider's figures, one provider's query against everyone's.
+    let db = &app.ctx("matching").db;
+    let period = Some((
+        chrono::NaiveDate::from_ymd_opt(year(), 3, 1).expect("date"),
+        chrono::NaiveDate::from_ymd_opt(year(), 3, 31).expect("date"),
+    ));
+    let one = tde_matching::storage::provider_stats_of(db, &near.id, period, Utc::now())
+        .await
+        .expect("stats");
+    let all = tde_matching::storage::provider_stats(db, period, Utc::now())
+        .await
+        .expect("stats");
+    assert_eq!(one.load_over_period, 1);
+    assert_eq!(Some(&one), all.get(&near.id));
+
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let assigned = loop {
+        let a = app.get_action(&action.id).await;
+        if a.provider_id == near.id {
+            break a;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "plans never set the provider"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let by_hand = app
+        .actions()
+        .assign_provider(pb::AssignProviderRequest {
+            id: action.id.clone(),
+            etag: assigned.etag.clone(),
+            provider_id: chosen.id.clone(),
+        })
+        .await
+        .expect("assigned by hand")
+        .into_inner()
+        .action
+        .expect("action");
+    assert_eq!(by_hand.provider_id, chosen.id);
+
+    app.need_until(&action.id, |n| n.provider_id == chosen.id)
+        .await;
+    let get = |id: String| {
+        let mut client = app.proposals();
+        async move {
+            client
+                .get_proposal(mpb::GetProposalRequest { id })
+                .await
+                .expect("proposal")
+                .into_inner()
+                .proposal
+                .expect("proposal")
+        }
+    };
+    let superseded = get(proposal.id.clone()).await;
+    assert_eq!(
+        superseded.status,
+        mpb::ProposalStatus::Superseded as i32,
+        "{superseded:?}"
+    );
+    assert_eq!(
+        tde_matching::storage::provider_stats_of(db, &near.id, period, Utc::now())
+            .await
+            .expect("stats")
+            .current_load,
+        0,
+        "the superseded provider's capacity is free again"
+    );
+    assert_eq!(
+        tde_matching::storage::provider_stats_of(db, &chosen.id, period, Utc::now())
+            .await
+            .expect("stats")
+            .load_over_period,
+        1
+    );
+    let mut published = None;
+    let mut hand_assigned = None;
+    while let Some(d) = tde_runtime::testing::next_event(&mut events, Duration::from_secs(10)).await
+    {
+        if d.envelope.event_type == "tde.matching.v1.ProposalSuperseded" {
+            published = Some(
+                <mpb::ProposalSuperseded as prost::Message>::decode(d.envelope.payload.clone())
+                    .expect("decoded"),
+            );
+        }
+        d.ack().await.expect("ack");
+        if published.is_some() {
+            break;
+        }
+    }
+    let published = published.expect("proposal.superseded published");
+    assert_eq!(published.proposal_id, proposal.id);
+    assert_eq!(published.provider_id, near.id);
+    assert_eq!(published.action_provider_id, chosen.id);
+
+    // The plans event that set the lead's provider, delivered again: nothing changes.
+    let mut plans_events = tde_runtime::testing::subscribe_to(
+        app.env.bus.as_ref(),
+        &app.ctx("plans").namespace,
+        "plans",
+    )
+    .await;
+    while let Some(d) =
+        tde_runtime::testing::next_event(&mut plans_events, Duration::from_secs(5)).await
+    {
+        let found = d.envelope.event_type == "tde.plans.v1.ProviderAssigned"
+            && prost::Message::decode(d.envelope.payload.clone())
+                .ok()
+                .and_then(|e: pb::ProviderAssigned| e.action)
+                .is_some_and(|a| a.provider_id == chosen.id);
+        if found {
+            hand_assigned = Some(d.envelope.clone());
+        }
+        d.ack().await.expect("ack");
+        if found {
+            break;
+        }
+    }
+    let mut again = hand_assigned.expect("provider_assigned published");
+    again.id = uuid::Uuid::now_v7().to_string();
+    let again_id = again.id.clone();
+    app.publish(again, "plans").await;
+    app.processed("matching", &again_id).await;
+    assert_eq!(get(proposal.id.clone()).await.etag, superseded.etag);
+}

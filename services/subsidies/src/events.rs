@@ -297,27 +297,6 @@ impl EventHandler for PlanEvents {
     }
 }
 
-/// Writes a subsidy a consumer changed, if it is still at version `expected`. Its row was read
-/// locked in this transaction, so another version means a writer that did not take the lock:
-/// the event fails, to be retried on the new version, rather than its change being lost.
-async fn save_subsidy(
-    txn: &DatabaseTransaction,
-    s: &Subsidy,
-    expected: i64,
-) -> Result<(), HandlerError> {
-    if storage::update_subsidy(txn, s, expected).await? {
-        Ok(())
-    } else {
-        Err(changed_meanwhile("subsidy", &s.id, expected))
-    }
-}
-
-fn changed_meanwhile(what: &str, id: &str, expected: i64) -> HandlerError {
-    HandlerError::Transient(anyhow::anyhow!(
-        "{what} {id} is no longer at version {expected}: changed while the event was applied"
-    ))
-}
-
 /// A plan year's programme was submitted (or amended): opens its request, updates the request
 /// not yet decided, or opens an amendment request (avenant) for what a decided year now
 /// asks more.
@@ -371,24 +350,22 @@ async fn year_submitted(
     let asked = e.budget_cents - decided;
     if let Some(open) = existing.iter_mut().find(|s| s.status.is_open()) {
         let expected = open.version;
-        // Newer than every submission (checked above), so it changes the request.
-        let changed = if asked > 0 {
-            open.update_request(asked, e.submission_number, now)
+        if asked > 0 {
+            open.update_request(asked, e.submission_number, now);
         } else {
             // Nothing more is asked beyond what was decided.
-            open.close_request(e.submission_number, now)
-        };
-        if changed {
-            save_subsidy(txn, open, expected).await?;
-            events.push(requested(open, now));
+            open.submission_number = e.submission_number;
+            open.close_request(now);
         }
+        storage::update_subsidy(txn, open, expected).await?;
+        events.push(requested(open, now));
     } else {
         if let Some(last) = existing.last_mut() {
             // Remember the submission, so that its redelivery changes nothing.
             let expected = last.version;
-            if last.note_submission(e.submission_number, now) {
-                save_subsidy(txn, last, expected).await?;
-            }
+            last.submission_number = e.submission_number;
+            last.version += 1;
+            storage::update_subsidy(txn, last, expected).await?;
         }
         if asked > 0 && !stopped {
             let amendment_number = existing
@@ -441,7 +418,7 @@ async fn decommit_beyond_budget(
     }
     let reason = format!(
         "programme réduit à {} (soumission {})",
-        tde_runtime::format::euros(e.budget_cents),
+        crate::domain::money::format_eur(e.budget_cents),
         e.submission_number
     );
     for s in subsidies.iter_mut().rev().filter(|s| s.status.is_granted()) {
@@ -458,7 +435,7 @@ async fn decommit_beyond_budget(
         s.decommit(amount, in_flight, now)
             .map_err(|err| HandlerError::Permanent(err.into()))?;
         record_decommitment(txn, s, amount, &reason, CONSUMER_ACTOR, now).await?;
-        save_subsidy(txn, s, expected).await?;
+        storage::update_subsidy(txn, s, expected).await?;
         tracing::info!(subsidy_id = %s.id, amount, "programme reduced: excess decommitted");
         excess -= amount;
     }
@@ -486,7 +463,7 @@ async fn review_recorded(
     for mut s in storage::subsidies_of_plan(txn, plan_id, Some(i16::from(year))).await? {
         let expected = s.version;
         if s.mark_reviewed(now) {
-            save_subsidy(txn, &s, expected).await?;
+            storage::update_subsidy(txn, &s, expected).await?;
         }
     }
     Ok(())
@@ -516,23 +493,20 @@ pub async fn plan_stopped(
             for mut p in storage::payments_of_subsidy(txn, &s.id).await? {
                 let before = p.version;
                 if p.cancel(now) {
-                    if !storage::update_payment(txn, &p, before).await? {
-                        return Err(changed_meanwhile("payment", &p.id, before));
-                    }
+                    storage::update_payment(txn, &p, before).await?;
                 } else if p.status == PaymentStatus::Sent {
                     // Already with the paying system: it may still be paid.
                     in_flight += p.amount_cents;
                 }
             }
-            let unpaid = s
-                .decommit_unpaid(in_flight, now)
-                .map_err(|err| HandlerError::Permanent(err.into()))?;
+            let unpaid = s.remaining_cents() - in_flight;
             if unpaid > 0 {
+                s.decommitted_cents += unpaid;
                 record_decommitment(txn, &s, unpaid, &reason, CONSUMER_ACTOR, now).await?;
                 tracing::info!(subsidy_id = %s.id, unpaid, "plan stopped: unpaid remainder decommitted");
             }
         }
-        save_subsidy(txn, &s, expected).await?;
+        storage::update_subsidy(txn, &s, expected).await?;
     }
     // The stop's audit-free effects commit with the inbox record; nothing to publish: the
     // plans service already told everyone the plan stopped.

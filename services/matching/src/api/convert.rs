@@ -177,6 +177,7 @@ pub fn proposal_status_to_pb(s: ProposalStatus) -> pb::ProposalStatus {
         ProposalStatus::Declined => pb::ProposalStatus::Declined,
         ProposalStatus::Expired => pb::ProposalStatus::Expired,
         ProposalStatus::Withdrawn => pb::ProposalStatus::Withdrawn,
+        ProposalStatus::Superseded => pb::ProposalStatus::Superseded,
     }
 }
 
@@ -188,6 +189,7 @@ pub fn proposal_status_from_pb(field: &str, raw: i32) -> Result<Option<ProposalS
         Ok(pb::ProposalStatus::Declined) => Ok(Some(ProposalStatus::Declined)),
         Ok(pb::ProposalStatus::Expired) => Ok(Some(ProposalStatus::Expired)),
         Ok(pb::ProposalStatus::Withdrawn) => Ok(Some(ProposalStatus::Withdrawn)),
+        Ok(pb::ProposalStatus::Superseded) => Ok(Some(ProposalStatus::Superseded)),
         Err(_) => Err(ApiError::invalid(field, "is not a proposal status")),
     }
 }

@@ -13,15 +13,19 @@ pub enum ProposalStatus {
     Expired,
     /// Another proposal of the need was accepted, or the need closed.
     Withdrawn,
+    /// Accepted, but the project lead set or removed the action's provider by hand: the
+    /// plan keeps the lead's choice.
+    Superseded,
 }
 
 impl ProposalStatus {
-    pub const ALL: [ProposalStatus; 5] = [
+    pub const ALL: [ProposalStatus; 6] = [
         Self::Pending,
         Self::Accepted,
         Self::Declined,
         Self::Expired,
         Self::Withdrawn,
+        Self::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +35,7 @@ impl ProposalStatus {
             Self::Declined => "declined",
             Self::Expired => "expired",
             Self::Withdrawn => "withdrawn",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -120,6 +125,17 @@ impl Proposal {
         }
     }
 
+    /// An accepted proposal whose action's provider the project lead changed by hand.
+    pub fn supersede(&mut self) -> bool {
+        if self.status == ProposalStatus::Accepted {
+            self.status = ProposalStatus::Superseded;
+            self.version += 1;
+            true
+        } else {
+            false
+        }
+    }
+
     /// A pending proposal of a need that found its provider otherwise, or closed.
     pub fn withdraw(&mut self, now: DateTime<Utc>) -> bool {
         if self.status == ProposalStatus::Pending {
@@ -175,5 +191,17 @@ mod tests {
         assert!(p.expire(later));
         assert!(!p.expire(later));
         assert_eq!(p.status, ProposalStatus::Expired);
+    }
+
+    #[test]
+    fn only_an_acceptance_is_superseded_and_once() {
+        let now = Utc::now();
+        let mut p = pending(now);
+        assert!(!p.supersede());
+        p.accept(now).expect("accepted");
+        assert!(p.supersede());
+        assert_eq!(p.status, ProposalStatus::Superseded);
+        assert!(!p.supersede());
+        assert_eq!(p.version, 3);
     }
 }

@@ -882,6 +882,24 @@ pub async fn pending_of_need(
         .collect()
 }
 
+/// The accepted proposals of a need made to `provider_id` (one, unless history is odd).
+pub async fn accepted_of_need(
+    db: &impl ConnectionTrait,
+    need_id: &str,
+    provider_id: &str,
+) -> Result<Vec<Proposal>, DbErr> {
+    proposal::Entity::find()
+        .filter(proposal::Column::NeedId.eq(need_id))
+        .filter(proposal::Column::ProviderId.eq(provider_id))
+        .filter(proposal::Column::Status.eq(ProposalStatus::Accepted.as_str()))
+        .order_by_asc(proposal::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(proposal_to_domain)
+        .collect()
+}
+
 /// Every provider ever asked for the need, whatever the answer: however many proposals it
 /// had, each provider once.
 pub async fn providers_asked(

@@ -155,7 +155,7 @@ pub fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
                 change_time: Some(timestamp(c.at)),
             })
             .collect(),
-        etag: e.etag(),
+        etag: format!("\"{}\"", e.version),
         create_time: Some(timestamp(e.created_at)),
         update_time: Some(timestamp(e.updated_at)),
     }
