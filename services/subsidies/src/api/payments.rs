@@ -11,7 +11,8 @@ use tde_runtime::idempotency::IdempotencyKey;
 
 use super::convert::{self, payment_to_pb};
 use super::{
-    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, not_found, payment_resource, stale, visible_to,
+    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, not_found, payment_resource, refuse_invalid,
+    stale, visible_to,
 };
 use crate::domain::payment::{Outcome, Payment, Tranches, next_tranche};
 use crate::events;
@@ -23,8 +24,10 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::SchedulePaymentRequest,
     ) -> Result<Payment, ApiError> {
-        let kind = convert::payment_kind_from_pb("kind", r.kind)?;
-        let key = IdempotencyKey::of(caller, "payment", &r.request_id, &r)?;
+        let kind = convert::payment_kind_from_pb("kind", r.kind);
+        let key = IdempotencyKey::of(caller, "payment", &r.request_id, &r);
+        refuse_invalid(&[&parse_id("subsidy_id", &r.subsidy_id), &kind, &key])?;
+        let (kind, key) = (kind?, key?);
         let mut locked = self.lock_subsidy(caller, &r.subsidy_id, "").await?;
         let payment_id = uuid::Uuid::now_v7().to_string();
         if let Some(existing) =
@@ -96,28 +99,38 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::RecordPaymentRequest,
     ) -> Result<Payment, ApiError> {
-        let outcome = match pb::PaymentOutcome::try_from(r.outcome) {
-            Ok(pb::PaymentOutcome::Sent) => Outcome::Sent {
-                reference: r.reference.clone(),
-            },
-            Ok(pb::PaymentOutcome::Paid) => Outcome::Paid {
-                reference: r.reference.clone(),
-                on: if r.paid_on.is_empty() {
-                    chrono::Utc::now().date_naive()
-                } else {
-                    convert::date_from_pb("paid_on", &r.paid_on)?
-                },
-            },
-            Ok(pb::PaymentOutcome::Failed) => Outcome::Failed {
-                reason: r.failure_reason.clone(),
-            },
-            _ => {
-                return Err(ApiError::invalid(
-                    "outcome",
-                    "is required: SENT, PAID or FAILED",
-                ));
-            }
+        let paid_on = if r.paid_on.is_empty() {
+            Ok(chrono::Utc::now().date_naive())
+        } else {
+            convert::date_from_pb("paid_on", &r.paid_on)
         };
+        let outcome = match pb::PaymentOutcome::try_from(r.outcome) {
+            Ok(pb::PaymentOutcome::Sent) => Ok(Outcome::Sent {
+                reference: r.reference.clone(),
+            }),
+            Ok(pb::PaymentOutcome::Paid) => Ok(Outcome::Paid {
+                reference: r.reference.clone(),
+                // A bad date is `paid_on`'s violation.
+                on: paid_on.as_ref().map_or(chrono::NaiveDate::MIN, |d| *d),
+            }),
+            Ok(pb::PaymentOutcome::Failed) => Ok(Outcome::Failed {
+                reason: r.failure_reason.clone(),
+            }),
+            _ => Err(ApiError::invalid(
+                "outcome",
+                "is required: SENT, PAID or FAILED",
+            )),
+        };
+        let reported = outcome.as_ref().map_or(Ok(()), Outcome::check);
+        let paid_on = if matches!(outcome, Ok(Outcome::Paid { .. })) {
+            paid_on.map(|_| ())
+        } else {
+            Ok(())
+        };
+        refuse_invalid(&[&parse_id("id", &r.id), &outcome, &reported, &paid_on])?;
+        // Whatever else they might fail with, the placeholder date is never recorded.
+        paid_on?;
+        let outcome = outcome?;
         let (mut locked, mut p) = self.lock_payment(caller, &r.id, &r.etag).await?;
         let now = tde_runtime::api::now();
         let expected = p.version;
