@@ -297,6 +297,27 @@ impl EventHandler for PlanEvents {
     }
 }
 
+/// Writes a subsidy a consumer changed, if it is still at version `expected`. Its row was read
+/// locked in this transaction, so another version means a writer that did not take the lock:
+/// the event fails, to be retried on the new version, rather than its change being lost.
+async fn save_subsidy(
+    txn: &DatabaseTransaction,
+    s: &Subsidy,
+    expected: i64,
+) -> Result<(), HandlerError> {
+    if storage::update_subsidy(txn, s, expected).await? {
+        Ok(())
+    } else {
+        Err(changed_meanwhile("subsidy", &s.id, expected))
+    }
+}
+
+fn changed_meanwhile(what: &str, id: &str, expected: i64) -> HandlerError {
+    HandlerError::Transient(anyhow::anyhow!(
+        "{what} {id} is no longer at version {expected}: changed while the event was applied"
+    ))
+}
+
 /// A plan year's programme was submitted (or amended): opens its request, updates the request
 /// not yet decided, or opens an amendment request (avenant) for what a decided year now
 /// asks more.
@@ -350,22 +371,24 @@ async fn year_submitted(
     let asked = e.budget_cents - decided;
     if let Some(open) = existing.iter_mut().find(|s| s.status.is_open()) {
         let expected = open.version;
-        if asked > 0 {
-            open.update_request(asked, e.submission_number, now);
+        // Newer than every submission (checked above), so it changes the request.
+        let changed = if asked > 0 {
+            open.update_request(asked, e.submission_number, now)
         } else {
             // Nothing more is asked beyond what was decided.
-            open.submission_number = e.submission_number;
-            open.close_request(now);
+            open.close_request(e.submission_number, now)
+        };
+        if changed {
+            save_subsidy(txn, open, expected).await?;
+            events.push(requested(open, now));
         }
-        storage::update_subsidy(txn, open, expected).await?;
-        events.push(requested(open, now));
     } else {
         if let Some(last) = existing.last_mut() {
             // Remember the submission, so that its redelivery changes nothing.
             let expected = last.version;
-            last.submission_number = e.submission_number;
-            last.version += 1;
-            storage::update_subsidy(txn, last, expected).await?;
+            if last.note_submission(e.submission_number, now) {
+                save_subsidy(txn, last, expected).await?;
+            }
         }
         if asked > 0 && !stopped {
             let amendment_number = existing
@@ -418,7 +441,7 @@ async fn decommit_beyond_budget(
     }
     let reason = format!(
         "programme réduit à {} (soumission {})",
-        crate::domain::money::format_eur(e.budget_cents),
+        tde_runtime::format::euros(e.budget_cents),
         e.submission_number
     );
     for s in subsidies.iter_mut().rev().filter(|s| s.status.is_granted()) {
@@ -435,7 +458,7 @@ async fn decommit_beyond_budget(
         s.decommit(amount, in_flight, now)
             .map_err(|err| HandlerError::Permanent(err.into()))?;
         record_decommitment(txn, s, amount, &reason, CONSUMER_ACTOR, now).await?;
-        storage::update_subsidy(txn, s, expected).await?;
+        save_subsidy(txn, s, expected).await?;
         tracing::info!(subsidy_id = %s.id, amount, "programme reduced: excess decommitted");
         excess -= amount;
     }
@@ -463,7 +486,7 @@ async fn review_recorded(
     for mut s in storage::subsidies_of_plan(txn, plan_id, Some(i16::from(year))).await? {
         let expected = s.version;
         if s.mark_reviewed(now) {
-            storage::update_subsidy(txn, &s, expected).await?;
+            save_subsidy(txn, &s, expected).await?;
         }
     }
     Ok(())
@@ -493,20 +516,23 @@ pub async fn plan_stopped(
             for mut p in storage::payments_of_subsidy(txn, &s.id).await? {
                 let before = p.version;
                 if p.cancel(now) {
-                    storage::update_payment(txn, &p, before).await?;
+                    if !storage::update_payment(txn, &p, before).await? {
+                        return Err(changed_meanwhile("payment", &p.id, before));
+                    }
                 } else if p.status == PaymentStatus::Sent {
                     // Already with the paying system: it may still be paid.
                     in_flight += p.amount_cents;
                 }
             }
-            let unpaid = s.remaining_cents() - in_flight;
+            let unpaid = s
+                .decommit_unpaid(in_flight, now)
+                .map_err(|err| HandlerError::Permanent(err.into()))?;
             if unpaid > 0 {
-                s.decommitted_cents += unpaid;
                 record_decommitment(txn, &s, unpaid, &reason, CONSUMER_ACTOR, now).await?;
                 tracing::info!(subsidy_id = %s.id, unpaid, "plan stopped: unpaid remainder decommitted");
             }
         }
-        storage::update_subsidy(txn, &s, expected).await?;
+        save_subsidy(txn, &s, expected).await?;
     }
     // The stop's audit-free effects commit with the inbox record; nothing to publish: the
     // plans service already told everyone the plan stopped.

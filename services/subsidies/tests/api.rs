@@ -10,7 +10,7 @@ use tde_runtime::auth::{Role, TokenSpec};
 use tde_runtime::testing::Topology;
 use tonic::Code;
 
-use common::{App, drain, precondition};
+use common::{App, drain, fields, precondition};
 
 tde_runtime::on_both_topologies!(
     a_submitted_year_opens_a_request_and_redeliveries_change_nothing,
@@ -22,6 +22,8 @@ tde_runtime::on_both_topologies!(
     decommitment_returns_money_and_overdue_reviews_are_listed,
     a_region_sub_envelope_counts_against_the_national_one,
     a_reduced_programme_decommits_what_it_no_longer_needs,
+    a_consumer_change_matching_no_version_is_retried_not_lost,
+    the_dashboard_shows_what_every_envelope_has_left,
 );
 
 async fn a_submitted_year_opens_a_request_and_redeliveries_change_nothing(topology: Topology) {
@@ -131,18 +133,20 @@ async fn four_eyes_then_advance_review_and_balance_pay_the_grant_exactly(topolog
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    // The proposal as written is checked before the subsidy is read; then its amount against
+    // what the subsidy requests.
     let mut bad = App::proposal(&s, 1_000_002);
     bad.beneficiary_siret = "21750001600018".into();
     let err = app.subsidies().propose_decision(bad).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
-    let fields: Vec<String> = {
-        use tonic_types::StatusExt as _;
-        err.get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default()
-    };
-    assert_eq!(fields, ["amount_cents", "beneficiary_siret"]);
+    assert_eq!(fields(&err), ["beneficiary_siret"]);
+    let err = app
+        .subsidies()
+        .propose_decision(App::proposal(&s, 1_000_002))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(fields(&err), ["amount_cents"]);
 
     let proposed = app
         .subsidies()
@@ -965,4 +969,153 @@ async fn a_reduced_programme_decommits_what_it_no_longer_needs(topology: Topolog
         "{:?}",
         report.discrepancies
     );
+}
+
+/// Makes every UPDATE of a subsidy match no row (`on`), as a change made meanwhile by a
+/// writer that did not take the row's lock would, or undoes it.
+async fn skip_subsidy_updates(db: &sea_orm::DatabaseConnection, on: bool) {
+    use sea_orm::ConnectionTrait as _;
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let statements: &[&str] = match (postgres, on) {
+        (true, true) => &[
+            "CREATE OR REPLACE FUNCTION skip_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER skip_subsidy_updates BEFORE UPDATE ON subsidies FOR EACH ROW EXECUTE FUNCTION skip_update()",
+        ],
+        (true, false) => &["DROP TRIGGER skip_subsidy_updates ON subsidies"],
+        (false, true) => &[
+            "CREATE TRIGGER skip_subsidy_updates BEFORE UPDATE ON subsidies BEGIN SELECT RAISE(IGNORE); END",
+        ],
+        (false, false) => &["DROP TRIGGER skip_subsidy_updates"],
+    };
+    for sql in statements {
+        db.execute_unprepared(sql).await.expect(sql);
+    }
+}
+
+async fn a_consumer_change_matching_no_version_is_retried_not_lost(topology: Topology) {
+    use tde_runtime::inbox::{self, HandlerError};
+    use tde_subsidies::events::PlanEvents;
+    let app = App::start(topology).await;
+    let territory = app.territory("Roanne", "84").await;
+    app.envelope(5_000_000).await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    // Year 1 granted (400 000, its advance paid), year 2 requested.
+    granted_with_advance_paid(&app, &plan, &territory, 400_000).await;
+    app.publish(app.year_submitted(&plan, &territory, 2, 1, 300_000))
+        .await;
+    app.wait_for_subsidy(&plan, |s| s.plan_year == 2).await;
+    let before = app.subsidies_of(&plan).await;
+
+    // Every consumer's change of a subsidy, in the order they are retried below.
+    let events = [
+        (
+            "a newer submission asking the decided year nothing more",
+            app.year_submitted(&plan, &territory, 1, 2, 400_000),
+        ),
+        (
+            "a programme reduced below its grant",
+            app.year_submitted(&plan, &territory, 1, 3, 100_000),
+        ),
+        (
+            "a newer submission of the open year",
+            app.year_submitted(&plan, &territory, 2, 2, 350_000),
+        ),
+        (
+            "the year's review",
+            app.review_recorded(&plan, &territory, 1),
+        ),
+        ("the plan stopped", app.plan_stopped(&plan, &territory)),
+    ];
+    let db = &app.ctx().db;
+    skip_subsidy_updates(db, true).await;
+    for (what, event) in &events {
+        let result = inbox::process(db, "test_plans", &PlanEvents, event).await;
+        assert!(
+            matches!(result, Err(HandlerError::Transient(_))),
+            "{what}: {result:?}"
+        );
+    }
+    assert_eq!(app.subsidies_of(&plan).await, before, "nothing half done");
+
+    // Retried once the updates match again: each one applies.
+    skip_subsidy_updates(db, false).await;
+    for (what, event) in &events {
+        let applied = inbox::process(db, "test_plans", &PlanEvents, event).await;
+        assert!(applied.expect(what), "{what}");
+    }
+    let after = app.subsidies_of(&plan).await;
+    let (year1, year2) = (&after[0], &after[1]);
+    assert_eq!(year1.submission_number, 3);
+    assert!(year1.reviewed && year1.plan_stopped);
+    // 400 000 granted, 200 000 paid: the reduction to 100 000 decommitted the unpaid half.
+    assert_eq!(year1.decommitted_cents, 200_000);
+    assert_eq!(year2.submission_number, 2);
+    assert_eq!(year2.requested_cents, 350_000);
+    assert_eq!(year2.status, pb::SubsidyStatus::Closed as i32);
+    let report = app
+        .ledger()
+        .reconcile(pb::ReconcileRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+}
+
+async fn the_dashboard_shows_what_every_envelope_has_left(topology: Topology) {
+    use sea_orm::ConnectionTrait as _;
+    let app = App::start(topology).await;
+    let national = app.envelope(1_000_000).await;
+    let open = |year: i32, region: &str, amount: i64| pb::CreateEnvelopeRequest {
+        budget_year: year,
+        region_code: region.into(),
+        amount_cents: amount,
+        advance_percent: 30,
+        reason: "loi de finances".into(),
+        act_reference: "LFI".into(),
+        request_id: String::new(),
+    };
+    for r in [open(2027, "84", 300_000), open(2028, "", 700_000)] {
+        app.envelopes().create_envelope(r).await.unwrap();
+    }
+    let territory = app.territory("Roanne", "84").await;
+    let plan = uuid::Uuid::now_v7().to_string();
+    // Granted from the région's envelope: 100 000 committed.
+    granted_with_advance_paid(&app, &plan, &territory, 100_000).await;
+    // However many envelopes a year has (here, many more rows than any page), and whatever
+    // their ids, each is counted: the database sums them.
+    let db = &app.ctx().db;
+    db.execute_unprepared(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001) \
+         INSERT INTO envelopes (id, budget_year, region_code, parent_id, amount_cents, \
+         committed_cents, paid_cents, advance_percent, changes, version, created_at, updated_at) \
+         SELECT '0000-' || i, 2027, 'test-' || i, NULL, 0, 0, 0, 30, '[]', 1, \
+         CURRENT_TIMESTAMP, CURRENT_TIMESTAMP FROM n",
+    )
+    .await
+    .unwrap();
+    assert!(national.id.as_str() > "0000-");
+    let rows = app
+        .ledger()
+        .get_dashboard(pb::GetDashboardRequest { budget_year: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .rows;
+    let row = |year: i32, region: &str| {
+        rows.iter()
+            .find(|r| r.budget_year == year && r.region_code == region)
+            .unwrap_or_else(|| panic!("no row {year}/{region}: {rows:?}"))
+    };
+    // The national envelope of 2027 (10 000 €) gave 3 000 € to région 84, which committed
+    // 1 000 €: the national one counts it too.
+    assert_eq!(row(2027, "").available_cents, 900_000);
+    assert_eq!(row(2027, "84").available_cents, 200_000);
+    assert_eq!(row(2027, "84").committed_cents, 100_000);
+    // A year with an envelope and no subsidy.
+    assert_eq!(row(2028, "").available_cents, 700_000);
+    assert_eq!(rows.len(), 3, "{rows:?}");
 }

@@ -155,7 +155,7 @@ pub fn envelope_to_pb(e: &Envelope) -> pb::Envelope {
                 change_time: Some(timestamp(c.at)),
             })
             .collect(),
-        etag: format!("\"{}\"", e.version),
+        etag: e.etag(),
         create_time: Some(timestamp(e.created_at)),
         update_time: Some(timestamp(e.updated_at)),
     }

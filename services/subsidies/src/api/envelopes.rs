@@ -11,9 +11,10 @@ use tde_runtime::idempotency::IdempotencyKey;
 
 use super::convert::envelope_to_pb;
 use super::{
-    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, envelope_resource, filter_text, not_found, stale,
+    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, envelope_resource, filter_region, not_found,
+    refuse_invalid, stale,
 };
-use crate::domain::envelope::{Envelope, check_region};
+use crate::domain::envelope::{Envelope, check_amount_change};
 use crate::storage::{self, EnvelopeFilter};
 
 impl SubsidiesApi {
@@ -22,17 +23,31 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::CreateEnvelopeRequest,
     ) -> Result<Envelope, ApiError> {
-        let key = IdempotencyKey::of(caller, "envelope", &r.request_id, &r)?;
+        let key = IdempotencyKey::of(caller, "envelope", &r.request_id, &r);
         let advance = match r.advance_percent {
-            0 => self.settings.default_advance_percent,
+            0 => Ok(self.settings.default_advance_percent),
             p => u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
                 ApiError::invalid("advance_percent", "must be a percentage, 0 to 100")
-            })?,
+            }),
         };
         let region = r.region_code.trim().to_string();
-        check_region("region_code", &region)?;
         let now = tde_runtime::api::now();
         let id = uuid::Uuid::now_v7().to_string();
+        let envelope = Envelope::new(
+            id.clone(),
+            r.budget_year,
+            &region,
+            None,
+            r.amount_cents,
+            // A bad percentage is the `advance` check's violation, not the envelope's.
+            advance.as_ref().map_or(0, |p| *p),
+            &r.reason,
+            &r.act_reference,
+            &caller.actor,
+            now,
+        );
+        refuse_invalid(&[&key, &advance, &envelope])?;
+        let (key, mut envelope) = (key?, envelope?);
         let db = &self.ctx.db;
         let txn = db.begin().await?;
         if let Some(existing) = IdempotencyKey::claim(key.as_ref(), &txn, &id).await? {
@@ -68,24 +83,13 @@ impl SubsidiesApi {
                     description: format!(
                         "the national envelope of {} has {} not given to régions: a sub-envelope cannot be larger",
                         r.budget_year,
-                        crate::domain::money::format_eur(left)
+                        tde_runtime::format::euros(left)
                     ),
                 });
             }
             Some(parent.id)
         };
-        let envelope = Envelope::new(
-            id,
-            r.budget_year,
-            &region,
-            parent,
-            r.amount_cents,
-            advance,
-            &r.reason,
-            &r.act_reference,
-            &caller.actor,
-            now,
-        )?;
+        envelope.parent_id = parent;
         caller.concerns(envelope_resource(&envelope.id));
         if let Err(e) = storage::insert_envelope(&txn, &envelope).await {
             drop(txn);
@@ -112,7 +116,11 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::ChangeEnvelopeAmountRequest,
     ) -> Result<Envelope, ApiError> {
-        let id = parse_id("id", &r.id)?.to_string();
+        let id = parse_id("id", &r.id);
+        let change = check_amount_change(r.amount_cents, &r.reason, &r.act_reference);
+        refuse_invalid(&[&id, &change])?;
+        let id = id?.to_string();
+        change?;
         caller.concerns(envelope_resource(&id));
         let txn = self.ctx.db.begin().await?;
         // Lock order: the national envelope, then the sub-envelope (as commitments do).
@@ -136,7 +144,7 @@ impl SubsidiesApi {
         let mut envelope = storage::find_envelope(&txn, &id, true)
             .await?
             .ok_or_else(|| not_found("envelope", &id))?;
-        if !r.etag.is_empty() && r.etag != format!("\"{}\"", envelope.version) {
+        if !r.etag.is_empty() && r.etag != envelope.etag() {
             return Err(stale("envelope", &id));
         }
         let floor = if envelope.is_national() {
@@ -199,7 +207,7 @@ impl EnvelopeService for SubsidiesApi {
         let page = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let filter = EnvelopeFilter {
             budget_year: (r.budget_year != 0).then_some(r.budget_year),
-            region_code: filter_text("region_code", &r.region_code, 3)?,
+            region_code: filter_region("region_code", &r.region_code)?,
         };
         let rows = storage::list_envelopes(&self.ctx.db, &filter, page.after(), page.fetch())
             .await

@@ -1,8 +1,6 @@
 //! tde.subsidies.v1.LedgerService: the ledger, the national dashboard, reconciliation and the
 //! CSV exports.
 
-use std::collections::HashMap;
-
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -12,7 +10,7 @@ use tde_runtime::ApiError;
 use tde_runtime::api::{Caller, PageRequest};
 
 use super::convert::entry_to_pb;
-use super::{DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_text, visible_to};
+use super::{DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_region, visible_to};
 use crate::domain::money::decimal_eur;
 use crate::domain::subsidy::Subsidy;
 use crate::settings::SubsidySettings;
@@ -321,7 +319,7 @@ impl LedgerService for SubsidiesApi {
             subsidy_id: filter_id("subsidy_id", &r.subsidy_id)?,
             territory_id: filter_id("territory_id", &r.territory_id)?,
             budget_year: (r.budget_year != 0).then_some(r.budget_year),
-            region_code: filter_text("region_code", &r.region_code, 3)?,
+            region_code: filter_region("region_code", &r.region_code)?,
             visible_to: visible_to(&caller),
         };
         let rows = storage::list_entries(&self.ctx.db, &filter, page.after(), page.fetch())
@@ -342,21 +340,11 @@ impl LedgerService for SubsidiesApi {
         let year = (r.budget_year != 0).then_some(r.budget_year);
         let db = &self.ctx.db;
         let rows = storage::dashboard(db, year).await.map_err(ApiError::from)?;
-        let envelopes = storage::list_envelopes(
-            db,
-            &storage::EnvelopeFilter {
-                budget_year: year,
-                region_code: None,
-            },
-            None,
-            10_000,
-        )
-        .await
-        .map_err(ApiError::from)?;
-        let available: HashMap<(i32, &str), i64> = envelopes
-            .iter()
-            .map(|e| ((e.budget_year, e.region_code.as_str()), e.available_cents()))
-            .collect();
+        let available = storage::available_by_envelope(db, year)
+            .await
+            .map_err(ApiError::from)?;
+        let available_of =
+            |year: i32, region: &str| available.get(&(year, region.to_string())).copied();
         let mut out: Vec<pb::DashboardRow> = Vec::new();
         let mut totals: std::collections::BTreeMap<i32, pb::DashboardRow> = Default::default();
         for row in rows {
@@ -364,7 +352,7 @@ impl LedgerService for SubsidiesApi {
                 .entry(row.budget_year)
                 .or_insert_with(|| pb::DashboardRow {
                     budget_year: row.budget_year,
-                    available_cents: available.get(&(row.budget_year, "")).copied().unwrap_or(0),
+                    available_cents: available_of(row.budget_year, "").unwrap_or(0),
                     ..Default::default()
                 });
             total.requested_cents += row.requested;
@@ -372,10 +360,7 @@ impl LedgerService for SubsidiesApi {
             total.committed_cents += row.committed;
             total.paid_cents += row.paid;
             out.push(pb::DashboardRow {
-                available_cents: available
-                    .get(&(row.budget_year, row.region_code.as_str()))
-                    .copied()
-                    .unwrap_or(0),
+                available_cents: available_of(row.budget_year, &row.region_code).unwrap_or(0),
                 budget_year: row.budget_year,
                 region_code: row.region_code,
                 requested_cents: row.requested,
@@ -385,14 +370,14 @@ impl LedgerService for SubsidiesApi {
             });
         }
         // Years with an envelope and no subsidy yet still show what is available.
-        for e in envelopes.iter().filter(|e| e.is_national()) {
-            totals
-                .entry(e.budget_year)
-                .or_insert_with(|| pb::DashboardRow {
-                    budget_year: e.budget_year,
-                    available_cents: e.available_cents(),
+        for ((year, region), left) in &available {
+            if region.is_empty() {
+                totals.entry(*year).or_insert_with(|| pb::DashboardRow {
+                    budget_year: *year,
+                    available_cents: *left,
                     ..Default::default()
                 });
+            }
         }
         out.extend(totals.into_values());
         out.sort_by(|a, b| (a.budget_year, &a.region_code).cmp(&(b.budget_year, &b.region_code)));

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use sea_orm::{DatabaseTransaction, TransactionTrait as _};
 use tde_runtime::api::Caller;
 use tde_runtime::outbox::{self, NewEvent};
-use tde_runtime::{ApiError, ServiceContext};
+use tde_runtime::{ApiError, FieldViolation, ServiceContext};
 
 use crate::domain::DomainError;
 use crate::domain::subsidy::Subsidy;
@@ -76,15 +76,15 @@ pub fn visible_to(caller: &Caller) -> VisibleTo {
     caller.principal.visibility().filter()
 }
 
-/// A filter value given as text: none when empty, bounded otherwise.
-pub(crate) fn filter_text(
-    field: &'static str,
-    value: &str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    tde_runtime::input::text(field, value, max)?;
+/// A région filter: none when empty, a région's code otherwise (a malformed one is refused,
+/// not answered with an empty list).
+pub(crate) fn filter_region(field: &'static str, value: &str) -> Result<Option<String>, ApiError> {
     let value = value.trim();
-    Ok((!value.is_empty()).then(|| value.to_string()))
+    if value.is_empty() {
+        return Ok(None);
+    }
+    crate::domain::envelope::check_region(field, value)?;
+    Ok(Some(value.to_string()))
 }
 
 /// An id filter: none when empty, a valid id otherwise.
@@ -93,6 +93,45 @@ pub(crate) fn filter_id(field: &'static str, value: &str) -> Result<Option<Strin
         return Ok(None);
     }
     Ok(Some(tde_runtime::api::parse_id(field, value)?.to_string()))
+}
+
+/// A check of a request's input, as `refuse_invalid` reads it: the field violations it
+/// found, if it refused the input.
+pub(crate) trait Checked {
+    fn violations(&self) -> &[FieldViolation];
+}
+
+impl<T> Checked for Result<T, ApiError> {
+    fn violations(&self) -> &[FieldViolation] {
+        match self {
+            Err(ApiError::InvalidArgument(v)) => v,
+            _ => &[],
+        }
+    }
+}
+
+impl<T> Checked for Result<T, DomainError> {
+    fn violations(&self) -> &[FieldViolation] {
+        match self {
+            Err(DomainError::Invalid(v)) => v,
+            _ => &[],
+        }
+    }
+}
+
+/// Refuses a request with the violations of all its checks at once, before anything is
+/// read: bad input is never answered with the state of the data (not found, wrong state…).
+/// When none refused the input, each check's own result is used next, with `?`.
+pub(crate) fn refuse_invalid(checks: &[&dyn Checked]) -> Result<(), ApiError> {
+    let all: Vec<FieldViolation> = checks
+        .iter()
+        .flat_map(|c| c.violations().iter().cloned())
+        .collect();
+    if all.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidArgument(all))
+    }
 }
 
 /// The handlers of the four gRPC services of subsidies, sharing the service's context.

@@ -6,17 +6,29 @@ use tde_proto::subsidies::v1 as pb;
 use tde_proto::subsidies::v1::subsidy_service_server::SubsidyService;
 use tde_runtime::ApiError;
 use tde_runtime::api::{Caller, PageRequest, parse_id};
+use tde_runtime::format::euros;
 
 use super::convert::{self, payment_to_pb};
 use super::{
-    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_text, not_found, subsidy_resource,
-    visible_to,
+    DEFAULT_PAGE, MAX_PAGE, SubsidiesApi, filter_id, filter_region, not_found, refuse_invalid,
+    subsidy_resource, visible_to,
 };
-use crate::domain::money::{self, advance_of, format_eur};
+use crate::domain::money::{self, advance_of};
 use crate::domain::payment::{Payment, PaymentKind, Tranches};
-use crate::domain::subsidy::{ProposalInput, Subsidy};
+use crate::domain::subsidy::{
+    MAX_REFERENCE, MAX_TEXT, ProposalInput, Subsidy, check_commitment_number, check_refusal_reason,
+};
+use crate::domain::{DomainError, multiline, text};
 use crate::events;
 use crate::storage::{self, Entry, EntryKind, SubsidyFilter};
+
+/// A required text of several lines: `why` says what it is for.
+fn required_text(field: &str, value: &str, why: &str) -> Result<(), DomainError> {
+    if value.trim().is_empty() {
+        return Err(DomainError::invalid(field, format!("is required: {why}")));
+    }
+    multiline(field, value, MAX_TEXT)
+}
 
 impl SubsidiesApi {
     async fn propose(
@@ -24,20 +36,30 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::ProposeDecisionRequest,
     ) -> Result<Subsidy, ApiError> {
-        let legal_act = convert::legal_act_from_pb(r.legal_act.as_ref())?;
+        let id = parse_id("id", &r.id);
+        let legal_act = convert::legal_act_from_pb(r.legal_act.as_ref());
+        let input = ProposalInput {
+            amount_cents: r.amount_cents,
+            legal_act: legal_act.as_ref().ok().cloned().flatten(),
+            beneficiary_siret: &r.beneficiary_siret,
+            budget_year: r.budget_year,
+            commitment_number: &r.commitment_number,
+            comment: &r.comment,
+        };
+        let proposal = match input.check() {
+            // A malformed act is `legal_act`'s violation: "missing" would be a wrong second
+            // one.
+            Err(DomainError::Invalid(v)) if legal_act.is_err() => Err(DomainError::Invalid(
+                v.into_iter().filter(|f| f.field != "legal_act").collect(),
+            )),
+            other => other,
+        };
+        refuse_invalid(&[&id, &legal_act, &proposal])?;
+        proposal?;
         let mut locked = self.lock_subsidy(caller, &r.id, &r.etag).await?;
-        locked.subsidy.propose(
-            ProposalInput {
-                amount_cents: r.amount_cents,
-                legal_act,
-                beneficiary_siret: &r.beneficiary_siret,
-                budget_year: r.budget_year,
-                commitment_number: &r.commitment_number,
-                comment: &r.comment,
-            },
-            &caller.actor,
-            tde_runtime::api::now(),
-        )?;
+        locked
+            .subsidy
+            .propose(input, &caller.actor, tde_runtime::api::now())?;
         self.commit(locked, Vec::new()).await
     }
 
@@ -50,6 +72,8 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::ApproveDecisionRequest,
     ) -> Result<(Subsidy, Option<Payment>), ApiError> {
+        let number = check_commitment_number(&r.commitment_number);
+        refuse_invalid(&[&parse_id("id", &r.id), &number])?;
         let mut locked = self.lock_subsidy(caller, &r.id, &r.etag).await?;
         let now = tde_runtime::api::now();
         let amount = locked
@@ -87,8 +111,8 @@ impl SubsidiesApi {
                 subject: short,
                 description: format!(
                     "the {label} has {} left ({left} cents): this decision needs {} ({amount} cents)",
-                    format_eur(left),
-                    format_eur(amount),
+                    euros(left),
+                    euros(amount),
                 ),
             });
         }
@@ -142,6 +166,8 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::RefuseSubsidyRequest,
     ) -> Result<Subsidy, ApiError> {
+        let reason = check_refusal_reason(&r.reason);
+        refuse_invalid(&[&parse_id("id", &r.id), &reason])?;
         let mut locked = self.lock_subsidy(caller, &r.id, &r.etag).await?;
         locked
             .subsidy
@@ -151,14 +177,10 @@ impl SubsidiesApi {
     }
 
     async fn decommit(&self, caller: &Caller, r: pb::DecommitRequest) -> Result<Subsidy, ApiError> {
-        let amount = money::positive("amount_cents", r.amount_cents)?;
-        if r.reason.trim().is_empty() {
-            return Err(ApiError::invalid(
-                "reason",
-                "is required: why this will not be paid",
-            ));
-        }
-        tde_runtime::input::multiline("reason", &r.reason, 1_000)?;
+        let amount = money::positive("amount_cents", r.amount_cents);
+        let reason = required_text("reason", &r.reason, "why this will not be paid");
+        refuse_invalid(&[&parse_id("id", &r.id), &amount, &reason])?;
+        let amount = amount?;
         let mut locked = self.lock_subsidy(caller, &r.id, &r.etag).await?;
         let now = tde_runtime::api::now();
         let payments = storage::payments_of_subsidy(&locked.txn, &locked.subsidy.id).await?;
@@ -181,15 +203,11 @@ impl SubsidiesApi {
         caller: &Caller,
         r: pb::OrderClawbackRequest,
     ) -> Result<Subsidy, ApiError> {
-        let amount = money::positive("amount_cents", r.amount_cents)?;
-        if r.reason.trim().is_empty() {
-            return Err(ApiError::invalid(
-                "reason",
-                "is required: why the money is to be returned",
-            ));
-        }
-        tde_runtime::input::multiline("reason", &r.reason, 1_000)?;
-        tde_runtime::input::text("reference", &r.reference, 100)?;
+        let amount = money::positive("amount_cents", r.amount_cents);
+        let reason = required_text("reason", &r.reason, "why the money is to be returned");
+        let reference = text("reference", &r.reference, MAX_REFERENCE);
+        refuse_invalid(&[&parse_id("id", &r.id), &amount, &reason, &reference])?;
+        let amount = amount?;
         let mut locked = self.lock_subsidy(caller, &r.id, &r.etag).await?;
         let now = tde_runtime::api::now();
         locked.subsidy.claw_back(amount, now)?;
@@ -247,7 +265,7 @@ impl SubsidyService for SubsidiesApi {
         let page = PageRequest::parse(r.page_size, &r.page_token, DEFAULT_PAGE, MAX_PAGE)?;
         let filter = SubsidyFilter {
             budget_year: (r.budget_year != 0).then_some(r.budget_year),
-            region_code: filter_text("region_code", &r.region_code, 3)?,
+            region_code: filter_region("region_code", &r.region_code)?,
             territory_id: filter_id("territory_id", &r.territory_id)?,
             plan_id: filter_id("plan_id", &r.plan_id)?,
             status: convert::subsidy_status_from_pb("status", r.status)?,

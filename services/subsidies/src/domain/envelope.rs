@@ -84,6 +84,23 @@ pub fn check_reason_and_act(v: &mut Violations, reason: &str, act: &str) {
     }
 }
 
+/// Checks a new amount and why it is set: every violation at once, whatever the envelope.
+pub fn check_amount_change(amount_cents: i64, reason: &str, act: &str) -> Result<(), DomainError> {
+    let mut v = Violations::default();
+    check_amount(&mut v, amount_cents);
+    check_reason_and_act(&mut v, reason, act);
+    Ok(v.into_result()?)
+}
+
+fn check_amount(v: &mut Violations, amount_cents: i64) {
+    if !(0..=MAX_CENTS).contains(&amount_cents) {
+        v.add(
+            "amount_cents",
+            format!("must be between 0 and {MAX_CENTS} euro cents"),
+        );
+    }
+}
+
 impl Envelope {
     /// A new envelope, before its first change is recorded.
     #[allow(clippy::too_many_arguments)]
@@ -102,12 +119,7 @@ impl Envelope {
         let mut v = Violations::default();
         v.check(check_budget_year("budget_year", budget_year));
         v.check(check_region("region_code", region_code));
-        if !(0..=MAX_CENTS).contains(&amount_cents) {
-            v.add(
-                "amount_cents",
-                format!("must be between 0 and {MAX_CENTS} euro cents"),
-            );
-        }
+        check_amount(&mut v, amount_cents);
         if advance_percent > 100 {
             v.add("advance_percent", "must be a percentage, 0 to 100");
         }
@@ -134,6 +146,10 @@ impl Envelope {
             created_at: now,
             updated_at: now,
         })
+    }
+
+    pub fn etag(&self) -> String {
+        super::etag(self.version)
     }
 
     pub fn available_cents(&self) -> i64 {
@@ -171,15 +187,7 @@ impl Envelope {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
-        let mut v = Violations::default();
-        if !(0..=MAX_CENTS).contains(&amount_cents) {
-            v.add(
-                "amount_cents",
-                format!("must be between 0 and {MAX_CENTS} euro cents"),
-            );
-        }
-        check_reason_and_act(&mut v, reason, act_reference);
-        v.into_result()?;
+        check_amount_change(amount_cents, reason, act_reference)?;
         if amount_cents < self.committed_cents {
             return Err(DomainError::refused(
                 "BELOW_COMMITTED",
@@ -187,8 +195,8 @@ impl Envelope {
                 format!(
                     "the {} cannot go below what is committed: {} committed, {} asked",
                     self.label(),
-                    super::money::format_eur(self.committed_cents),
-                    super::money::format_eur(amount_cents),
+                    tde_runtime::format::euros(self.committed_cents),
+                    tde_runtime::format::euros(amount_cents),
                 ),
             ));
         }
@@ -199,7 +207,7 @@ impl Envelope {
                 format!(
                     "the {} cannot go below its régions' sub-envelopes: {} given to them",
                     self.label(),
-                    super::money::format_eur(floor),
+                    tde_runtime::format::euros(floor),
                 ),
             ));
         }
@@ -212,7 +220,7 @@ impl Envelope {
                 format!(
                     "the {} can be at most {}: what the national envelope has not given to other régions",
                     self.label(),
-                    super::money::format_eur(ceiling),
+                    tde_runtime::format::euros(ceiling),
                 ),
             ));
         }

@@ -53,6 +53,11 @@ impl DomainError {
 
 tde_runtime::field_violations_of!(DomainError);
 
+/// The etag of a version of an envelope, subsidy or payment: `"3"`, one format for all.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
 /// A one-line text of at most `max` characters, without control characters (see
 /// `tde_runtime::input`).
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), DomainError> {

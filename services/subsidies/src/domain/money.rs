@@ -1,25 +1,10 @@
-//! Money in euro cents (integers only: no floating point ever touches an amount), and how a
-//! grant splits into tranches (avance, solde).
+//! Money in euro cents (integers only: no floating point ever touches an amount): bounds, the
+//! advance of a grant, and the decimal amounts of open-data files (amounts for people are
+//! written by `tde_runtime::format::euros`).
 
 /// The largest amount accepted anywhere: 10 billion euros, far above any envelope, and small
 /// enough that sums of many amounts never overflow an i64.
 pub const MAX_CENTS: i64 = 1_000_000_000_000;
-
-/// `1 234 567,89 €`, as French readers write amounts (narrow no-break space between groups).
-pub fn format_eur(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let abs = cents.unsigned_abs();
-    let (euros, rest) = (abs / 100, abs % 100);
-    let digits = euros.to_string();
-    let mut grouped = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push('\u{202f}');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}{grouped},{rest:02}\u{a0}€")
-}
 
 /// `22000.80`: the decimal euros of open-data files (a dot, two decimals).
 pub fn decimal_eur(cents: i64) -> String {
@@ -28,19 +13,14 @@ pub fn decimal_eur(cents: i64) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
-/// The advance of a grant: `percent` of it, rounded to the nearest cent (half up). The
-/// balance is what is left, so that advance + balance is the grant exactly.
+/// The advance of a grant: `percent` of it, rounded to the nearest cent (half up), never
+/// more than the grant. The balance is what is left (`payment::next_tranche`), so that
+/// advance + balance is the grant exactly.
 pub fn advance_of(granted_cents: i64, percent: u8) -> i64 {
     let granted = i128::from(granted_cents.max(0));
     let advance = (granted * i128::from(percent.min(100)) + 50) / 100;
     // At most the grant, and the grant fits in i64: the conversion cannot fail.
     i64::try_from(advance).unwrap_or(granted_cents)
-}
-
-/// The tranches of a grant: (advance, balance), summing to the grant.
-pub fn tranches(granted_cents: i64, percent: u8) -> (i64, i64) {
-    let advance = advance_of(granted_cents, percent);
-    (advance, granted_cents - advance)
 }
 
 /// Checks an amount given by a caller: positive, at most `MAX_CENTS`.
@@ -65,35 +45,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn advance_and_balance_are_the_grant_exactly() {
+    fn the_advance_is_never_more_than_the_grant() {
         for granted in [0, 1, 2, 3, 99, 100, 101, 12_345, 1_000_001, 999_999_999_999] {
             for percent in [0, 1, 30, 33, 50, 67, 99, 100] {
-                let (advance, balance) = tranches(granted, percent);
-                assert_eq!(advance + balance, granted, "{granted} at {percent}%");
-                assert!(advance >= 0 && balance >= 0);
+                let advance = advance_of(granted, percent);
+                assert!((0..=granted).contains(&advance), "{granted} at {percent}%");
             }
         }
     }
 
     #[test]
     fn the_advance_rounds_to_the_nearest_cent_half_up() {
-        // 50% of 1,01 € is 0,505 €: 0,51 € of advance, 0,50 € of balance.
-        assert_eq!(tranches(101, 50), (51, 50));
+        // 50% of 1,01 € is 0,505 €: 0,51 € of advance.
+        assert_eq!(advance_of(101, 50), 51);
         // 33% of 1,00 €: 0,33 €.
-        assert_eq!(tranches(100, 33), (33, 67));
+        assert_eq!(advance_of(100, 33), 33);
         // 1/3 of 0,02 € is 0,0066: rounds to 0,01 €.
         assert_eq!(advance_of(2, 33), 1);
         assert_eq!(advance_of(1, 49), 0);
-        assert_eq!(tranches(2_000_000, 50), (1_000_000, 1_000_000));
+        assert_eq!(advance_of(2_000_000, 50), 1_000_000);
         // A percentage above 100 is read as 100: never more than the grant.
         assert_eq!(advance_of(500, 250), 500);
     }
 
     #[test]
-    fn amounts_read_as_french_readers_write_them() {
-        assert_eq!(format_eur(123_456_789), "1\u{202f}234\u{202f}567,89\u{a0}€");
-        assert_eq!(format_eur(5), "0,05\u{a0}€");
-        assert_eq!(format_eur(100_000), "1\u{202f}000,00\u{a0}€");
+    fn open_data_amounts_have_a_decimal_dot() {
         assert_eq!(decimal_eur(2_200_080), "22000.80");
         assert_eq!(decimal_eur(-7), "-0.07");
     }

@@ -3,9 +3,10 @@
 //! the paying system's reason; one not yet sent can be cancelled.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use tde_runtime::format::euros;
 
 use super::DomainError;
-use super::money::{advance_of, format_eur};
+use super::money::advance_of;
 use super::subsidy::Subsidy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,6 +77,22 @@ pub enum Outcome {
     Sent { reference: String },
     Paid { reference: String, on: NaiveDate },
     Failed { reason: String },
+}
+
+impl Outcome {
+    /// Checks what the caller reported, whatever the payment's state: bad input is named as
+    /// such before anything is read.
+    pub fn check(&self) -> Result<(), DomainError> {
+        match self {
+            Self::Sent { reference } | Self::Paid { reference, .. } => {
+                super::text("reference", reference, MAX_REFERENCE)
+            }
+            Self::Failed { reason } if reason.trim().is_empty() => {
+                Err(DomainError::invalid("failure_reason", "is required"))
+            }
+            Self::Failed { reason } => super::text("failure_reason", reason, MAX_REASON),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,18 +171,12 @@ impl Payment {
     /// Records what the paying system said. Only an authorised payment is sent; paid or
     /// failed from authorised or sent.
     pub fn record(&mut self, outcome: Outcome, now: DateTime<Utc>) -> Result<(), DomainError> {
-        let check = |field: &str, value: &str, max: usize, required: bool| {
-            if required && value.trim().is_empty() {
-                return Err(DomainError::invalid(field, "is required"));
-            }
-            super::text(field, value, max)
-        };
+        outcome.check()?;
         match outcome {
             Outcome::Sent { reference } => {
                 if self.status != PaymentStatus::Authorised {
                     return Err(self.wrong_state("record it sent: it must be authorised first"));
                 }
-                check("reference", &reference, MAX_REFERENCE, false)?;
                 self.status = PaymentStatus::Sent;
                 if !reference.trim().is_empty() {
                     self.reference = reference.trim().to_string();
@@ -175,7 +186,6 @@ impl Payment {
                 if !matches!(self.status, PaymentStatus::Authorised | PaymentStatus::Sent) {
                     return Err(self.wrong_state("record it paid: it must be authorised first"));
                 }
-                check("reference", &reference, MAX_REFERENCE, false)?;
                 self.status = PaymentStatus::Paid;
                 self.paid_on = Some(on);
                 if !reference.trim().is_empty() {
@@ -186,7 +196,6 @@ impl Payment {
                 if !matches!(self.status, PaymentStatus::Authorised | PaymentStatus::Sent) {
                     return Err(self.wrong_state("record it failed: it must be authorised first"));
                 }
-                check("failure_reason", &reason, MAX_REASON, true)?;
                 self.status = PaymentStatus::Failed;
                 self.failure_reason = reason.trim().to_string();
             }
@@ -209,7 +218,7 @@ impl Payment {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        super::etag(self.version)
     }
 }
 
@@ -287,9 +296,9 @@ pub fn next_tranche(
             format!(
                 "no {} is left to pay: {} committed, {} paid, {} in payments under way",
                 kind.as_str(),
-                format_eur(subsidy.committed_cents()),
-                format_eur(subsidy.paid_cents),
-                format_eur(tranches.in_flight),
+                euros(subsidy.committed_cents()),
+                euros(subsidy.paid_cents),
+                euros(tranches.in_flight),
             ),
         ));
     }

@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
+use tde_runtime::format::euros;
 
-use super::money::format_eur;
 use super::siret::Siret;
 use super::{DomainError, Violations};
 
@@ -151,6 +151,74 @@ pub struct ProposalInput<'a> {
 pub const MAX_REFERENCE: usize = 100;
 pub const MAX_TEXT: usize = 1_000;
 
+impl ProposalInput<'_> {
+    /// Checks the proposal as the caller wrote it, whatever the subsidy it is for: every
+    /// violation at once. (That it asks at most the amount requested needs the subsidy.)
+    pub fn check(&self) -> Result<(), DomainError> {
+        let mut v = Violations::default();
+        self.check_into(&mut v);
+        Ok(v.into_result()?)
+    }
+
+    /// Adds the proposal's violations to `v`; its SIRET when valid.
+    fn check_into(&self, v: &mut Violations) -> Option<Siret> {
+        if self.amount_cents <= 0 {
+            v.add(
+                "amount_cents",
+                "must be positive (to refuse the subsidy, use RefuseSubsidy)",
+            );
+        }
+        match &self.legal_act {
+            None => v.add(
+                "legal_act",
+                "is required: the convention or arrêté attributif",
+            ),
+            Some(act) => {
+                if act.reference.trim().is_empty() {
+                    v.add("legal_act.reference", "is required");
+                } else {
+                    v.check(super::text(
+                        "legal_act.reference",
+                        &act.reference,
+                        MAX_REFERENCE,
+                    ));
+                }
+            }
+        }
+        let siret = v.check(
+            Siret::parse(self.beneficiary_siret)
+                .map_err(|e| DomainError::invalid("beneficiary_siret", e.to_string())),
+        );
+        v.check(super::envelope::check_budget_year(
+            "budget_year",
+            self.budget_year,
+        ));
+        v.check(super::text(
+            "commitment_number",
+            self.commitment_number,
+            MAX_REFERENCE,
+        ));
+        v.check(super::multiline("comment", self.comment, MAX_TEXT));
+        siret
+    }
+}
+
+/// Checks the Chorus commitment number given at approval (empty: the proposal's).
+pub fn check_commitment_number(value: &str) -> Result<(), DomainError> {
+    super::text("commitment_number", value, MAX_REFERENCE)
+}
+
+/// Checks the reason of a refusal (the territory is told it).
+pub fn check_refusal_reason(reason: &str) -> Result<(), DomainError> {
+    if reason.trim().is_empty() {
+        return Err(DomainError::invalid(
+            "reason",
+            "is required: the territory is told why",
+        ));
+    }
+    super::multiline("reason", reason, MAX_TEXT)
+}
+
 impl Subsidy {
     /// Opens the request of a plan year (or an amendment for more money).
     #[allow(clippy::too_many_arguments)]
@@ -257,13 +325,25 @@ impl Subsidy {
     }
 
     /// A new submission asks nothing beyond what was already decided: the open request
-    /// closes.
-    pub fn close_request(&mut self, now: DateTime<Utc>) -> bool {
-        if !self.status.is_open() {
+    /// closes. `false`: nothing changed (decided, or not a newer submission).
+    pub fn close_request(&mut self, submission_number: i32, now: DateTime<Utc>) -> bool {
+        if !self.status.is_open() || submission_number <= self.submission_number {
             return false;
         }
+        self.submission_number = submission_number;
         self.status = SubsidyStatus::Closed;
         self.proposal = None;
+        self.touch(now);
+        true
+    }
+
+    /// A newer submission that asks this decided subsidy nothing is remembered, so that its
+    /// redelivery changes nothing. `false`: not a newer submission.
+    pub fn note_submission(&mut self, submission_number: i32, now: DateTime<Utc>) -> bool {
+        if submission_number <= self.submission_number {
+            return false;
+        }
+        self.submission_number = submission_number;
         self.touch(now);
         true
     }
@@ -275,57 +355,24 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        // What the caller wrote is checked first: bad input is named as such, whatever the
+        // state.
+        let mut v = Violations::default();
+        let siret = input.check_into(&mut v);
+        v.into_result()?;
         if !self.status.is_open() {
             return Err(self.wrong_state("propose a decision"));
         }
         self.not_stopped("propose a decision")?;
-        let mut v = Violations::default();
-        if input.amount_cents <= 0 {
-            v.add(
-                "amount_cents",
-                "must be positive (to refuse the subsidy, use RefuseSubsidy)",
-            );
-        } else if input.amount_cents > self.requested_cents {
-            v.add(
+        if input.amount_cents > self.requested_cents {
+            return Err(DomainError::invalid(
                 "amount_cents",
                 format!(
                     "must be at most the amount requested, {}",
-                    format_eur(self.requested_cents)
+                    euros(self.requested_cents)
                 ),
-            );
+            ));
         }
-        match &input.legal_act {
-            None => v.add(
-                "legal_act",
-                "is required: the convention or arrêté attributif",
-            ),
-            Some(act) => {
-                if act.reference.trim().is_empty() {
-                    v.add("legal_act.reference", "is required");
-                } else {
-                    v.check(super::text(
-                        "legal_act.reference",
-                        &act.reference,
-                        MAX_REFERENCE,
-                    ));
-                }
-            }
-        }
-        let siret = v.check(
-            Siret::parse(input.beneficiary_siret)
-                .map_err(|e| DomainError::invalid("beneficiary_siret", e.to_string())),
-        );
-        v.check(super::envelope::check_budget_year(
-            "budget_year",
-            input.budget_year,
-        ));
-        v.check(super::text(
-            "commitment_number",
-            input.commitment_number,
-            MAX_REFERENCE,
-        ));
-        v.check(super::multiline("comment", input.comment, MAX_TEXT));
-        v.into_result()?;
         let (Some(siret), Some(legal_act)) = (siret, input.legal_act) else {
             return Err(DomainError::invalid("beneficiary_siret", "is required"));
         };
@@ -356,6 +403,7 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, DomainError> {
+        check_commitment_number(commitment_number)?;
         if self.status != SubsidyStatus::Proposed {
             return Err(self.wrong_state("approve a decision: none is proposed"));
         }
@@ -372,7 +420,6 @@ impl Subsidy {
                 description,
             ));
         }
-        super::text("commitment_number", commitment_number, MAX_REFERENCE)?;
         let commitment_number = if commitment_number.trim().is_empty() {
             proposal.commitment_number.clone()
         } else {
@@ -406,16 +453,10 @@ impl Subsidy {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DomainError> {
+        check_refusal_reason(reason)?;
         if !self.status.is_open() {
             return Err(self.wrong_state("refuse it"));
         }
-        if reason.trim().is_empty() {
-            return Err(DomainError::invalid(
-                "reason",
-                "is required: the territory is told why",
-            ));
-        }
-        super::multiline("reason", reason, MAX_TEXT)?;
         self.status = SubsidyStatus::Refused;
         self.decision = Some(Decision {
             legal_act: None,
@@ -447,16 +488,32 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "only {} can be decommitted: {} committed, {} paid, {} in payments under way",
-                    format_eur(free.max(0)),
-                    format_eur(self.committed_cents()),
-                    format_eur(self.paid_cents),
-                    format_eur(in_flight),
+                    euros(free.max(0)),
+                    euros(self.committed_cents()),
+                    euros(self.paid_cents),
+                    euros(in_flight),
                 ),
             ));
         }
         self.decommitted_cents += amount;
         self.touch(now);
         Ok(())
+    }
+
+    /// The plan stopped (`stop`): decommits what will not be paid, all that is neither paid
+    /// nor `in_flight` (with the paying system), through the rule of every decommitment.
+    /// Returns the amount decommitted (0 when nothing is left, or nothing was granted).
+    pub fn decommit_unpaid(
+        &mut self,
+        in_flight: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, DomainError> {
+        let unpaid = self.remaining_cents() - in_flight;
+        if !self.status.is_granted() || unpaid <= 0 {
+            return Ok(0);
+        }
+        self.decommit(unpaid, in_flight, now)?;
+        Ok(unpaid)
     }
 
     /// Checks a clawback order of `amount` (at most what was paid and not yet clawed back).
@@ -468,9 +525,9 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "at most {} can be clawed back: {} paid, {} already ordered back",
-                    format_eur(recoverable.max(0)),
-                    format_eur(self.paid_cents),
-                    format_eur(self.clawed_back_cents),
+                    euros(recoverable.max(0)),
+                    euros(self.paid_cents),
+                    euros(self.clawed_back_cents),
                 ),
             ));
         }
@@ -487,8 +544,8 @@ impl Subsidy {
                 self.id.clone(),
                 format!(
                     "paying {} would pay more than granted: {} left to pay",
-                    format_eur(amount),
-                    format_eur(self.remaining_cents()),
+                    euros(amount),
+                    euros(self.remaining_cents()),
                 ),
             ));
         }
@@ -522,7 +579,7 @@ impl Subsidy {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        super::etag(self.version)
     }
 }
 
@@ -693,6 +750,122 @@ mod tests {
         assert!(s.claw_back(801, Utc::now()).is_err());
         s.claw_back(800, Utc::now()).unwrap();
         assert!(s.claw_back(1, Utc::now()).is_err());
+    }
+
+    #[test]
+    fn a_stopped_plan_decommits_exactly_what_will_not_be_paid() {
+        for granted in [1, 2, 999, 1_000, 1_000_001] {
+            for paid in [0, 1, granted / 2, granted] {
+                for in_flight in [0, 1, (granted - paid) / 3, granted - paid] {
+                    if paid + in_flight > granted {
+                        continue;
+                    }
+                    let case = format!("{granted} granted, {paid} paid, {in_flight} in flight");
+                    let mut s = requested(granted);
+                    s.propose(input(granted), "alice", Utc::now()).unwrap();
+                    s.approve("", "bob", Utc::now()).unwrap();
+                    s.record_paid(paid, Utc::now()).unwrap();
+                    assert!(s.stop(Utc::now()));
+                    let version = s.version;
+                    let unpaid = s.decommit_unpaid(in_flight, Utc::now()).unwrap();
+                    assert_eq!(unpaid, granted - paid - in_flight, "{case}");
+                    assert_eq!(s.committed_cents(), paid + in_flight, "{case}");
+                    assert_eq!(s.remaining_cents(), in_flight, "{case}");
+                    // A decommitment is a change of the subsidy, as any other.
+                    assert_eq!(s.version, version + i64::from(unpaid > 0), "{case}");
+                    // Nothing more the second time.
+                    assert_eq!(s.decommit_unpaid(in_flight, Utc::now()), Ok(0), "{case}");
+                }
+            }
+        }
+        // Nothing granted: nothing to decommit.
+        let mut s = requested(1_000);
+        s.stop(Utc::now());
+        assert_eq!(s.decommit_unpaid(0, Utc::now()), Ok(0));
+        assert_eq!(s.decommitted_cents, 0);
+    }
+
+    #[test]
+    fn bad_input_is_named_whatever_the_state() {
+        let granted = {
+            let mut s = requested(1_000);
+            s.propose(input(1_000), "alice", Utc::now()).unwrap();
+            s.approve("", "bob", Utc::now()).unwrap();
+            s
+        };
+        let refused = {
+            let mut s = requested(1_000);
+            s.refuse("hors programme", "bob", Utc::now()).unwrap();
+            s
+        };
+        let stopped = {
+            let mut s = requested(1_000);
+            s.stop(Utc::now());
+            s
+        };
+        let proposed = {
+            let mut s = requested(1_000);
+            s.propose(input(1_000), "alice", Utc::now()).unwrap();
+            s
+        };
+        for s in [requested(1_000), proposed, granted, refused, stopped] {
+            let state = format!("{:?}, stopped: {}", s.status, s.plan_stopped);
+            let invalid = |r: Result<_, DomainError>| matches!(r, Err(DomainError::Invalid(_)));
+            let bad_inputs = [
+                ProposalInput {
+                    amount_cents: 0,
+                    ..input(1)
+                },
+                ProposalInput {
+                    legal_act: None,
+                    ..input(1)
+                },
+                ProposalInput {
+                    beneficiary_siret: "1",
+                    ..input(1)
+                },
+                ProposalInput {
+                    budget_year: 1900,
+                    ..input(1)
+                },
+                ProposalInput {
+                    comment: "\u{1b}",
+                    ..input(1)
+                },
+            ];
+            for bad in bad_inputs {
+                assert!(bad.check().is_err(), "{bad:?}");
+                let what = format!("{bad:?} on {state}");
+                assert!(
+                    invalid(s.clone().propose(bad, "carol", Utc::now())),
+                    "{what}"
+                );
+            }
+            let long = "x".repeat(MAX_REFERENCE + 1);
+            assert!(
+                invalid(s.clone().approve(&long, "carol", Utc::now()).map(drop)),
+                "{state}"
+            );
+            for reason in ["", " ", "\u{0}"] {
+                assert!(
+                    invalid(s.clone().refuse(reason, "carol", Utc::now())),
+                    "{state}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_newer_submission_is_remembered_once() {
+        let mut s = requested(1_000);
+        assert!(!s.note_submission(1, Utc::now()), "the same");
+        assert!(s.note_submission(3, Utc::now()));
+        assert_eq!((s.submission_number, s.version), (3, 2));
+        assert!(!s.note_submission(2, Utc::now()), "older");
+        assert!(!s.close_request(3, Utc::now()), "not newer");
+        assert!(s.close_request(4, Utc::now()));
+        assert_eq!(s.status, SubsidyStatus::Closed);
+        assert_eq!((s.submission_number, s.version), (4, 3));
     }
 
     #[test]

@@ -60,13 +60,6 @@ pub struct TerritoryView {
     pub updated_at: DateTime<Utc>,
 }
 
-impl TerritoryView {
-    /// The SIREN of the territory when its official code is one (an EPCI's).
-    pub fn siren(&self) -> Option<&str> {
-        (self.kind == "epci" && self.official_code.len() == 9).then_some(&self.official_code)
-    }
-}
-
 pub async fn find_territory(
     db: &impl ConnectionTrait,
     id: &str,
@@ -1073,6 +1066,38 @@ pub async fn subsidy_balances(
                 r.try_get("", "decommitted_cents")?,
                 r.try_get("", "paid_cents")?,
                 r.try_get("", "clawed_back_cents")?,
+            ))
+        })
+        .collect()
+}
+
+/// What each envelope has left, by budget year and région (empty: the national envelope),
+/// summed by the database whatever the number of envelopes.
+pub async fn available_by_envelope(
+    db: &impl ConnectionTrait,
+    budget_year: Option<i32>,
+) -> Result<std::collections::HashMap<(i32, String), i64>, DbErr> {
+    let year_filter = if budget_year.is_some() {
+        "WHERE budget_year = ?"
+    } else {
+        ""
+    };
+    let rows = db
+        .query_all_raw(statement(
+            db,
+            &format!(
+                "SELECT budget_year, region_code, \
+                 CAST(SUM(amount_cents - committed_cents) AS BIGINT) AS available \
+                 FROM envelopes {year_filter} GROUP BY budget_year, region_code"
+            ),
+            budget_year.map(Into::into),
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                (r.try_get("", "budget_year")?, r.try_get("", "region_code")?),
+                r.try_get("", "available")?,
             ))
         })
         .collect()

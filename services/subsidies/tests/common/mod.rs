@@ -337,3 +337,13 @@ pub fn precondition(status: &tonic::Status) -> (String, String) {
         .expect("a precondition failure");
     (failure.r#type, failure.description)
 }
+
+/// The fields an INVALID_ARGUMENT names, in order.
+pub fn fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_error_details()
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
