@@ -124,6 +124,10 @@ pub enum BenchCommand {
         /// Share of providers working nationally, in percent.
         #[arg(long, default_value_t = 2)]
         national_percent: usize,
+        /// Also solve the same input with a general min-cost-flow crate (much slower) and
+        /// check both totals agree.
+        #[arg(long)]
+        with_reference_solver: bool,
     },
     /// 200 subsidy approvals at once against one envelope, next to bare UPDATE … RETURNING.
     Approvals {
@@ -209,7 +213,16 @@ async fn run(command: BenchCommand) -> anyhow::Result<()> {
             needs,
             providers,
             national_percent,
-        } => matching::assign(needs, providers, national_percent.min(100)).await,
+            with_reference_solver,
+        } => {
+            matching::assign(
+                needs,
+                providers,
+                national_percent.min(100),
+                with_reference_solver,
+            )
+            .await
+        }
     }
 }
 

@@ -199,13 +199,7 @@ impl MatchingApi {
         // A need already waiting for a provider's answer is not planned again.
         needs.retain(|n| !waiting.contains(&n.id));
         let pool = self.pool_for(&txn, None, Reach::Everyone).await?;
-        let planned = plan_assignments(&needs, &pool, &self.settings.weights).map_err(|e| {
-            ApiError::FailedPrecondition {
-                kind: "TOO_MANY_NEEDS",
-                subject: "needs".into(),
-                description: e.to_string(),
-            }
-        })?;
+        let planned = plan_assignments(&needs, &pool, &self.settings.weights);
         let mut response = pb::PlanAssignmentsResponse {
             assignments: Vec::new(),
             unserved: planned.unserved,
@@ -337,17 +331,15 @@ pub struct Planned {
     pub unserved: Vec<pb::UnservedNeed>,
     pub total: f64,
     pub greedy_total: f64,
+    /// What the solver was given (needs, capacities left, eligible pairs in score units).
+    pub problem: Problem,
 }
 
 /// The optimal assignment of `needs` over the pool, with the greedy total beside it.
 ///
 /// Capacities are the providers' capacity less their unfinished actions, whatever their
 /// periods (the needs of a plan year mostly overlap): conservative, never over capacity.
-pub fn plan_assignments(
-    needs: &[Need],
-    pool: &Pool,
-    weights: &ranking::Weights,
-) -> Result<Planned, assignment::TooLarge> {
+pub fn plan_assignments(needs: &[Need], pool: &Pool, weights: &ranking::Weights) -> Planned {
     // Providers by where they work, so that each need judges only those in its area.
     let mut by_departement: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut by_region: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -411,8 +403,12 @@ pub fn plan_assignments(
             ranks.insert((i, *j), rank as u32 + 1);
         }
     }
-    let solution = assignment::optimal(&problem)?;
+    let solution = assignment::optimal(&problem);
     let greedy = assignment::greedy(&problem);
+    let mut has_candidates = vec![false; needs.len()];
+    for e in &problem.edges {
+        has_candidates[e.0] = true;
+    }
     let mut assigned = Vec::new();
     let mut total = 0.0;
     for (i, a) in solution.assigned.iter().enumerate() {
@@ -423,8 +419,7 @@ pub fn plan_assignments(
                 assigned.push((i, *j, score, ranks.get(&(i, *j)).copied().unwrap_or(0)));
             }
             None => {
-                let has_candidates = problem.edges.iter().any(|e| e.0 == i);
-                let (reason, detail) = if has_candidates {
+                let (reason, detail) = if has_candidates[i] {
                     (
                         "capacity_exhausted",
                         "ses candidats n'ont plus de capacité : elle va à des besoins mieux classés".to_string(),
@@ -459,12 +454,13 @@ pub fn plan_assignments(
         .enumerate()
         .filter_map(|(i, a)| a.and_then(|j| scores.get(&(i, j)).copied()))
         .sum();
-    Ok(Planned {
+    Planned {
         assigned,
         unserved,
         total,
         greedy_total,
-    })
+        problem,
+    }
 }
 
 #[tonic::async_trait]
