@@ -124,17 +124,56 @@ impl MatchingApi {
         let need = self
             .visible_need(&self.ctx.db, caller, &id, Some("need_id"))
             .await?;
-        let reach = if r.all_exclusions {
-            Reach::Everyone
-        } else {
-            Reach::NeedArea
-        };
-        let pool = self.pool_for(&self.ctx.db, Some(&need), reach).await?;
+        let pool = self
+            .pool_for(&self.ctx.db, Some(&need), Reach::NeedArea)
+            .await?;
         let ranking = ranking::rank(
             &need,
             pool.providers.iter().map(|p| (p, pool.stats(&p.id))),
             &self.settings.weights,
         );
+        // Listed one by one on request: the providers outside the area, of which only what
+        // the rules before the area read is loaded.
+        let outside = if r.all_exclusions {
+            storage::rankable_providers_outside(
+                &self.ctx.db,
+                &need.departement_code,
+                &need.region_code,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        let mut exclusions: Vec<pb::Exclusion> = ranking
+            .exclusions
+            .iter()
+            .map(|(p, rule, detail)| pb::Exclusion {
+                provider_id: p.id.clone(),
+                provider_name: p.name.clone(),
+                rule: rule.as_str().to_string(),
+                detail: detail.clone(),
+            })
+            .collect();
+        for p in outside {
+            let (rule, detail) = ranking::rule_outside_area(
+                &need,
+                ranking::Outline {
+                    status: p.status,
+                    conflict_territory_ids: &p.conflict_territory_ids,
+                    skills: &p.skills,
+                },
+            );
+            exclusions.push(pb::Exclusion {
+                provider_id: p.id,
+                provider_name: p.name,
+                rule: rule.as_str().to_string(),
+                detail,
+            });
+        }
+        if r.all_exclusions {
+            // In provider order, those of the area and the others alike.
+            exclusions.sort_by(|a, b| a.provider_id.cmp(&b.provider_id));
+        }
         Ok(pb::RankProvidersResponse {
             need: Some(convert::need_to_pb(&need, None)),
             candidates: ranking
@@ -158,18 +197,14 @@ impl MatchingApi {
                         .collect(),
                 })
                 .collect(),
-            exclusions: ranking
-                .exclusions
-                .iter()
-                .map(|(p, rule, detail)| pb::Exclusion {
-                    provider_id: p.id.clone(),
-                    provider_name: p.name.clone(),
-                    rule: rule.as_str().to_string(),
-                    detail: detail.clone(),
-                })
-                .collect(),
+            exclusions,
             weights: self.weights_pb(),
-            outside_area_count: i32::try_from(pool.outside_area).unwrap_or(i32::MAX),
+            // Listed, they are not counted besides.
+            outside_area_count: if r.all_exclusions {
+                0
+            } else {
+                i32::try_from(pool.outside_area).unwrap_or(i32::MAX)
+            },
         })
     }
 

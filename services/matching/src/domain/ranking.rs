@@ -2,12 +2,14 @@
 //! either excluded by a named hard rule, or scored by weighted factors whose contributions
 //! sum to its score, so that a project lead can read why A ranks above B.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use tde_runtime::format::euros;
 
 use super::need::{Need, NeedKind};
-use super::provider::{Provider, ProviderStatus, Reach};
+use super::provider::{Provider, ProviderStatus, Reach, Skill};
 
 /// The hard rules, in the order they are checked: the first one that fails is named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -134,8 +136,27 @@ fn proximity_value(reach: Reach) -> f64 {
     }
 }
 
-/// The first hard rule the provider fails for the need, with a French detail.
-pub fn hard_rule(need: &Need, p: &Provider, stats: &ProviderStats) -> Option<(HardRule, String)> {
+/// What the rules checked before the area read of a provider.
+#[derive(Debug, Clone, Copy)]
+pub struct Outline<'a> {
+    pub status: ProviderStatus,
+    pub conflict_territory_ids: &'a BTreeSet<String>,
+    pub skills: &'a BTreeSet<Skill>,
+}
+
+impl<'a> From<&'a Provider> for Outline<'a> {
+    fn from(p: &'a Provider) -> Self {
+        Self {
+            status: p.status,
+            conflict_territory_ids: &p.conflict_territory_ids,
+            skills: &p.skills,
+        }
+    }
+}
+
+/// The first of the rules checked before the area that the provider fails: those exclude it
+/// wherever it works.
+fn rule_before_area(need: &Need, p: Outline<'_>) -> Option<(HardRule, String)> {
     if p.status != ProviderStatus::Active {
         return Some((
             HardRule::NotActive,
@@ -160,14 +181,33 @@ pub fn hard_rule(need: &Need, p: &Provider, stats: &ProviderStats) -> Option<(Ha
             format!("compétence manquante : {missing}"),
         ));
     }
+    None
+}
+
+fn outside_area(need: &Need) -> (HardRule, String) {
+    (
+        HardRule::OutsideArea,
+        format!(
+            "n'intervient ni dans le département {} ni dans la région {}",
+            need.departement_code, need.region_code
+        ),
+    )
+}
+
+/// The rule that excludes a provider known to work outside the need's area: the first rule
+/// checked before the area it fails, or `outside_area`. The same verdict as `hard_rule`,
+/// from only what those rules read (a ranking listing every exclusion loads no more).
+pub fn rule_outside_area(need: &Need, p: Outline<'_>) -> (HardRule, String) {
+    rule_before_area(need, p).unwrap_or_else(|| outside_area(need))
+}
+
+/// The first hard rule the provider fails for the need, with a French detail.
+pub fn hard_rule(need: &Need, p: &Provider, stats: &ProviderStats) -> Option<(HardRule, String)> {
+    if let Some(failed) = rule_before_area(need, p.into()) {
+        return Some(failed);
+    }
     let Some(_) = p.reach(&need.departement_code, &need.region_code) else {
-        return Some((
-            HardRule::OutsideArea,
-            format!(
-                "n'intervient ni dans le département {} ni dans la région {}",
-                need.departement_code, need.region_code
-            ),
-        ));
+        return Some(outside_area(need));
     };
     if need.kind == NeedKind::Training && !p.certified_on(need.planned_end) {
         return Some((
@@ -369,6 +409,36 @@ mod tests {
         assert_eq!(rule(&n, &p, &stats()), None);
         p.areas = [Area::National].into();
         assert_eq!(rule(&n, &p, &stats()), None);
+    }
+
+    #[test]
+    fn outside_the_area_the_outline_names_the_rule_hard_rule_names() {
+        let mut n = need("n");
+        n.departement_code = "69".into();
+        n.region_code = "84".into();
+        let mut suspended = provider("suspended");
+        suspended.status = ProviderStatus::Suspended;
+        let mut conflicted = provider("conflicted");
+        conflicted
+            .conflict_territory_ids
+            .insert(n.territory_id.clone());
+        let mut unskilled = provider("unskilled");
+        unskilled.skills = ["volunteering".to_string()].into();
+        let mut elsewhere = provider("elsewhere");
+        elsewhere.areas = [Area::Region("11".into())].into();
+        for p in [provider("p"), suspended, conflicted, unskilled, elsewhere] {
+            // A training need with no certification: the rules after the area never apply.
+            let mut training = n.clone();
+            training.kind = NeedKind::Training;
+            for n in [&n, &training] {
+                assert_eq!(
+                    Some(rule_outside_area(n, (&p).into())),
+                    hard_rule(n, &p, &stats()),
+                    "{}",
+                    p.id
+                );
+            }
+        }
     }
 
     #[test]

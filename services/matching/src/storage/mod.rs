@@ -208,19 +208,7 @@ pub async fn rankable_providers_in(
     region_code: &str,
 ) -> Result<(Vec<Provider>, u64), DbErr> {
     use sea_orm::PaginatorTrait as _;
-    let mut area =
-        Condition::any().add(provider::Column::Areas.contains(to_json(&Area::National)?));
-    if !departement_code.is_empty() {
-        area = area.add(
-            provider::Column::Areas
-                .contains(to_json(&Area::Departement(departement_code.to_string()))?),
-        );
-    }
-    if !region_code.is_empty() {
-        area = area.add(
-            provider::Column::Areas.contains(to_json(&Area::Region(region_code.to_string()))?),
-        );
-    }
+    let area = area_condition(departement_code, region_code)?;
     let active = provider::Column::Status.ne(ProviderStatus::Deactivated.as_str());
     let inside: Vec<Provider> = provider::Entity::find()
         .filter(active.clone())
@@ -237,6 +225,71 @@ pub async fn rankable_providers_in(
         .count(db)
         .await?;
     Ok((inside, outside))
+}
+
+/// Works in département `departement_code`, in région `region_code` or nationally.
+fn area_condition(departement_code: &str, region_code: &str) -> Result<Condition, DbErr> {
+    let mut area =
+        Condition::any().add(provider::Column::Areas.contains(to_json(&Area::National)?));
+    if !departement_code.is_empty() {
+        area = area.add(
+            provider::Column::Areas
+                .contains(to_json(&Area::Departement(departement_code.to_string()))?),
+        );
+    }
+    if !region_code.is_empty() {
+        area = area.add(
+            provider::Column::Areas.contains(to_json(&Area::Region(region_code.to_string()))?),
+        );
+    }
+    Ok(area)
+}
+
+/// What a ranking shows of a provider outside the need's area, and what names its
+/// exclusion (`ranking::rule_outside_area`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderOutline {
+    pub id: String,
+    pub name: String,
+    pub status: ProviderStatus,
+    pub skills: BTreeSet<String>,
+    pub conflict_territory_ids: BTreeSet<String>,
+}
+
+/// The providers `rankable_providers_in` leaves out, in id order: the columns their
+/// exclusion reads only, rather than whole rows with every JSON column decoded (loading
+/// 3,000 whole providers was most of a ranking listing every exclusion).
+pub async fn rankable_providers_outside(
+    db: &impl ConnectionTrait,
+    departement_code: &str,
+    region_code: &str,
+) -> Result<Vec<ProviderOutline>, DbErr> {
+    let rows: Vec<(String, String, String, String, String)> = provider::Entity::find()
+        .select_only()
+        .columns([
+            provider::Column::Id,
+            provider::Column::Name,
+            provider::Column::Status,
+            provider::Column::Skills,
+            provider::Column::ConflictTerritoryIds,
+        ])
+        .filter(provider::Column::Status.ne(ProviderStatus::Deactivated.as_str()))
+        .filter(area_condition(departement_code, region_code)?.not())
+        .order_by_asc(provider::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    rows.into_iter()
+        .map(|(id, name, status, skills, conflicts)| {
+            Ok(ProviderOutline {
+                status: ProviderStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                skills: from_json("skills", &skills)?,
+                conflict_territory_ids: from_json("conflict_territory_ids", &conflicts)?,
+                id,
+                name,
+            })
+        })
+        .collect()
 }
 
 /// Providers whose contact has this address fingerprint (personal-data requests).
