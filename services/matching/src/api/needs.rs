@@ -29,7 +29,7 @@ const MAX_CANDIDATES: usize = 200;
 pub struct Pool {
     pub providers: Vec<Provider>,
     pub stats: HashMap<String, ProviderStats>,
-    /// Providers left out because they work outside the need's area (`Reach::NeedArea`).
+    /// Providers left out because they work outside the need's area (`Reach::NeedArea`, when counted).
     pub outside_area: u64,
 }
 
@@ -39,8 +39,9 @@ pub(crate) enum Reach {
     /// Every provider that is not deactivated.
     Everyone,
     /// Only those working in the need's département, its région or nationally: the others
-    /// fail `outside_area` whatever else, so the database counts them instead.
-    NeedArea,
+    /// fail `outside_area` whatever else, so the database counts them instead when
+    /// `count_others` (a caller that lists them itself needs no count: one scan less).
+    NeedArea { count_others: bool },
 }
 
 impl Pool {
@@ -75,10 +76,14 @@ impl MatchingApi {
         let period = need.map(|n| (n.planned_start, n.planned_end));
         let now = tde_runtime::api::now();
         Ok(match (reach, need) {
-            (Reach::NeedArea, Some(need)) => {
-                let (providers, outside_area) =
-                    storage::rankable_providers_in(db, &need.departement_code, &need.region_code)
-                        .await?;
+            (Reach::NeedArea { count_others }, Some(need)) => {
+                let (providers, outside_area) = storage::rankable_providers_in(
+                    db,
+                    &need.departement_code,
+                    &need.region_code,
+                    count_others,
+                )
+                .await?;
                 // A few providers of the area: their figures only, not the whole history.
                 let ids: Vec<String> = providers.iter().map(|p| p.id.clone()).collect();
                 Pool {
@@ -125,7 +130,13 @@ impl MatchingApi {
             .visible_need(&self.ctx.db, caller, &id, Some("need_id"))
             .await?;
         let pool = self
-            .pool_for(&self.ctx.db, Some(&need), Reach::NeedArea)
+            .pool_for(
+                &self.ctx.db,
+                Some(&need),
+                Reach::NeedArea {
+                    count_others: !r.all_exclusions,
+                },
+            )
             .await?;
         let ranking = ranking::rank(
             &need,
@@ -199,12 +210,8 @@ impl MatchingApi {
                 .collect(),
             exclusions,
             weights: self.weights_pb(),
-            // Listed, they are not counted besides.
-            outside_area_count: if r.all_exclusions {
-                0
-            } else {
-                i32::try_from(pool.outside_area).unwrap_or(i32::MAX)
-            },
+            // 0 when they are listed: not counted besides.
+            outside_area_count: i32::try_from(pool.outside_area).unwrap_or(i32::MAX),
         })
     }
 

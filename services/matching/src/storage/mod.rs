@@ -199,13 +199,14 @@ pub async fn rankable_providers(db: &impl ConnectionTrait) -> Result<Vec<Provide
 }
 
 /// The providers that are not deactivated and work in département `departement_code`, in
-/// région `region_code` or nationally, in id order; and how many others are not deactivated.
-/// The JSON arrays of areas are written by this service: a match of the serialised area is
-/// exact.
+/// région `region_code` or nationally, in id order; and, when `count_others`, how many others
+/// are not deactivated (0 otherwise). The JSON arrays of areas are written by this service: a
+/// match of the serialised area is exact.
 pub async fn rankable_providers_in(
     db: &impl ConnectionTrait,
     departement_code: &str,
     region_code: &str,
+    count_others: bool,
 ) -> Result<(Vec<Provider>, u64), DbErr> {
     use sea_orm::PaginatorTrait as _;
     let area = area_condition(departement_code, region_code)?;
@@ -219,6 +220,9 @@ pub async fn rankable_providers_in(
         .into_iter()
         .map(|m| provider_to_domain(m).map(|r| r.provider))
         .collect::<Result<_, _>>()?;
+    if !count_others {
+        return Ok((inside, 0));
+    }
     let outside = provider::Entity::find()
         .filter(active)
         .filter(area.not())
