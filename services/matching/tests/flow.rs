@@ -269,35 +269,10 @@ impl App {
             .into_inner()
     }
 
-    /// Waits until a consumer of `service` processed event `event_id` and committed its
-    /// effect (its inbox row commits with it): a redelivery test must know the event was
-    /// handled before it asserts that nothing changed.
+    /// Waits until a consumer of `service` processed event `event_id` (see
+    /// `tde_runtime::testing::wait_until_processed`).
     async fn processed(&self, service: &str, event_id: &str) {
-        let db = &self.ctx(service).db;
-        let backend = db.get_database_backend();
-        let sql = match backend {
-            sea_orm::DbBackend::Postgres => "SELECT event_id FROM inbox_events WHERE event_id = $1",
-            _ => "SELECT event_id FROM inbox_events WHERE event_id = ?",
-        };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let found = db
-                .query_one_raw(sea_orm::Statement::from_sql_and_values(
-                    backend,
-                    sql,
-                    [event_id.into()],
-                ))
-                .await
-                .expect("inbox read");
-            if found.is_some() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{service} never processed event {event_id}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        tde_runtime::testing::wait_until_processed(&self.ctx(service).db, event_id).await;
     }
 
     async fn get_action(&self, id: &str) -> pb::Action {

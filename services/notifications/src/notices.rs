@@ -134,6 +134,30 @@ pub async fn insert_notification(
     Ok(())
 }
 
+/// The addresses (with their territory) notice `notice_id` of `kind` went or goes to: not
+/// those dropped, nor those erased since (their fingerprint is emptied with the address).
+pub async fn notice_recipients(
+    db: &impl ConnectionTrait,
+    kind: &str,
+    notice_id: &str,
+) -> Result<Vec<(String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(statement(
+            db,
+            "SELECT recipient, territory_id FROM notifications WHERE kind = ? AND meeting_id = ? \
+             AND recipient_sha256 <> '' AND status <> ? ORDER BY recipient",
+            vec![
+                kind.into(),
+                notice_id.into(),
+                Status::Dropped.as_str().into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("", "recipient")?, r.try_get("", "territory_id")?)))
+        .collect()
+}
+
 /// The e-mail of a notice to `name` (if known) <`address`>: plain French text, greeting,
 /// notice, then `footer`.
 pub fn message(

@@ -1,6 +1,9 @@
 //! Proposals to trusted providers: when the matching service proposes an action to a provider
 //! (`proposal.sent`), its contact gets a short French e-mail — the action, the territory, the
-//! period, the budget and the deadline to answer.
+//! period, the budget and the deadline to answer. When an acceptance does not stand because
+//! the project lead set the action's provider by hand (`proposal.superseded`), the same
+//! address is told, so that the provider does not plan work that is no longer theirs: the
+//! event carries no address, the one the proposal went to is read back from its row.
 //!
 //! The notice is rendered once, when the event is consumed, into `proposal_notices` (no
 //! person's data: the greeting names nobody), and sent through the same `notifications` rows
@@ -23,8 +26,8 @@ use crate::delivery::dispatcher::Dispatcher;
 use crate::domain::message::french_day as french_date;
 use crate::events::Planner;
 use crate::notices::{
-    Attempt, CreateNotices, Notice, find_notice, insert_notice, insert_notification, message, send,
-    storage_error,
+    Attempt, CreateNotices, Notice, find_notice, insert_notice, insert_notification, message,
+    notice_recipients, send, storage_error,
 };
 use crate::storage::Notification;
 
@@ -90,8 +93,13 @@ impl EventHandler for ProposalEvents {
         txn: &DatabaseTransaction,
         event: &Envelope,
     ) -> Result<(), HandlerError> {
-        if event.event_type != "tde.matching.v1.ProposalSent" {
-            return Ok(());
+        match event.event_type.as_str() {
+            "tde.matching.v1.ProposalSent" => {}
+            "tde.matching.v1.ProposalSuperseded" => {
+                let e = pb::ProposalSuperseded::decode(event.payload.clone())?;
+                return self.superseded(txn, &e).await;
+            }
+            _ => return Ok(()),
         }
         let e = pb::ProposalSent::decode(event.payload.clone())?;
         let address = tde_runtime::personal_data::normalize_email(&e.contact_email);
@@ -115,6 +123,56 @@ impl EventHandler for ProposalEvents {
 
     async fn committed(&self, _event: &Envelope) {
         self.0.waker.wake();
+    }
+}
+
+impl ProposalEvents {
+    /// Tells the address the proposal went to that the acceptance does not stand. Nothing
+    /// when the proposal was never e-mailed or its recipient has been erased since.
+    async fn superseded(
+        &self,
+        txn: &DatabaseTransaction,
+        e: &pb::ProposalSuperseded,
+    ) -> Result<(), HandlerError> {
+        let proposal_notice = format!("proposal-{}", e.proposal_id);
+        let Some(proposal) = find_notice(txn, TABLE, &proposal_notice).await? else {
+            tracing::info!(proposal_id = %e.proposal_id, "superseded proposal never e-mailed");
+            return Ok(());
+        };
+        let notice_id = format!("proposal-superseded-{}", e.proposal_id);
+        let recipients = notice_recipients(txn, KIND, &proposal_notice).await?;
+        if recipients.is_empty() {
+            tracing::info!(proposal_id = %e.proposal_id, "superseded proposal without a recipient left");
+            return Ok(());
+        }
+        insert_notice(
+            txn,
+            TABLE,
+            &notice_id,
+            &recipients[0].1,
+            &superseded_notice(&e.proposal_id, &proposal),
+        )
+        .await?;
+        for (address, territory_id) in &recipients {
+            insert_notification(txn, KIND, &notice_id, territory_id, address, &self.0.domain)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The e-mail telling a provider its acceptance does not stand, in French; `proposal` is the
+/// notice of the proposal it accepted (its subject names the action and the territory).
+pub fn superseded_notice(proposal_id: &str, proposal: &Notice) -> Notice {
+    let about = proposal
+        .subject
+        .strip_prefix("Proposition d'intervention : ")
+        .unwrap_or(&proposal.subject);
+    Notice {
+        subject: format!("Intervention non confirmée : {about}"),
+        text: format!(
+            "Vous aviez accepté la proposition d'intervention « {about} » (référence {proposal_id}). L'équipe projet du territoire a entre-temps désigné elle-même le prestataire de cette action : votre acceptation ne peut pas être confirmée et cette intervention ne vous est pas attribuée.\n\nVotre capacité est libérée pour d'autres propositions. Nous vous prions de nous excuser pour ce contretemps."
+        ),
     }
 }
 
@@ -176,5 +234,23 @@ mod tests {
         );
         assert!(n.text.contains("25\u{202f}000,00\u{a0}€"), "{}", n.text);
         assert!(n.text.contains("référence p-1"));
+    }
+
+    #[test]
+    fn a_superseded_acceptance_names_the_action_and_the_reference() {
+        let proposal = notice(&pb::ProposalSent {
+            proposal_id: "p-2".into(),
+            territory_name: "Saint-Étienne".into(),
+            action_title: "Budget participatif".into(),
+            ..Default::default()
+        });
+        let n = superseded_notice("p-2", &proposal);
+        assert_eq!(
+            n.subject,
+            "Intervention non confirmée : Budget participatif (Saint-Étienne)"
+        );
+        assert!(n.text.contains("« Budget participatif (Saint-Étienne) »"));
+        assert!(n.text.contains("référence p-2"));
+        assert!(n.text.contains("ne vous est pas attribuée"));
     }
 }

@@ -3,7 +3,6 @@
 
 mod common;
 
-use chrono::Utc;
 use tde_notifications::testing::SmtpServer;
 use tde_proto::subsidies::v1 as spb;
 use tde_proto::territories::v1 as tpb;
@@ -19,25 +18,12 @@ fn event(
     event_type: &str,
     message: &impl prost::Message,
 ) -> Envelope {
-    Envelope {
-        id: uuid::Uuid::now_v7().to_string(),
-        subject: app.ctx().namespace.subject(service, suffix),
-        event_type: event_type.into(),
-        source: format!("/tde/{service}"),
-        time: Utc::now(),
-        aggregate_id: uuid::Uuid::now_v7().to_string(),
-        payload: prost::Message::encode_to_vec(message).into(),
-        traceparent: None,
-    }
+    let aggregate = uuid::Uuid::now_v7().to_string();
+    app.envelope(service, suffix, event_type, &aggregate, message)
 }
 
 async fn publish(app: &App, service: &str, envelope: Envelope) {
-    app.env
-        .bus
-        .ensure_stream(&app.ctx().namespace.stream(service))
-        .await
-        .expect("stream");
-    app.env.bus.publish(&[envelope]).await.expect("published");
+    app.publish_envelope(service, envelope).await;
 }
 
 fn person(name: &str, email: &str) -> tpb::Person {

@@ -843,3 +843,33 @@ pub async fn next_event(
         Ok(None) | Err(_) => None,
     }
 }
+
+/// Waits (up to 30 s) until a consumer on `db` processed event `event_id` and committed its
+/// effect (the inbox row commits with it): a redelivery test must know the event was handled
+/// before it asserts that nothing changed.
+pub async fn wait_until_processed(db: &sea_orm::DatabaseConnection, event_id: &str) {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT event_id FROM inbox_events WHERE event_id = $1",
+        _ => "SELECT event_id FROM inbox_events WHERE event_id = ?",
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [event_id.into()],
+            ))
+            .await
+            .expect("inbox read");
+        if found.is_some() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "event {event_id} never processed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -117,22 +117,38 @@ impl App {
         aggregate: &str,
         message: &impl prost::Message,
     ) {
-        let ns = &self.ctx().namespace;
-        self.env
-            .bus
-            .ensure_stream(&ns.stream(service))
-            .await
-            .expect("stream");
-        let envelope = Envelope {
+        let envelope = self.envelope(service, suffix, event_type, aggregate, message);
+        self.publish_envelope(service, envelope).await;
+    }
+
+    /// An event as `service` publishes it (its own id: publishing it twice is a redelivery).
+    pub fn envelope(
+        &self,
+        service: &str,
+        suffix: &str,
+        event_type: &str,
+        aggregate: &str,
+        message: &impl prost::Message,
+    ) -> Envelope {
+        Envelope {
             id: uuid::Uuid::now_v7().to_string(),
-            subject: ns.subject(service, suffix),
+            subject: self.ctx().namespace.subject(service, suffix),
             event_type: event_type.into(),
             source: format!("/tde/{service}"),
             time: Utc::now(),
             aggregate_id: aggregate.into(),
             payload: prost::Message::encode_to_vec(message).into(),
             traceparent: None,
-        };
+        }
+    }
+
+    /// Publishes `envelope` on `service`'s stream.
+    pub async fn publish_envelope(&self, service: &str, envelope: Envelope) {
+        self.env
+            .bus
+            .ensure_stream(&self.ctx().namespace.stream(service))
+            .await
+            .expect("stream");
         self.env.bus.publish(&[envelope]).await.expect("published");
     }
 
