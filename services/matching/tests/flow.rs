@@ -34,6 +34,15 @@ struct App {
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// What most proposal tests start from (see `App::scene`).
+struct Scene {
+    territory: String,
+    plan: pb::Plan,
+    near: mpb::Provider,
+    national: mpb::Provider,
+    action: pb::Action,
+}
+
 impl App {
     async fn start(topology: Topology) -> Self {
         let env = TestEnv::new(topology, &["plans", "matching"]).await;
@@ -204,6 +213,39 @@ impl App {
             .expect("action")
     }
 
+    /// A territory of département 42 with an active plan and one action needing facilitation,
+    /// known to matching as a need, and two providers of two places: one of the département
+    /// ("Proche") and one working nationally (named `national`).
+    async fn scene(&self, national: &str) -> Scene {
+        let territory = self.territory().await;
+        let plan = self.active_plan(&territory).await;
+        let near = self
+            .provider(
+                "Proche",
+                "73282932000074",
+                mpb::area::Area::DepartementCode("42".into()),
+                2,
+            )
+            .await;
+        let national = self
+            .provider(
+                national,
+                "35600000000048",
+                mpb::area::Area::National(true),
+                2,
+            )
+            .await;
+        let action = self.action(&plan, "Ateliers").await;
+        self.need_until(&action.id, |_| true).await;
+        Scene {
+            territory,
+            plan,
+            near,
+            national,
+            action,
+        }
+    }
+
     async fn provider(
         &self,
         name: &str,
@@ -273,6 +315,16 @@ impl App {
     /// `tde_runtime::testing::wait_until_processed`).
     async fn processed(&self, service: &str, event_id: &str) {
         tde_runtime::testing::wait_until_processed(&self.ctx(service).db, event_id).await;
+    }
+
+    async fn proposal(&self, id: &str) -> mpb::Proposal {
+        self.proposals()
+            .get_proposal(mpb::GetProposalRequest { id: id.into() })
+            .await
+            .expect("proposal")
+            .into_inner()
+            .proposal
+            .expect("proposal")
     }
 
     async fn get_action(&self, id: &str) -> pb::Action {
@@ -630,26 +682,13 @@ tde_runtime::on_both_topologies!(a_declined_proposal_lets_the_next_candidate_be_
 
 async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topology) {
     let app = App::start(topology).await;
-    let territory = app.territory().await;
-    let plan = app.active_plan(&territory).await;
-    let near = app
-        .provider(
-            "Proche",
-            "73282932000074",
-            mpb::area::Area::DepartementCode("42".into()),
-            2,
-        )
-        .await;
-    let national = app
-        .provider(
-            "National",
-            "35600000000048",
-            mpb::area::Area::National(true),
-            2,
-        )
-        .await;
-    let action = app.action(&plan, "Ateliers").await;
-    app.need_until(&action.id, |_| true).await;
+    let Scene {
+        plan,
+        near,
+        national,
+        action,
+        ..
+    } = app.scene("National").await;
     // No provider offers youth engagement: unserved, and so in the replay too.
     let orphan = app
         .action_needing(&plan, "Conseil de jeunes", pb::Skill::YouthEngagement)
@@ -752,16 +791,7 @@ async fn a_declined_proposal_lets_the_next_candidate_be_proposed(topology: Topol
         .await
         .expect("expired");
     assert_eq!(expired, 1);
-    let after = app
-        .proposals()
-        .get_proposal(mpb::GetProposalRequest {
-            id: next.id.clone(),
-        })
-        .await
-        .expect("proposal")
-        .into_inner()
-        .proposal
-        .expect("proposal");
+    let after = app.proposal(&next.id).await;
     assert_eq!(after.status, mpb::ProposalStatus::Expired as i32);
     assert_eq!(
         tde_matching::api::proposals::expire_due(ctx)
@@ -988,26 +1018,13 @@ tde_runtime::on_both_topologies!(a_provider_set_by_hand_is_kept_over_a_later_acc
 /// the redeliveries; matching closes the need with the lead's provider.
 async fn a_provider_set_by_hand_is_kept_over_a_later_acceptance(topology: Topology) {
     let app = App::start(topology).await;
-    let territory = app.territory().await;
-    let plan = app.active_plan(&territory).await;
-    let near = app
-        .provider(
-            "Proche",
-            "73282932000074",
-            mpb::area::Area::DepartementCode("42".into()),
-            2,
-        )
-        .await;
-    let chosen = app
-        .provider(
-            "Choisi",
-            "35600000000048",
-            mpb::area::Area::National(true),
-            2,
-        )
-        .await;
-    let action = app.action(&plan, "Ateliers").await;
-    app.need_until(&action.id, |_| true).await;
+    let Scene {
+        territory,
+        near,
+        national: chosen,
+        action,
+        ..
+    } = app.scene("Choisi").await;
     let proposal = app
         .proposals()
         .propose_provider(mpb::ProposeProviderRequest {
@@ -1077,16 +1094,7 @@ async fn a_provider_set_by_hand_is_kept_over_a_later_acceptance(topology: Topolo
         .need_until(&action.id, |n| n.provider_id == chosen.id)
         .await;
     assert!(need.pending_proposal_id.is_empty());
-    let withdrawn = app
-        .proposals()
-        .get_proposal(mpb::GetProposalRequest {
-            id: proposal.id.clone(),
-        })
-        .await
-        .expect("proposal")
-        .into_inner()
-        .proposal
-        .expect("proposal");
+    let withdrawn = app.proposal(&proposal.id).await;
     assert_eq!(withdrawn.status, mpb::ProposalStatus::Withdrawn as i32);
     let late = app
         .proposals_as(&provider_token(&near.id))
@@ -1108,26 +1116,12 @@ tde_runtime::on_both_topologies!(an_acceptance_overtaken_by_a_hand_set_provider_
 /// lead's provider. Redelivering the plans event changes nothing more.
 async fn an_acceptance_overtaken_by_a_hand_set_provider_is_superseded(topology: Topology) {
     let app = App::start(topology).await;
-    let territory = app.territory().await;
-    let plan = app.active_plan(&territory).await;
-    let near = app
-        .provider(
-            "Proche",
-            "73282932000074",
-            mpb::area::Area::DepartementCode("42".into()),
-            2,
-        )
-        .await;
-    let chosen = app
-        .provider(
-            "Choisi",
-            "35600000000048",
-            mpb::area::Area::National(true),
-            2,
-        )
-        .await;
-    let action = app.action(&plan, "Ateliers").await;
-    app.need_until(&action.id, |_| true).await;
+    let Scene {
+        near,
+        national: chosen,
+        action,
+        ..
+    } = app.scene("Choisi").await;
     let proposal = app
         .proposals()
         .propose_provider(mpb::ProposeProviderRequest {
@@ -1199,19 +1193,7 @@ async fn an_acceptance_overtaken_by_a_hand_set_provider_is_superseded(topology: 
 
     app.need_until(&action.id, |n| n.provider_id == chosen.id)
         .await;
-    let get = |id: String| {
-        let mut client = app.proposals();
-        async move {
-            client
-                .get_proposal(mpb::GetProposalRequest { id })
-                .await
-                .expect("proposal")
-                .into_inner()
-                .proposal
-                .expect("proposal")
-        }
-    };
-    let superseded = get(proposal.id.clone()).await;
+    let superseded = app.proposal(&proposal.id).await;
     assert_eq!(
         superseded.status,
         mpb::ProposalStatus::Superseded as i32,
@@ -1280,5 +1262,5 @@ async fn an_acceptance_overtaken_by_a_hand_set_provider_is_superseded(topology: 
     let again_id = again.id.clone();
     app.publish(again, "plans").await;
     app.processed("matching", &again_id).await;
-    assert_eq!(get(proposal.id.clone()).await.etag, superseded.etag);
+    assert_eq!(app.proposal(&proposal.id).await.etag, superseded.etag);
 }
