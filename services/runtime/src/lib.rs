@@ -12,6 +12,7 @@ pub mod db;
 pub mod dead_letter;
 pub mod error;
 pub mod format;
+pub mod geography;
 pub mod holdings;
 pub mod idempotency;
 pub mod inbox;

@@ -64,6 +64,9 @@ async fn a_bad_envelope_is_invalid_whatever_the_envelopes_of_its_year(topology: 
         ("région", |r| r.region_code = "8".into(), &["region_code"]),
         ("région", |r| r.region_code = "2A".into(), &["region_code"]),
         ("région", |r| r.region_code = "840".into(), &["region_code"]),
+        // Well formed, but no such région in the geography.
+        ("région", |r| r.region_code = "99".into(), &["region_code"]),
+        ("région", |r| r.region_code = "05".into(), &["region_code"]),
         ("amount", |r| r.amount_cents = -1, &["amount_cents"]),
         (
             "amount",
@@ -349,6 +352,8 @@ async fn region_filters_refuse_a_malformed_code(topology: Topology) {
     for code in [
         "8",
         "840",
+        "99",
+        "00",
         "2A",
         "ab",
         "８４",

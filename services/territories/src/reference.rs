@@ -320,6 +320,23 @@ fn readme(m: &Manifest) -> String {
 mod tests {
     use super::*;
 
+    /// The runtime's tables of régions and départements, which the other services check codes
+    /// against, are exactly those of the shipped vintage.
+    #[test]
+    fn the_runtime_geography_is_the_shipped_vintage() {
+        let g = shipped().expect("the shipped vintage");
+        let mut regions: Vec<&str> = g.regions.iter().map(|r| r.code.as_str()).collect();
+        regions.sort_unstable();
+        assert_eq!(regions, tde_runtime::geography::REGIONS);
+        let mut departements: Vec<(&str, &str)> = g
+            .departements
+            .iter()
+            .map(|d| (d.code.as_str(), d.region_code.as_str()))
+            .collect();
+        departements.sort_unstable();
+        assert_eq!(departements, tde_runtime::geography::DEPARTEMENTS);
+    }
+
     #[test]
     fn the_shipped_vintage_reads_and_matches_its_manifest() {
         let g = shipped().expect("the shipped vintage");

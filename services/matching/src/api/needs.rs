@@ -338,16 +338,17 @@ impl MatchingApi {
     }
 }
 
-/// The needs a caller asks for (ListNeeds, PlanAssignments): a région code (two digits,
+/// The needs a caller asks for (ListNeeds, PlanAssignments): a région code (of the geography,
 /// empty for every région) and a plan year (1 to 3, 0 for every year), within the
 /// territories the caller sees.
 fn need_filter(caller: &Caller, region_code: &str, year: i32) -> Result<NeedFilter, ApiError> {
     let mut v = Violations::default();
     let region_code = region_code.trim();
-    if !region_code.is_empty()
-        && (region_code.len() != 2 || !region_code.chars().all(|c| c.is_ascii_digit()))
-    {
-        v.add("region_code", "is not a région code (two digits)");
+    if !region_code.is_empty() && !tde_runtime::geography::is_region(region_code) {
+        v.add(
+            "region_code",
+            "is not a région code of the 2026 geography (e.g. 84)",
+        );
     }
     let year = match year {
         0 => None,

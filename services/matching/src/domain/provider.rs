@@ -26,16 +26,15 @@ pub enum Area {
 impl Area {
     fn validate(&self, field: &str, v: &mut Violations) {
         let ok = match self {
-            Area::Departement(c) => {
-                (c.len() == 2 || c.len() == 3)
-                    && c.chars()
-                        .all(|ch| ch.is_ascii_digit() || ch == 'A' || ch == 'B')
-            }
-            Area::Region(c) => (c.len() == 2) && c.chars().all(|ch| ch.is_ascii_digit()),
+            Area::Departement(c) => tde_runtime::geography::is_departement(c),
+            Area::Region(c) => tde_runtime::geography::is_region(c),
             Area::National => true,
         };
         if !ok {
-            v.add(field, "is not a département or région code");
+            v.add(
+                field,
+                "is not a département or région code of the 2026 geography",
+            );
         }
     }
 }
@@ -227,6 +226,39 @@ pub mod tests {
     #[test]
     fn a_complete_provider_is_valid() {
         assert_eq!(provider("p").validate(), Ok(()));
+    }
+
+    #[test]
+    fn areas_exist_in_the_geography() {
+        for area in [
+            Area::Departement("42".into()),
+            Area::Departement("2A".into()),
+            Area::Departement("974".into()),
+            Area::Departement("975".into()),
+            Area::Region("84".into()),
+            Area::Region("04".into()),
+            Area::Region("975".into()),
+        ] {
+            let mut p = provider("p");
+            p.areas = [area.clone()].into();
+            assert!(p.validate().is_ok(), "{area:?}");
+        }
+        for area in [
+            Area::Departement("00".into()),
+            Area::Departement("20".into()),
+            Area::Departement("2C".into()),
+            Area::Departement("96".into()),
+            Area::Departement("970".into()),
+            Area::Departement("42 ".into()),
+            Area::Region("99".into()),
+            Area::Region("05".into()),
+            Area::Region("42".into()),
+            Area::Region("".into()),
+        ] {
+            let mut p = provider("p");
+            p.areas = [area.clone()].into();
+            assert!(p.validate().is_err(), "{area:?}");
+        }
     }
 
     #[test]

@@ -55,14 +55,15 @@ pub fn check_budget_year(field: &str, year: i32) -> Result<i32, DomainError> {
     }
 }
 
-/// Checks a région code (INSEE: two digits, e.g. "84"); empty is the national level.
+/// Checks a région code (INSEE, e.g. "84"; overseas collectivities such as "975" count as
+/// régions); empty is the national level.
 pub fn check_region(field: &str, code: &str) -> Result<(), DomainError> {
-    if code.is_empty() || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit())) {
+    if code.is_empty() || tde_runtime::geography::is_region(code) {
         Ok(())
     } else {
         Err(DomainError::invalid(
             field,
-            "must be a région's INSEE code (two digits, e.g. 84), or empty for the national envelope",
+            "must be a région's INSEE code of the 2026 geography (e.g. 84), or empty for the national envelope",
         ))
     }
 }
@@ -242,6 +243,16 @@ impl Envelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_region_is_one_of_the_geography_overseas_collectivities_included() {
+        for code in ["", "84", "94", "04", "975", "988"] {
+            assert!(check_region("region_code", code).is_ok(), "{code:?}");
+        }
+        for code in ["99", "00", "05", "2A", "8", "840", " 84"] {
+            assert!(check_region("region_code", code).is_err(), "{code:?}");
+        }
+    }
 
     fn envelope(amount: i64) -> Envelope {
         Envelope::new(
