@@ -230,13 +230,19 @@ impl Search {
         for &v in &self.order {
             self.potential[v] += self.distance[v] - to_sink;
         }
+        // A shortest path visits each node once at most: bounded, so that a broken invariant
+        // fails the tests instead of looping.
         let mut v = sink;
-        while v != source {
+        for _ in 0..self.via.len() {
+            if v == source {
+                break;
+            }
             let e = self.via[v];
             graph.capacity[e] -= 1;
             graph.capacity[e ^ 1] += 1;
             v = graph.head[e ^ 1];
         }
+        debug_assert_eq!(v, source, "the augmenting path leads back to its need");
     }
 }
 
