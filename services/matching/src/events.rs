@@ -230,7 +230,8 @@ impl EventHandler for PlansEvents {
             // Action events do not carry the plan's status: a closed plan stays closed.
             need.plan_open = stored.plan_open;
         }
-        apply_need(txn, &need, event.time).await
+        let provider_event = event.event_type == "tde.plans.v1.ProviderAssigned";
+        apply_need(txn, &need, event.time, provider_event).await
     }
 }
 
@@ -250,7 +251,7 @@ async fn plan_status_changed(
     for mut need in storage::needs_of_plan(txn, &e.plan_id).await? {
         if need.plan_open {
             need.plan_open = false;
-            apply_need(txn, &need, event.time).await?;
+            apply_need(txn, &need, event.time, false).await?;
         }
     }
     Ok(())
@@ -284,11 +285,15 @@ async fn supersede_acceptance(
     Ok(())
 }
 
-/// Stores the need and keeps the provider's assignment in step with it.
+/// Stores the need and keeps the provider's assignment in step with it. Only a change of the
+/// action's provider (`provider_event`) removes an assignment: other action events carry the
+/// plan's provider as it was, and may be published before plans applies an acceptance that
+/// matching already recorded.
 pub async fn apply_need(
     txn: &DatabaseTransaction,
     need: &Need,
     at: DateTime<Utc>,
+    provider_event: bool,
 ) -> Result<(), HandlerError> {
     let now = tde_runtime::api::now();
     storage::save_need(txn, need, now).await?;
@@ -313,7 +318,7 @@ pub async fn apply_need(
             // Assigned by hand (AssignProvider): it counts in the provider's load too.
             storage::save_assignment(txn, &AssignmentRecord::new(need, provider, at)).await?;
         }
-        (None, Some(a)) if !a.finished => {
+        (None, Some(a)) if provider_event && !a.finished => {
             // The provider was removed from the action: its capacity is free again.
             supersede_acceptance(txn, need, &a.provider_id, now).await?;
             storage::delete_assignment(txn, &need.id).await?;

@@ -271,6 +271,7 @@ pub fn reference_total(p: &Problem) -> i64 {
 }
 
 /// Every feasible assignment, tried: the reference of the property test (small inputs).
+#[cfg(test)]
 pub fn exhaustive(p: &Problem) -> i64 {
     let mut options: Vec<Vec<(usize, i64)>> = vec![Vec::new(); p.needs];
     for &(i, j, w) in &p.edges {
