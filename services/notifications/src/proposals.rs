@@ -150,7 +150,7 @@ impl ProposalEvents {
             TABLE,
             &notice_id,
             &recipients[0].1,
-            &superseded_notice(&e.proposal_id, &proposal),
+            &superseded_notice(&e.proposal_id, &proposal, e.action_provider_id.is_empty()),
         )
         .await?;
         for (address, territory_id) in &recipients {
@@ -162,16 +162,22 @@ impl ProposalEvents {
 }
 
 /// The e-mail telling a provider its acceptance does not stand, in French; `proposal` is the
-/// notice of the proposal it accepted (its subject names the action and the territory).
-pub fn superseded_notice(proposal_id: &str, proposal: &Notice) -> Notice {
+/// notice of the proposal it accepted (its subject names the action and the territory);
+/// `removed` when the lead took the provider off the action rather than naming another.
+pub fn superseded_notice(proposal_id: &str, proposal: &Notice, removed: bool) -> Notice {
     let about = proposal
         .subject
         .strip_prefix("Proposition d'intervention : ")
         .unwrap_or(&proposal.subject);
+    let decision = if removed {
+        "retiré cette action des interventions prévues"
+    } else {
+        "désigné elle-même le prestataire de cette action"
+    };
     Notice {
         subject: format!("Intervention non confirmée : {about}"),
         text: format!(
-            "Vous aviez accepté la proposition d'intervention « {about} » (référence {proposal_id}). L'équipe projet du territoire a entre-temps désigné elle-même le prestataire de cette action : votre acceptation ne peut pas être confirmée et cette intervention ne vous est pas attribuée.\n\nVotre capacité est libérée pour d'autres propositions. Nous vous prions de nous excuser pour ce contretemps."
+            "Vous aviez accepté la proposition d'intervention « {about} » (référence {proposal_id}). L'équipe projet du territoire a entre-temps {decision} : votre acceptation ne peut pas être confirmée et cette intervention ne vous est pas attribuée.\n\nVotre capacité est libérée pour d'autres propositions. Nous vous prions de nous excuser pour ce contretemps."
         ),
     }
 }
@@ -244,7 +250,7 @@ mod tests {
             action_title: "Budget participatif".into(),
             ..Default::default()
         });
-        let n = superseded_notice("p-2", &proposal);
+        let n = superseded_notice("p-2", &proposal, false);
         assert_eq!(
             n.subject,
             "Intervention non confirmée : Budget participatif (Saint-Étienne)"
@@ -252,5 +258,17 @@ mod tests {
         assert!(n.text.contains("« Budget participatif (Saint-Étienne) »"));
         assert!(n.text.contains("référence p-2"));
         assert!(n.text.contains("ne vous est pas attribuée"));
+        assert!(
+            n.text
+                .contains("a entre-temps désigné elle-même le prestataire")
+        );
+        let removed = superseded_notice("p-2", &proposal, true);
+        assert!(
+            removed
+                .text
+                .contains("a entre-temps retiré cette action des interventions prévues"),
+            "{}",
+            removed.text
+        );
     }
 }
